@@ -1,0 +1,30 @@
+// What a command needs from the outside world to print, so commands can be
+// run in-process by tests.
+export interface Io {
+  out(text: string): void;
+  err(text: string): void;
+}
+
+/** Bad invocation or bad input: exit status 2, a message, no stack trace. */
+export class UsageError extends Error {
+  override name = 'UsageError';
+  readonly exitCode: number;
+  constructor(message: string, options?: { cause?: unknown; exitCode?: number }) {
+    super(message, options);
+    this.exitCode = options?.exitCode ?? 2;
+  }
+}
+
+/** An expected failure with a remedy: printed as `error: message`, exit 1. */
+export class CommandError extends Error {
+  override name = 'CommandError';
+  readonly exitCode: number;
+  constructor(message: string, options?: { cause?: unknown; exitCode?: number }) {
+    super(message, options);
+    this.exitCode = options?.exitCode ?? 1;
+  }
+}
+
+export function printJson(io: Io, value: unknown): void {
+  io.out(JSON.stringify(value, null, 2) + '\n');
+}

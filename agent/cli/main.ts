@@ -1,0 +1,56 @@
+// Dispatch `kinglet <words...> [flags]` to a command module. Modules are
+// imported lazily so that a short command (the CNI plugin, `status`) does
+// not pay for the whole program at start-up.
+import { CommandError, UsageError, type Io } from './io.ts';
+
+export interface Command {
+  summary: string;
+  load: () => Promise<{ run(args: string[], io: Io): Promise<number> }>;
+}
+
+export const commands: Record<string, Command> = {
+  // 'kernel check': { summary: '...', load: () => import('./commands/kernel-check.ts') },
+};
+
+function usage(): string {
+  const width = Math.max(...Object.keys(commands).map((k) => k.length));
+  const lines = Object.entries(commands).map(([name, c]) => `  kinglet ${name.padEnd(width)}  ${c.summary}`);
+  return `usage:\n${lines.join('\n')}\n\nEach command takes --help.\n`;
+}
+
+/** Longest command name that prefixes argv, so `kernel check --json` finds `kernel check`. */
+export function resolve(argv: string[]): { name: string; rest: string[] } | undefined {
+  for (let n = Math.min(argv.length, 3); n > 0; n--) {
+    const name = argv.slice(0, n).join(' ');
+    if (commands[name]) return { name, rest: argv.slice(n) };
+  }
+  return undefined;
+}
+
+export async function main(argv: string[], io: Io): Promise<number> {
+  if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
+    io.out(usage());
+    return argv.length === 0 ? 2 : 0;
+  }
+  const found = resolve(argv);
+  if (!found) {
+    io.err(`kinglet: unknown command "${argv.join(' ')}"\n\n${usage()}`);
+    return 2;
+  }
+  try {
+    const mod = await commands[found.name]!.load();
+    return await mod.run(found.rest, io);
+  } catch (e) {
+    if (e instanceof UsageError || e instanceof CommandError) {
+      io.err(`kinglet ${found.name}: ${e.message}\n`);
+      return e.exitCode;
+    }
+    if (String((e as { code?: unknown })?.code ?? '').startsWith('ERR_PARSE_ARGS')) {
+      io.err(`kinglet ${found.name}: ${(e as Error).message}\n`);
+      return 2;
+    }
+    const err = e as Error;
+    io.err(`kinglet ${found.name}: unexpected error: ${err?.stack ?? String(e)}\n`);
+    return 1;
+  }
+}
