@@ -1,0 +1,67 @@
+// The agent's local API (HTTP/1.1 + JSON over a root-only unix socket).
+// Read by the CLI (`status`, `service list`, ...) and called by the CNI plugin.
+//
+//   GET    /v1/status                 -> AgentStatus (defined by the agent)
+//   GET    /v1/services               -> ServiceEntry[]
+//   GET    /v1/node                   -> NodeInfo
+//   PUT    /v1/endpoints/{containerId} (EndpointRegistration) -> EndpointInfo
+//   DELETE /v1/endpoints/{containerId} -> 204 (also when unknown: idempotent)
+//   GET    /v1/endpoints              -> EndpointInfo[]
+// Errors: a non-2xx status with body ApiError.
+
+export const DEFAULT_API_SOCKET = '/run/kinglet/agent.sock';
+
+export interface ApiError {
+  error: string;
+  /** What to do about it, when known. */
+  hint?: string;
+}
+
+export interface NodeInfo {
+  name: string;
+  /** The node's pod ranges (spec.podCIDRs), e.g. ["10.42.0.0/24"]. Empty until the node has one. */
+  podCIDRs: string[];
+  /** Addresses of the node (InternalIP first). */
+  addresses: string[];
+}
+
+export interface EndpointRegistration {
+  containerId: string;
+  /** Path of the pod's network namespace (CNI_NETNS). */
+  netns: string;
+  /** Interface name inside the pod (CNI_IFNAME). */
+  ifname: string;
+  /** Host side of the veth. */
+  hostIfname: string;
+  /** Pod addresses without prefix length. */
+  addresses: string[];
+  podNamespace?: string;
+  podName?: string;
+  podUid?: string;
+}
+
+export interface EndpointInfo extends EndpointRegistration {
+  /** Numeric identity the datapath uses for this endpoint (0 until policy exists). */
+  identity: number;
+  /** Programs attached to the host side, e.g. ["tc/ingress:from-pod"]. */
+  programs: string[];
+  createdAt: string;
+}
+
+export interface ServiceBackendEntry {
+  address: string;
+  port: number;
+  state: 'active' | 'terminating';
+}
+
+export interface ServiceEntry {
+  id: number;
+  service: string;
+  portName: string;
+  type: string;
+  address: string;
+  port: number;
+  protocol: string;
+  affinityTimeoutSeconds: number;
+  backends: ServiceBackendEntry[];
+}
