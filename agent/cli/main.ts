@@ -9,6 +9,10 @@ export interface Command {
 }
 
 export const commands: Record<string, Command> = {
+  'service list': {
+    summary: 'the service frontends the agent has programmed, with their backends',
+    load: () => import('./commands/service-list.ts'),
+  },
   // 'kernel check': { summary: '...', load: () => import('./commands/kernel-check.ts') },
 };
 
