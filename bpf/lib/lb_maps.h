@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The socket-LB maps. Included once per object. No pinning attribute: the
+ * agent's loader pins every map by its name under <bpf-root>/maps and reuses
+ * the pinned ones on restart.
+ */
+#ifndef KL_LB_MAPS_H
+#define KL_LB_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "kinglet.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, KL_LB_SVC_MAX);
+	__type(key, struct kl_lb4_key);
+	__type(value, struct kl_lb_svc);
+} KL_LB4_SVC_MAP SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, KL_LB_SVC_MAX);
+	__type(key, struct kl_lb6_key);
+	__type(value, struct kl_lb_svc);
+} KL_LB6_SVC_MAP SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, KL_LB_BE_MAX);
+	__type(key, __u32);
+	__type(value, struct kl_lb4_backend);
+} KL_LB4_BE_MAP SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, KL_LB_BE_MAX);
+	__type(key, __u32);
+	__type(value, struct kl_lb6_backend);
+} KL_LB6_BE_MAP SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, KL_LB_RNAT_MAX);
+	__type(key, __u32);
+	__type(value, struct kl_lb4_rnat);
+} KL_LB4_RNAT_MAP SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, KL_LB_RNAT_MAX);
+	__type(key, __u32);
+	__type(value, struct kl_lb6_rnat);
+} KL_LB6_RNAT_MAP SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, KL_LB_RSK_MAX);
+	__type(key, struct kl_lb4_rsk_key);
+	__type(value, struct kl_lb4_rsk);
+} KL_LB4_RSK_MAP SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, KL_LB_RSK_MAX);
+	__type(key, struct kl_lb6_rsk_key);
+	__type(value, struct kl_lb6_rsk);
+} KL_LB6_RSK_MAP SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, KL_LB_AFF_MAX);
+	__type(key, struct kl_lb_aff_key);
+	__type(value, struct kl_lb_aff);
+} KL_LB_AFF_MAP SEC(".maps");
+
+#endif /* KL_LB_MAPS_H */
