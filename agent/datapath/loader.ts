@@ -1,0 +1,576 @@
+// Generic loading of a BPF object with pins: maps under <root>/maps/<name>
+// (reused when compatible), cgroup programs attached through bpf_links
+// pinned under <root>/links/<program>. A restart adopts the pinned links and
+// swaps the program in place (bpf_link_update), so there is never a moment
+// without a program attached. Used for the socket-LB object now and the tc
+// objects later.
+import { existsSync, mkdirSync, readdirSync, renameSync, rmdirSync, statfsSync, statSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  AttachType,
+  BpfError,
+  BpfObject,
+  LinkType,
+  Link,
+  attachTypeName,
+  closeCgroup,
+  closeFd,
+  linkDetach,
+  linkInfo,
+  linkUpdate,
+  mapInfo,
+  mapTypeName,
+  objGet,
+  objPin,
+  openCgroup,
+  progFdById,
+  progInfo,
+  type MapInfo,
+  type ObjectMap,
+  type ObjectProgram,
+} from './libbpf.ts';
+
+export { openPinnedMap, BpfMap } from './libbpf.ts';
+
+export const DEFAULT_BPF_ROOT = '/sys/fs/bpf/kinglet';
+const BPF_FS_MAGIC = 0xcafe4a11;
+
+export type LoaderErrorCode = 'NOT_BPFFS' | 'INCOMPATIBLE_MAP' | 'BAD_PIN' | 'NO_PROGRAM' | 'NOT_CGROUP_PROGRAM' | 'LOAD' | 'ATTACH';
+
+/** A loading failure with a remedy-level message; the BpfError (if any) is the cause. */
+export class LoaderError extends Error {
+  override name = 'LoaderError';
+  readonly code: LoaderErrorCode;
+  constructor(code: LoaderErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+}
+
+export interface LoadOptions {
+  /** The .bpf.o file. */
+  object: string;
+  /** A directory on a bpffs; created when missing. Default /sys/fs/bpf/kinglet. */
+  bpfRoot?: string;
+  /** cgroup2 directory the cgroup programs attach to. Without it nothing is attached. */
+  cgroup?: string;
+  /**
+   * Programs to attach to the cgroup, by program name. Default: every program
+   * whose section is cgroup/..., cgroup_skb/... or sockops. The attach type
+   * is the one the section names (cgroup/connect4 -> BPF_CGROUP_INET4_CONNECT).
+   */
+  attach?: string[];
+  /** Programs not to load at all (set_autoload false). */
+  skipPrograms?: string[];
+  /** max_entries overrides, by map name, applied before the pins are compared. */
+  maxEntries?: Record<string, number>;
+  /**
+   * A pinned map whose type, key/value size, max_entries or flags differ from
+   * the object's: by default loading fails (LoaderError INCOMPATIBLE_MAP); with
+   * this set, a fresh map replaces the pin (its entries are lost).
+   */
+  replaceIncompatible?: boolean;
+}
+
+export type MapAction = 'created' | 'reused' | 'replaced' | 'private';
+export type LinkAction = 'attached' | 'adopted' | 'replaced';
+
+export interface MapStatus {
+  name: string;
+  fd: number;
+  id: number;
+  type: string;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  /** Pin path, absent for the object's private maps (.rodata, .bss, ...). */
+  pin?: string;
+  action: MapAction;
+  /** Why a pinned map was replaced. */
+  reason?: string;
+}
+
+export interface ProgramStatus {
+  name: string;
+  section: string;
+  fd: number;
+  id: number;
+  attachType?: string;
+}
+
+export interface AttachmentStatus {
+  program: string;
+  section: string;
+  attachType: string;
+  cgroup: string;
+  progId: number;
+  linkId: number;
+  pin: string;
+  action: LinkAction;
+}
+
+export interface DatapathDescription {
+  object: string;
+  bpfRoot: string;
+  maps: MapStatus[];
+  programs: ProgramStatus[];
+  attachments: AttachmentStatus[];
+}
+
+export interface Loaded {
+  object: BpfObject;
+  bpfRoot: string;
+  /** Map name -> fd (owned by the object; valid until close()). */
+  maps: Record<string, number>;
+  programs: Record<string, ProgramStatus>;
+  links: Record<string, Link>;
+  describe(): DatapathDescription;
+  /** Close the object and the link handles. The kernel state stays, held by the pins. */
+  close(): void;
+}
+
+export function mapsDir(root: string): string {
+  return join(root, 'maps');
+}
+
+export function linksDir(root: string): string {
+  return join(root, 'links');
+}
+
+/** Section prefixes of programs that attach to a cgroup. */
+export function isCgroupSection(section: string): boolean {
+  return /^(cgroup\/|cgroup_skb\/|sockops$)/.test(section);
+}
+
+function ensureBpffsDir(root: string): void {
+  mkdirSync(root, { recursive: true, mode: 0o700 });
+  let type: number;
+  try {
+    type = Number(statfsSync(root).type);
+  } catch (e) {
+    throw new LoaderError('NOT_BPFFS', `cannot statfs ${root}: ${(e as Error).message}`, { cause: e });
+  }
+  if (type !== BPF_FS_MAGIC) {
+    throw new LoaderError(
+      'NOT_BPFFS',
+      `${root} is not on a bpf filesystem (found fs type 0x${type.toString(16)}); mount one first: mount -t bpf bpf /sys/fs/bpf`,
+    );
+  }
+  mkdirSync(mapsDir(root), { recursive: true, mode: 0o700 });
+  mkdirSync(linksDir(root), { recursive: true, mode: 0o700 });
+}
+
+/** Differences between a pinned map and what the object wants; empty when compatible. */
+export function mapDifferences(pinned: MapInfo, want: { type: number; keySize: number; valueSize: number; maxEntries: number; flags: number }): string[] {
+  const d: string[] = [];
+  if (pinned.type !== want.type) d.push(`type ${mapTypeName(pinned.type)} != ${mapTypeName(want.type)}`);
+  if (pinned.keySize !== want.keySize) d.push(`key size ${pinned.keySize} != ${want.keySize}`);
+  if (pinned.valueSize !== want.valueSize) d.push(`value size ${pinned.valueSize} != ${want.valueSize}`);
+  if (pinned.maxEntries !== want.maxEntries) d.push(`max_entries ${pinned.maxEntries} != ${want.maxEntries}`);
+  if (pinned.flags !== want.flags) d.push(`flags 0x${pinned.flags.toString(16)} != 0x${want.flags.toString(16)}`);
+  return d;
+}
+
+/** Pin fd at path, replacing whatever is pinned there in one step (rename on bpffs). */
+function pinReplacing(fd: number, path: string): void {
+  if (!existsSync(path)) {
+    objPin(fd, path);
+    return;
+  }
+  const tmp = `${path}__new`; // bpffs refuses dots in names
+  if (existsSync(tmp)) unlinkSync(tmp);
+  objPin(fd, tmp);
+  try {
+    renameSync(tmp, path);
+  } catch {
+    unlinkSync(path);
+    renameSync(tmp, path);
+  }
+}
+
+function cgroupId(dir: string): bigint {
+  return statSync(dir, { bigint: true }).ino;
+}
+
+/**
+ * Open, reuse-or-create maps with pins, load, and attach (or adopt) the cgroup
+ * programs. Throws LoaderError (cause: the BpfError) and leaves no new link
+ * behind when it fails.
+ */
+export function load(opts: LoadOptions): Loaded {
+  const root = opts.bpfRoot ?? DEFAULT_BPF_ROOT;
+  ensureBpffsDir(root);
+
+  const obj = BpfObject.open(opts.object);
+  const newLinks: Link[] = [];
+  const heldLinks: Link[] = [];
+  const newLinkPins: string[] = [];
+  const fds: number[] = [];
+  try {
+    // Programs: which load, which attach.
+    const progs = obj.programs();
+    const skip = new Set(opts.skipPrograms ?? []);
+    for (const p of progs) if (skip.has(p.name)) p.setAutoload(false);
+    const loaded = progs.filter((p) => !skip.has(p.name));
+    let toAttach: ObjectProgram[] = [];
+    if (opts.cgroup) {
+      if (opts.attach) {
+        for (const name of opts.attach) {
+          const p = loaded.find((x) => x.name === name);
+          if (!p) throw new LoaderError('NO_PROGRAM', `program ${name} is not in ${opts.object} (has: ${progs.map((x) => x.name).join(', ')})`);
+          if (!isCgroupSection(p.sectionName)) {
+            throw new LoaderError('NOT_CGROUP_PROGRAM', `program ${name} (section ${p.sectionName}) does not attach to a cgroup`);
+          }
+          toAttach.push(p);
+        }
+      } else {
+        toAttach = loaded.filter((p) => isCgroupSection(p.sectionName));
+      }
+    }
+
+    // Maps: reuse compatible pins, plan pins for the rest.
+    const mapStatus = new Map<string, MapStatus>();
+    const toPin: { map: ObjectMap; path: string; replace: boolean }[] = [];
+    const objMaps = obj.maps();
+    for (const m of objMaps) {
+      const want = opts.maxEntries?.[m.name];
+      if (want !== undefined) m.setMaxEntries(want);
+    }
+    for (const m of objMaps) {
+      const base = { name: m.name, fd: -1, id: 0, type: mapTypeName(m.type), keySize: m.keySize, valueSize: m.valueSize, maxEntries: m.maxEntries };
+      if (m.isInternal || m.name.includes('.')) {
+        mapStatus.set(m.name, { ...base, action: 'private' });
+        continue;
+      }
+      const path = join(mapsDir(root), m.name);
+      if (!existsSync(path)) {
+        toPin.push({ map: m, path, replace: false });
+        mapStatus.set(m.name, { ...base, pin: path, action: 'created' });
+        continue;
+      }
+      let fd: number;
+      try {
+        fd = objGet(path);
+      } catch (e) {
+        throw new LoaderError('BAD_PIN', `cannot open pinned map ${path}: ${(e as Error).message}`, { cause: e });
+      }
+      fds.push(fd);
+      let info: MapInfo;
+      try {
+        info = mapInfo(fd);
+      } catch (e) {
+        throw new LoaderError('BAD_PIN', `${path} is not a map: ${(e as Error).message}`, { cause: e });
+      }
+      const diff = mapDifferences(info, { type: m.type, keySize: m.keySize, valueSize: m.valueSize, maxEntries: m.maxEntries, flags: m.flags });
+      if (diff.length === 0) {
+        m.reuseFd(fd);
+        mapStatus.set(m.name, { ...base, pin: path, action: 'reused' });
+      } else if (opts.replaceIncompatible) {
+        toPin.push({ map: m, path, replace: true });
+        mapStatus.set(m.name, { ...base, pin: path, action: 'replaced', reason: diff.join(', ') });
+      } else {
+        throw new LoaderError(
+          'INCOMPATIBLE_MAP',
+          `pinned map ${path} does not match ${opts.object}: ${diff.join(', ')}; ` +
+            `remove the pin (kinglet agent --cleanup) or allow replacing it (its entries will be lost)`,
+        );
+      }
+    }
+    for (const fd of fds.splice(0)) closeFd(fd);
+
+    try {
+      obj.load();
+    } catch (e) {
+      throw new LoaderError('LOAD', `loading ${opts.object}: ${(e as Error).message}`, { cause: e });
+    }
+
+    for (const { map, path, replace } of toPin) {
+      if (replace) pinReplacing(map.fd, path);
+      else objPin(map.fd, path);
+    }
+
+    const programs: Record<string, ProgramStatus> = {};
+    for (const p of loaded) {
+      const fd = p.fd;
+      const info = progInfo(fd);
+      programs[p.name] = {
+        name: p.name,
+        section: p.sectionName,
+        fd,
+        id: info.id,
+        ...(isCgroupSection(p.sectionName) ? { attachType: attachTypeName(p.expectedAttachType) } : {}),
+      };
+    }
+
+    // Attach, or adopt the pinned links.
+    const links: Record<string, Link> = {};
+    const attachments: AttachmentStatus[] = [];
+    if (opts.cgroup && toAttach.length > 0) {
+      const cgroup = opts.cgroup;
+      const cgId = cgroupId(cgroup);
+      const cgFd = openCgroup(cgroup);
+      try {
+        for (const p of toAttach) {
+          const pin = join(linksDir(root), p.name);
+          const attachType = p.expectedAttachType;
+          let action: LinkAction = 'attached';
+          let link: Link | undefined;
+          if (existsSync(pin)) {
+            let old: Link;
+            try {
+              old = Link.open(pin);
+            } catch (e) {
+              throw new LoaderError('BAD_PIN', `cannot open pinned link ${pin}: ${(e as Error).message}`, { cause: e });
+            }
+            const info = old.info();
+            if (info.type === LinkType.CGROUP && info.attachType === attachType && info.cgroupId === cgId && cgId !== 0n) {
+              try {
+                linkUpdate(old.fd, p.fd);
+              } catch (e) {
+                old.destroy();
+                throw new LoaderError('ATTACH', `updating the pinned link ${pin} to the new ${p.name}: ${(e as Error).message}`, { cause: e });
+              }
+              link = old;
+              heldLinks.push(old);
+              action = 'adopted';
+            } else {
+              // Another cgroup, attach type, or a link whose cgroup is gone:
+              // attach anew, then swap the pin (the old link detaches when its last reference goes).
+              old.disconnect();
+              old.destroy();
+              action = 'replaced';
+            }
+          }
+          if (!link) {
+            try {
+              link = p.attachCgroup(cgFd);
+            } catch (e) {
+              throw new LoaderError('ATTACH', `attaching ${p.name} (${p.sectionName}) to ${cgroup}: ${(e as Error).message}`, { cause: e });
+            }
+            newLinks.push(link);
+            if (action === 'replaced') pinReplacing(link.fd, pin);
+            else {
+              link.pin(pin);
+              newLinkPins.push(pin);
+            }
+          }
+          links[p.name] = link;
+          const li = link.info();
+          attachments.push({
+            program: p.name,
+            section: p.sectionName,
+            attachType: attachTypeName(attachType),
+            cgroup,
+            progId: li.progId,
+            linkId: li.id,
+            pin,
+            action,
+          });
+        }
+      } finally {
+        closeCgroup(cgFd);
+      }
+    }
+
+    const maps: Record<string, number> = {};
+    for (const m of objMaps) {
+      const st = mapStatus.get(m.name)!;
+      st.fd = m.fd;
+      try {
+        st.id = mapInfo(m.fd).id;
+      } catch {
+        // an unloaded internal map (e.g. .kconfig): no fd
+      }
+      if (st.fd >= 0) maps[m.name] = st.fd;
+    }
+
+    const description: DatapathDescription = {
+      object: opts.object,
+      bpfRoot: root,
+      maps: [...mapStatus.values()],
+      programs: Object.values(programs),
+      attachments,
+    };
+    return {
+      object: obj,
+      bpfRoot: root,
+      maps,
+      programs,
+      links,
+      describe: () => structuredClone(description),
+      close: () => {
+        for (const l of Object.values(links)) l.destroy();
+        obj.close();
+      },
+    };
+  } catch (e) {
+    for (const fd of fds) closeFd(fd);
+    for (const pin of newLinkPins) {
+      try {
+        unlinkSync(pin);
+      } catch {
+        // already gone
+      }
+    }
+    for (const l of [...newLinks, ...heldLinks]) l.destroy();
+    obj.close();
+    if (e instanceof LoaderError) throw e;
+    if (e instanceof BpfError) throw new LoaderError('LOAD', `loading ${opts.object}: ${e.message}`, { cause: e });
+    throw e;
+  }
+}
+
+export interface PinnedLink {
+  pin: string;
+  linkId: number;
+  progId: number;
+  program?: string;
+  attachType?: string;
+  cgroupId?: string;
+}
+
+export interface PinnedMap {
+  pin: string;
+  id: number;
+  name: string;
+  type: string;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+}
+
+/** What is pinned under a bpf root, read from another process (the CLI's status). */
+export function describePinned(root: string = DEFAULT_BPF_ROOT): { maps: PinnedMap[]; links: PinnedLink[] } {
+  const maps: PinnedMap[] = [];
+  const links: PinnedLink[] = [];
+  for (const name of safeReaddir(mapsDir(root))) {
+    const pin = join(mapsDir(root), name);
+    let fd = -1;
+    try {
+      fd = objGet(pin);
+      const i = mapInfo(fd);
+      maps.push({ pin, id: i.id, name: i.name, type: i.typeName, keySize: i.keySize, valueSize: i.valueSize, maxEntries: i.maxEntries });
+    } catch {
+      // not a map: skip
+    } finally {
+      if (fd >= 0) closeFd(fd);
+    }
+  }
+  for (const name of safeReaddir(linksDir(root))) {
+    const pin = join(linksDir(root), name);
+    let fd = -1;
+    try {
+      fd = objGet(pin);
+      const li = linkInfo(fd);
+      const entry: PinnedLink = { pin, linkId: li.id, progId: li.progId };
+      if (li.attachType !== undefined) entry.attachType = attachTypeName(li.attachType);
+      if (li.cgroupId !== undefined) entry.cgroupId = li.cgroupId.toString();
+      try {
+        const pfd = progFdById(li.progId);
+        try {
+          entry.program = progInfo(pfd).name;
+        } finally {
+          closeFd(pfd);
+        }
+      } catch {
+        // program gone or not visible
+      }
+      links.push(entry);
+    } catch {
+      // not a link: skip
+    } finally {
+      if (fd >= 0) closeFd(fd);
+    }
+  }
+  return { maps, links };
+}
+
+function safeReaddir(dir: string): string[] {
+  try {
+    return readdirSync(dir).sort();
+  } catch {
+    return [];
+  }
+}
+
+export interface CleanupReport {
+  links: string[];
+  maps: string[];
+  errors: string[];
+}
+
+/**
+ * Remove the datapath under `root`: detach and unpin every link (the
+ * programs stop), unpin every map, remove the directories. Close a Loaded
+ * first if this process holds one (pass it as `loaded`).
+ */
+export function cleanup(root: string = DEFAULT_BPF_ROOT, opts: { loaded?: Loaded } = {}): CleanupReport {
+  opts.loaded?.close();
+  const report: CleanupReport = { links: [], maps: [], errors: [] };
+  for (const name of safeReaddir(linksDir(root))) {
+    const pin = join(linksDir(root), name);
+    // Detach explicitly (kernel 5.9+), so a link another process still holds open stops too.
+    try {
+      const fd = objGet(pin);
+      try {
+        linkDetach(fd);
+      } catch {
+        // older kernel or not a link: unpinning the last reference detaches it
+      } finally {
+        closeFd(fd);
+      }
+    } catch {
+      // unreadable pin: still unlink it
+    }
+    try {
+      unlinkSync(pin);
+      report.links.push(pin);
+    } catch (e) {
+      report.errors.push(`${pin}: ${(e as Error).message}`);
+    }
+  }
+  for (const name of safeReaddir(mapsDir(root))) {
+    const pin = join(mapsDir(root), name);
+    try {
+      unlinkSync(pin);
+      report.maps.push(pin);
+    } catch (e) {
+      report.errors.push(`${pin}: ${(e as Error).message}`);
+    }
+  }
+  for (const dir of [linksDir(root), mapsDir(root), root]) {
+    try {
+      rmdirSync(dir);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT' && !(dir === root && code === 'ENOTEMPTY') && !(dir === root && code === 'EBUSY')) {
+        report.errors.push(`${dir}: ${(e as Error).message}`);
+      }
+    }
+  }
+  return report;
+}
+
+/** Cgroup attach types by the section suffix libbpf understands, for documentation and checks. */
+export const cgroupSectionAttach: Record<string, number> = {
+  'cgroup/connect4': AttachType.CGROUP_INET4_CONNECT,
+  'cgroup/connect6': AttachType.CGROUP_INET6_CONNECT,
+  'cgroup/sendmsg4': AttachType.CGROUP_UDP4_SENDMSG,
+  'cgroup/sendmsg6': AttachType.CGROUP_UDP6_SENDMSG,
+  'cgroup/recvmsg4': AttachType.CGROUP_UDP4_RECVMSG,
+  'cgroup/recvmsg6': AttachType.CGROUP_UDP6_RECVMSG,
+  'cgroup/getpeername4': AttachType.CGROUP_INET4_GETPEERNAME,
+  'cgroup/getpeername6': AttachType.CGROUP_INET6_GETPEERNAME,
+  'cgroup/getsockname4': AttachType.CGROUP_INET4_GETSOCKNAME,
+  'cgroup/getsockname6': AttachType.CGROUP_INET6_GETSOCKNAME,
+  'cgroup/bind4': AttachType.CGROUP_INET4_BIND,
+  'cgroup/bind6': AttachType.CGROUP_INET6_BIND,
+  'cgroup/post_bind4': AttachType.CGROUP_INET4_POST_BIND,
+  'cgroup/post_bind6': AttachType.CGROUP_INET6_POST_BIND,
+  'cgroup/sock_create': AttachType.CGROUP_INET_SOCK_CREATE,
+  'cgroup/sock': AttachType.CGROUP_INET_SOCK_CREATE,
+  'cgroup/sock_release': AttachType.CGROUP_INET_SOCK_RELEASE,
+  'cgroup_skb/ingress': AttachType.CGROUP_INET_INGRESS,
+  'cgroup_skb/egress': AttachType.CGROUP_INET_EGRESS,
+  sockops: AttachType.CGROUP_SOCK_OPS,
+};
