@@ -14,6 +14,18 @@ export const commands: Record<string, Command> = {
     load: () => import('./commands/service-list.ts'),
   },
   // 'kernel check': { summary: '...', load: () => import('./commands/kernel-check.ts') },
+  'kernel upgrade': {
+    summary: 'on EL7/8/9 below the minimum: install an ELRepo kernel and make it the boot default',
+    load: () => import('./commands/kernel-upgrade.ts'),
+  },
+  install: {
+    summary: 'turn this host into a k3s node running kinglet (--dry-run prints the plan)',
+    load: () => import('./commands/install.ts'),
+  },
+  uninstall: {
+    summary: 'undo what kinglet install did (--k3s also removes k3s)',
+    load: () => import('./commands/uninstall.ts'),
+  },
 };
 
 function usage(): string {

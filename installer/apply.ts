@@ -1,0 +1,279 @@
+// The applier: executes planned steps against a root directory through an
+// injectable command runner, and records what it did in the state file so a
+// re-run skips it, a reboot-cut run resumes, and uninstall can undo it.
+import { chmod, mkdir, readFile, readdir, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { STATE_DIR, STATE_FILE } from './render.ts';
+import type { PhaseName, Step } from './steps.ts';
+import { describe, isReadOnly, stepHash } from './steps.ts';
+
+export interface RunResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface Runner {
+  run(argv: string[], env?: Record<string, string>): Promise<RunResult>;
+}
+
+export interface ApplyContext {
+  /** "/" on a real host, a scratch directory in tests. */
+  root: string;
+  runner: Runner;
+  /** Where `copy` steps without fromHost find their source. */
+  bundleDir: string;
+  log(line: string): void;
+  sleep(ms: number): Promise<void>;
+}
+
+/** How to take a step back, recorded when it is applied. */
+export type Undo =
+  | { kind: 'remove'; path: string }
+  | { kind: 'restore'; path: string; content: string; mode: number }
+  | { kind: 'rmdir'; path: string }
+  | { kind: 'run'; argv: string[] }
+  | { kind: 'umount'; target: string }
+  | { kind: 'unline'; path: string; line: string; original?: string };
+
+export interface StepRecord {
+  hash: string;
+  phase: PhaseName;
+  title: string;
+  undo: Undo[];
+}
+
+export interface State {
+  version: 1;
+  /** Applied steps in order of application. */
+  steps: { id: string; rec: StepRecord }[];
+  rebootedForKernel: boolean;
+  completed: boolean;
+}
+
+export class ApplyError extends Error {
+  override name = 'ApplyError';
+  readonly fix: string;
+  constructor(message: string, fix: string) {
+    super(message);
+    this.fix = fix;
+  }
+}
+
+export function hostPath(root: string, p: string): string {
+  return join(root, p);
+}
+
+export async function loadState(root: string): Promise<State> {
+  try {
+    const s = JSON.parse(await readFile(hostPath(root, STATE_FILE), 'utf8')) as State;
+    return { version: 1, steps: s.steps ?? [], rebootedForKernel: !!s.rebootedForKernel, completed: !!s.completed };
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { version: 1, steps: [], rebootedForKernel: false, completed: false };
+    throw e;
+  }
+}
+
+export async function saveState(root: string, s: State): Promise<void> {
+  const p = hostPath(root, STATE_FILE);
+  await mkdir(dirname(p), { recursive: true, mode: 0o700 });
+  await writeFile(p, JSON.stringify(s, null, 2) + '\n', { mode: 0o600 });
+}
+
+export function recorded(s: State, id: string): StepRecord | undefined {
+  return s.steps.find((x) => x.id === id)?.rec;
+}
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await stat(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function readIf(p: string): Promise<{ content: string; mode: number } | undefined> {
+  try {
+    const [content, st] = await Promise.all([readFile(p, 'utf8'), stat(p)]);
+    return { content, mode: st.mode & 0o7777 };
+  } catch {
+    return undefined;
+  }
+}
+
+/** mkdir -p, returning the directories it created (outermost first). */
+async function mkdirp(root: string, p: string, mode: number): Promise<string[]> {
+  const created: string[] = [];
+  let cur = p;
+  const missing: string[] = [];
+  while (cur !== '/' && !(await exists(hostPath(root, cur)))) {
+    missing.unshift(cur);
+    cur = dirname(cur);
+  }
+  for (const d of missing) {
+    await mkdir(hostPath(root, d), { mode });
+    created.push(d);
+  }
+  return created;
+}
+
+async function writeTracked(ctx: ApplyContext, path: string, content: string | Buffer, mode: number): Promise<Undo[]> {
+  const full = hostPath(ctx.root, path);
+  const before = await readIf(full);
+  const dirs = await mkdirp(ctx.root, dirname(path), 0o755);
+  await writeFile(full, content, { mode });
+  await chmod(full, mode);
+  const undo: Undo[] = before ? [{ kind: 'restore', path, content: before.content, mode: before.mode }] : [{ kind: 'remove', path }];
+  return [...undo, ...dirs.reverse().map((d): Undo => ({ kind: 'rmdir', path: d }))];
+}
+
+async function run(ctx: ApplyContext, s: Step, argv: string[], env?: Record<string, string>): Promise<RunResult> {
+  const r = await ctx.runner.run(argv, env);
+  if (r.exitCode !== 0) {
+    const tail = (r.stderr || r.stdout).trim().split('\n').slice(-5).join('\n');
+    throw new ApplyError(`${s.title}: \`${argv.join(' ')}\` exited ${r.exitCode}${tail ? `:\n${tail}` : ''}`, 'fix the cause above and re-run: steps already done are skipped');
+  }
+  return r;
+}
+
+export type StepOutcome = 'applied' | 'skipped' | 'checked' | 'stop' | 'reboot';
+
+/** Apply one step; returns its undo actions (for recording) and the outcome. */
+export async function applyStep(ctx: ApplyContext, s: Step): Promise<{ outcome: StepOutcome; undo: Undo[]; message?: string }> {
+  switch (s.kind) {
+    case 'run': {
+      await run(ctx, s, s.argv, { ...(s.env ?? {}), ...(s.secretEnv ?? {}) });
+      const undo: Undo[] = s.undo ? [{ kind: 'run', argv: s.undo }] : [];
+      if (s.creates) undo.push({ kind: 'remove', path: s.creates });
+      return { outcome: 'applied', undo };
+    }
+    case 'file':
+      return { outcome: 'applied', undo: await writeTracked(ctx, s.path, s.content, s.mode) };
+    case 'copy': {
+      const src = s.fromHost ? hostPath(ctx.root, s.from) : join(ctx.bundleDir, s.from);
+      let data: Buffer;
+      try {
+        data = await readFile(src);
+      } catch {
+        throw new ApplyError(`${s.title}: ${src} does not exist`, s.fromHost ? `check the path given for ${s.from}` : `the kinglet bundle at ${ctx.bundleDir} lacks ${s.from}: use a complete bundle`);
+      }
+      return { outcome: 'applied', undo: await writeTracked(ctx, s.path, data, s.mode) };
+    }
+    case 'dir': {
+      const created = await mkdirp(ctx.root, s.path, s.mode);
+      return { outcome: 'applied', undo: created.reverse().map((d): Undo => ({ kind: 'rmdir', path: d })) };
+    }
+    case 'line': {
+      const full = hostPath(ctx.root, s.path);
+      const before = await readIf(full);
+      const lines = before && before.content !== '' ? before.content.replace(/\n$/, '').split('\n') : [];
+      if (lines.includes(s.line)) return { outcome: 'applied', undo: [] };
+      const re = s.replace ? new RegExp(s.replace) : undefined;
+      const at = re ? lines.findIndex((l) => re.test(l)) : -1;
+      let original: string | undefined;
+      if (at >= 0) {
+        original = lines[at];
+        lines[at] = s.line;
+      } else {
+        lines.push(s.line);
+      }
+      await mkdirp(ctx.root, dirname(s.path), 0o755);
+      await writeFile(full, lines.join('\n') + '\n', { mode: before?.mode ?? 0o644 });
+      return { outcome: 'applied', undo: [{ kind: 'unline', path: s.path, line: s.line, ...(original !== undefined ? { original } : {}) }] };
+    }
+    case 'unit': {
+      const undo = await writeTracked(ctx, s.path, s.content, s.init === 'systemd' ? 0o644 : 0o755);
+      const cmds: string[][] = [];
+      const back: string[][] = [];
+      if (s.init === 'systemd') {
+        cmds.push(['systemctl', 'daemon-reload']);
+        if (s.enable || s.start) cmds.push(['systemctl', s.enable ? 'enable' : 'start', ...(s.enable && s.start ? ['--now'] : []), s.name]);
+        back.push(['systemctl', 'disable', '--now', s.name]);
+      } else if (s.init === 'openrc') {
+        if (s.enable) cmds.push(['rc-update', 'add', s.name, 'default']);
+        if (s.start) cmds.push(['rc-service', s.name, 'start']);
+        back.push(['rc-service', s.name, 'stop'], ['rc-update', 'del', s.name, 'default']);
+      } else if (s.enable) {
+        cmds.push(['rc-update', 'add', 'local', 'default']);
+      }
+      for (const c of cmds) await run(ctx, s, c);
+      const reload: Undo[] = s.init === 'systemd' ? [{ kind: 'run', argv: ['systemctl', 'daemon-reload'] }] : [];
+      return { outcome: 'applied', undo: [...back.map((argv): Undo => ({ kind: 'run', argv })), ...undo, ...reload] };
+    }
+    case 'mount': {
+      const dirs = await mkdirp(ctx.root, s.target, 0o755);
+      await run(ctx, s, ['mount', '-t', s.fstype, s.source, s.target]);
+      return { outcome: 'applied', undo: [{ kind: 'umount', target: s.target }, ...dirs.reverse().map((d): Undo => ({ kind: 'rmdir', path: d }))] };
+    }
+    case 'wait': {
+      const tries = Math.max(1, Math.ceil(s.timeoutSec / s.intervalSec));
+      for (let n = 0; n < tries; n++) {
+        if (s.file ? await exists(hostPath(ctx.root, s.file)) : (await ctx.runner.run(s.argv ?? ['false'], s.env)).exitCode === 0) {
+          return { outcome: 'checked', undo: [] };
+        }
+        if (n === 0) ctx.log(`  waiting up to ${s.timeoutSec}s: ${s.title}`);
+        await ctx.sleep(s.intervalSec * 1000);
+      }
+      throw new ApplyError(`${s.title}: gave up after ${s.timeoutSec}s`, s.fix);
+    }
+    case 'check': {
+      const r = await ctx.runner.run(s.argv);
+      if (r.exitCode !== 0 || (s.match !== undefined && !new RegExp(s.match).test(r.stdout))) {
+        const got = r.stdout.trim().split('\n').slice(-3).join('\n');
+        throw new ApplyError(`${s.title}: failed (exit ${r.exitCode}${s.match ? `, output must match /${s.match}/` : ''})${got ? `:\n${got}` : ''}`, s.fix);
+      }
+      return { outcome: 'checked', undo: [] };
+    }
+    case 'skip':
+      return { outcome: 'skipped', undo: [] };
+    case 'stop':
+      return { outcome: 'stop', undo: [], message: s.message };
+    case 'reboot':
+      return { outcome: 'reboot', undo: [] };
+  }
+}
+
+/** Run undo actions, most recent first. Missing things are fine: undo is idempotent. */
+export async function undoActions(ctx: ApplyContext, actions: Undo[]): Promise<void> {
+  for (const a of actions) {
+    switch (a.kind) {
+      case 'remove':
+        await rm(hostPath(ctx.root, a.path), { force: true });
+        break;
+      case 'restore':
+        await writeFile(hostPath(ctx.root, a.path), a.content, { mode: a.mode });
+        await chmod(hostPath(ctx.root, a.path), a.mode);
+        break;
+      case 'rmdir':
+        try {
+          if ((await readdir(hostPath(ctx.root, a.path))).length === 0) await rmdir(hostPath(ctx.root, a.path));
+        } catch { /* gone already */ }
+        break;
+      case 'run': {
+        const r = await ctx.runner.run(a.argv);
+        if (r.exitCode !== 0) ctx.log(`  warn: \`${a.argv.join(' ')}\` exited ${r.exitCode}; continuing`);
+        break;
+      }
+      case 'umount': {
+        const r = await ctx.runner.run(['umount', a.target]);
+        if (r.exitCode !== 0) ctx.log(`  warn: umount ${a.target} exited ${r.exitCode}; continuing`);
+        break;
+      }
+      case 'unline': {
+        const p = hostPath(ctx.root, a.path);
+        const cur = await readIf(p);
+        if (!cur) break;
+        const lines = cur.content.replace(/\n$/, '').split('\n');
+        const at = lines.indexOf(a.line);
+        if (at < 0) break;
+        if (a.original !== undefined) lines[at] = a.original;
+        else lines.splice(at, 1);
+        await writeFile(p, lines.length ? lines.join('\n') + '\n' : '', { mode: cur.mode });
+        break;
+      }
+    }
+  }
+}
+
+export { describe, isReadOnly, stepHash, STATE_DIR };

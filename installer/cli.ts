@@ -1,0 +1,132 @@
+// Shared by `kinglet install`, `kinglet uninstall` and `kinglet kernel
+// upgrade`: flags, the real runner (execa), facts from a file or the host,
+// and the printing of plans and outcomes. Commands get their dependencies
+// through `Deps` so tests run them in-process against a scratch root.
+import { readFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Io } from '../agent/cli/io.ts';
+import { CommandError, printJson } from '../agent/cli/io.ts';
+import type { ApplyContext, Runner } from './apply.ts';
+import { ApplyError } from './apply.ts';
+import type { HostFacts } from './facts.ts';
+import { parseFacts } from './facts.ts';
+import type { PlanInput } from './phases.ts';
+import type { Outcome } from './pipeline.ts';
+import type { Settings } from './settings.ts';
+import { parseSkip, resumeEnv, settingsFromEnv } from './settings.ts';
+import type { Plan } from './steps.ts';
+import { redactPlan, renderPlan } from './steps.ts';
+
+export interface Deps {
+  env: Record<string, string | undefined>;
+  root: string;
+  runner: Runner;
+  gather: () => Promise<HostFacts>;
+  sleep: (ms: number) => Promise<void>;
+  kingletCommands: () => Promise<string[]>;
+  bundleDir: string;
+  nodeBin: string;
+}
+
+export const execaRunner: Runner = {
+  async run(argv, env) {
+    const { execa } = await import('execa');
+    const [cmd, ...args] = argv;
+    const r = await execa(cmd ?? 'false', args, { env: { ...process.env, ...(env ?? {}) }, reject: false, stdin: 'ignore' });
+    return { exitCode: r.exitCode ?? 1, stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? '') };
+  },
+};
+
+/** The bundle is the tree this file sits in: <bundle>/installer/cli.ts. */
+export const BUNDLE_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+
+export function realDeps(): Deps {
+  return {
+    env: process.env,
+    root: '/',
+    runner: execaRunner,
+    gather: async () => (await import('./gather.ts')).gatherFacts(),
+    sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
+    kingletCommands: async () => Object.keys((await import('../agent/cli/main.ts')).commands),
+    bundleDir: BUNDLE_DIR,
+    nodeBin: process.execPath,
+  };
+}
+
+export const COMMON_OPTIONS = {
+  'dry-run': { type: 'boolean', default: false },
+  json: { type: 'boolean', default: false },
+  facts: { type: 'string' },
+  'allow-reboot': { type: 'boolean', default: false },
+  help: { type: 'boolean', short: 'h', default: false },
+} as const;
+
+export interface Common {
+  dryRun: boolean;
+  json: boolean;
+  facts?: string | undefined;
+  allowReboot: boolean;
+}
+
+function flag(v: string | undefined): boolean {
+  return v !== undefined && /^(1|true|yes|on)$/i.test(v);
+}
+
+export async function prepare(deps: Deps, c: Common, skip?: string): Promise<{ input: PlanInput; settings: Settings; dryRun: boolean }> {
+  const dryRun = c.dryRun || flag(deps.env['KINGLET_DRY_RUN']);
+  if (c.facts && !dryRun) throw new CommandError('--facts describes some other host: use it with --dry-run only');
+  let settings: Settings;
+  try {
+    settings = settingsFromEnv(deps.env, deps.bundleDir, deps.nodeBin);
+    if (skip !== undefined) settings.skip = [...new Set([...settings.skip, ...parseSkip(skip)])];
+  } catch (e) {
+    throw new CommandError((e as Error).message);
+  }
+  if (c.allowReboot) settings.allowReboot = true;
+  let facts: HostFacts;
+  if (c.facts) {
+    try {
+      facts = parseFacts(await readFile(c.facts, 'utf8'), c.facts);
+    } catch (e) {
+      throw new CommandError(`cannot read facts: ${(e as Error).message}`);
+    }
+  } else {
+    facts = await deps.gather();
+  }
+  const env = resumeEnv(deps.env);
+  if (settings.allowReboot) env['KINGLET_ALLOW_REBOOT'] = '1';
+  return {
+    settings,
+    dryRun,
+    input: { facts, settings, history: { rebootedForKernel: false }, kingletCommands: await deps.kingletCommands(), resumeEnv: env },
+  };
+}
+
+export function printPlan(io: Io, plan: Plan, json: boolean): void {
+  const safe = redactPlan(plan);
+  if (json) printJson(io, safe);
+  else io.out(renderPlan(safe));
+}
+
+export function context(deps: Deps, io: Io): ApplyContext {
+  return { root: deps.root, runner: deps.runner, bundleDir: deps.bundleDir, log: (l) => io.err(l + '\n'), sleep: deps.sleep };
+}
+
+/** Outcome -> exit status: 0 done, 3 stopped for a reboot, 0 rebooting. */
+export function report(io: Io, o: Outcome, json: boolean, what: string): number {
+  if (json) printJson(io, o);
+  else if (o.status === 'done') io.out(`${what}: done (${o.applied} step(s) applied, ${o.skipped} already done)\n`);
+  else if (o.status === 'rebooting') io.out(`${what}: ${o.message}\n`);
+  else io.out(`${what}: stopped: ${o.message}\n`);
+  return o.status === 'stopped' ? 3 : 0;
+}
+
+export async function guard<T>(f: () => Promise<T>): Promise<T> {
+  try {
+    return await f();
+  } catch (e) {
+    if (e instanceof ApplyError) throw new CommandError(`${e.message}\nfix: ${e.fix}`);
+    throw e;
+  }
+}

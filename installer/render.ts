@@ -1,0 +1,165 @@
+// Text the installer writes: service units, the CNI conflist, the agent's
+// kubeconfig and RBAC. Rendered by code so every value is visible in a plan.
+import { stringify } from 'yaml';
+import { shellLine } from './steps.ts';
+
+export const STATE_DIR = '/var/lib/kinglet';
+export const STATE_FILE = `${STATE_DIR}/state.json`;
+export const RESUME_ENV = `${STATE_DIR}/resume.env`;
+export const ETC_DIR = '/etc/kinglet';
+export const AGENT_KUBECONFIG = `${ETC_DIR}/agent.kubeconfig`;
+export const K3S_KUBECONFIG = '/etc/rancher/k3s/k3s.yaml';
+export const K3S_CONTAINERD_CONFIG = '/var/lib/rancher/k3s/agent/etc/containerd/config.toml';
+export const K3S_MANIFESTS = '/var/lib/rancher/k3s/server/manifests';
+export const BPFFS = '/sys/fs/bpf';
+export const CGROUP2_MOUNT = '/run/kinglet/cgroupv2';
+
+export function cliArgv(nodeBin: string, bundleDir: string, args: string[]): string[] {
+  return [nodeBin, `${bundleDir}/agent/cli/kinglet.ts`, ...args];
+}
+
+/** The agent as a systemd service, started after k3s. */
+export function agentSystemdUnit(exec: string[], k3sUnit: string): string {
+  return [
+    '# Written by kinglet install; removed by kinglet uninstall.',
+    '[Unit]',
+    'Description=kinglet eBPF datapath agent',
+    'Documentation=https://github.com/kinglet',
+    `After=network-online.target ${k3sUnit}`,
+    'Wants=network-online.target',
+    '',
+    '[Service]',
+    'Type=simple',
+    `ExecStart=${shellLine(exec)}`,
+    'Restart=always',
+    'RestartSec=2',
+    // The datapath outlives a stopped agent (pinned maps); only the process stops.
+    'KillMode=process',
+    'LimitMEMLOCK=infinity',
+    '',
+    '[Install]',
+    'WantedBy=multi-user.target',
+    '',
+  ].join('\n');
+}
+
+/** The agent as an OpenRC service (Alpine and friends). */
+export function agentOpenrcScript(exec: string[], k3sService: string): string {
+  const [cmd, ...args] = exec;
+  return [
+    '#!/sbin/openrc-run',
+    '# Written by kinglet install; removed by kinglet uninstall.',
+    'description="kinglet eBPF datapath agent"',
+    `command=${shellLine([cmd ?? ''])}`,
+    `command_args=${JSON.stringify(shellLine(args))}`,
+    'command_background=true',
+    'pidfile="/run/${RC_SVCNAME}.pid"',
+    'output_log="/var/log/kinglet-agent.log"',
+    'error_log="/var/log/kinglet-agent.log"',
+    'supervisor=supervise-daemon',
+    'rc_ulimit="-l unlimited"',
+    '',
+    'depend() {',
+    `\tafter net ${k3sService}`,
+    '\tneed net',
+    '}',
+    '',
+  ].join('\n');
+}
+
+/** One-shot unit that runs the installer again after the kernel reboot. */
+export function resumeSystemdUnit(exec: string[]): string {
+  return [
+    '# Written by kinglet install: finishes an install cut by a kernel reboot;',
+    '# removed when that install completes.',
+    '[Unit]',
+    'Description=kinglet install, resumed after the kernel upgrade reboot',
+    'After=network-online.target',
+    'Wants=network-online.target',
+    `ConditionPathExists=${STATE_FILE}`,
+    '',
+    '[Service]',
+    'Type=oneshot',
+    `EnvironmentFile=${RESUME_ENV}`,
+    `ExecStart=${shellLine(exec)}`,
+    'StandardOutput=journal+console',
+    '',
+    '[Install]',
+    'WantedBy=multi-user.target',
+    '',
+  ].join('\n');
+}
+
+/** OpenRC's local.d variant of the resume hook. */
+export function resumeLocalScript(exec: string[]): string {
+  return [
+    '#!/bin/sh',
+    '# Written by kinglet install: finishes an install cut by a kernel reboot;',
+    '# removed when that install completes.',
+    `[ -f ${RESUME_ENV} ] || exit 0`,
+    'set -a',
+    `. ${RESUME_ENV}`,
+    'set +a',
+    `${shellLine(exec)} >>/var/log/kinglet-resume.log 2>&1 &`,
+    '',
+  ].join('\n');
+}
+
+/** KEY='value' lines, safe to source from sh and to read as a systemd EnvironmentFile. */
+export function envFile(env: Record<string, string>): string {
+  return Object.entries(env)
+    .filter(([, v]) => !/[\n']/.test(v))
+    .map(([k, v]) => `${k}='${v}'\n`)
+    .join('');
+}
+
+export function conflist(agentSocket: string): string {
+  return JSON.stringify({
+    cniVersion: '1.0.0',
+    name: 'kinglet',
+    plugins: [{ type: 'kinglet-cni', agentSocket }],
+  }, null, 2) + '\n';
+}
+
+/**
+ * The agent talks to the API server directly (kube-proxy is gone, so never
+ * through the kubernetes ClusterIP): k3s's own listener on a server, the
+ * k3s agent's local load balancer on an agent. It authenticates as the node,
+ * with the client certificate k3s issues to the kubelet.
+ */
+export function agentKubeconfig(role: 'server' | 'agent'): string {
+  const server = role === 'server' ? 'https://127.0.0.1:6443' : 'https://127.0.0.1:6444';
+  const dir = '/var/lib/rancher/k3s/agent';
+  return stringify({
+    apiVersion: 'v1',
+    kind: 'Config',
+    clusters: [{ name: 'k3s', cluster: { server, 'certificate-authority': `${dir}/server-ca.crt` } }],
+    users: [{ name: 'kinglet', user: { 'client-certificate': `${dir}/client-kubelet.crt`, 'client-key': `${dir}/client-kubelet.key` } }],
+    contexts: [{ name: 'kinglet', context: { cluster: 'k3s', user: 'kinglet' } }],
+    'current-context': 'kinglet',
+  });
+}
+
+/** Read access for agents (authenticated as their node) to what the datapath is computed from. */
+export function rbacManifest(): string {
+  const role = {
+    apiVersion: 'rbac.authorization.k8s.io/v1',
+    kind: 'ClusterRole',
+    metadata: { name: 'kinglet-agent', labels: { 'app.kubernetes.io/name': 'kinglet' } },
+    rules: [
+      { apiGroups: [''], resources: ['services', 'endpoints', 'pods', 'namespaces', 'nodes'], verbs: ['get', 'list', 'watch'] },
+      { apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: ['get', 'list', 'watch'] },
+      { apiGroups: ['networking.k8s.io'], resources: ['networkpolicies'], verbs: ['get', 'list', 'watch'] },
+      { apiGroups: [''], resources: ['nodes/status'], verbs: ['patch'] },
+      { apiGroups: [''], resources: ['events'], verbs: ['create', 'patch'] },
+    ],
+  };
+  const binding = {
+    apiVersion: 'rbac.authorization.k8s.io/v1',
+    kind: 'ClusterRoleBinding',
+    metadata: { name: 'kinglet-agent', labels: { 'app.kubernetes.io/name': 'kinglet' } },
+    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'kinglet-agent' },
+    subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'Group', name: 'system:nodes' }],
+  };
+  return `# Written by kinglet install (k3s auto-deploys this directory).\n${stringify(role)}---\n${stringify(binding)}`;
+}

@@ -1,0 +1,196 @@
+// Apply against a scratch root with a recording runner: files and units
+// land where they should, a second run is a no-op, a run cut by the kernel
+// reboot resumes, uninstall removes what install added.
+import t from 'tap';
+import { mkdtemp, mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { runWith as install } from '../../../agent/cli/commands/install.ts';
+import { runWith as uninstall } from '../../../agent/cli/commands/uninstall.ts';
+import { runWith as kernelUpgrade } from '../../../agent/cli/commands/kernel-upgrade.ts';
+import { loadState } from '../../../installer/apply.ts';
+import type { HostFacts } from '../../../installer/facts.ts';
+import { deps, fixture, io, RecordingRunner, simulateHost } from './helpers.ts';
+
+async function tree(dir: string, base = dir): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) Object.assign(out, await tree(p, base), { [p.slice(base.length) + '/']: 'dir' });
+    else out[p.slice(base.length)] = `${((await stat(p)).mode & 0o777).toString(8)} ${await readFile(p, 'utf8')}`;
+  }
+  return out;
+}
+
+async function scratch(t: { teardown(fn: () => unknown): void }): Promise<{ root: string; bundle: string }> {
+  const base = await mkdtemp(join(tmpdir(), 'kinglet-apply-'));
+  t.teardown(() => rm(base, { recursive: true, force: true }));
+  const root = join(base, 'root');
+  const bundle = join(base, 'bundle');
+  await mkdir(join(root, 'etc'), { recursive: true });
+  await writeFile(join(root, 'etc/fstab'), '/dev/sda1 / ext4 defaults 0 1\n');
+  await mkdir(join(bundle, 'bin'), { recursive: true });
+  await writeFile(join(bundle, 'bin/kinglet-cni'), '#!/bin/sh\necho fake cni plugin\n', { mode: 0o755 });
+  return { root, bundle };
+}
+
+
+const TOKEN = 'K10topsecret::server:deadbeef';
+
+t.test('alpine server: files land, second run is a no-op, uninstall restores', async (t) => {
+  const { root, bundle } = await scratch(t);
+  const before = await tree(root);
+  const facts = await fixture('alpine');
+  const env = { K3S_TOKEN: TOKEN };
+  const r1 = new RecordingRunner(root);
+  simulateHost(r1);
+  const o1 = io();
+  t.equal(await install([], o1.io, deps(root, r1, facts, env, bundle)), 0, o1.err.join(''));
+  const after = await tree(root);
+  // CNI dirs come from the containerd config k3s wrote, not the defaults.
+  t.match(after['/var/lib/rancher/k3s/data/cni-test/kinglet-cni'], /^755 #!\/bin\/sh/);
+  t.match(after['/var/lib/rancher/k3s/agent/etc/cni/net.d/05-kinglet.conflist'], /^644 .*"type": "kinglet-cni"/s);
+  t.match(after['/etc/init.d/kinglet-agent'], /^755 #!\/sbin\/openrc-run/);
+  t.match(after['/etc/kinglet/agent.kubeconfig'], /^600 .*https:\/\/127\.0\.0\.1:6443/s);
+  t.match(after['/var/lib/rancher/k3s/server/manifests/kinglet-rbac.yaml'], /^600 .*system:nodes/s);
+  t.match(after['/etc/fstab'], /bpffs \/sys\/fs\/bpf bpf/);
+  t.match(after['/var/lib/kinglet/state.json'], /^600 /);
+  t.same(r1.lines().filter((l) => /^(mount|rc-update|rc-service)/.test(l)), [
+    'mount -t bpf bpffs /sys/fs/bpf',
+    'rc-update add kinglet-agent default',
+    'rc-service kinglet-agent start',
+  ]);
+  const k3s = r1.calls.find((c) => c.argv[1]?.endsWith('k3s-install.sh'))!;
+  t.equal(k3s.env['K3S_TOKEN'], TOKEN, 'k3s gets the token');
+  t.equal(k3s.env['INSTALL_K3S_EXEC'], '--flannel-backend=none --disable-network-policy --disable-kube-proxy');
+  for (const [path, content] of Object.entries(after)) t.notMatch(content, /topsecret/, `no token in ${path}`);
+  t.notMatch(o1.err.join('') + o1.out.join(''), /topsecret/, 'no token in the log');
+
+  const r2 = new RecordingRunner(root);
+  simulateHost(r2);
+  const o2 = io();
+  t.equal(await install([], o2.io, deps(root, r2, facts, env, bundle)), 0);
+  t.same(await tree(root), after, 'second run changes no file');
+  t.same(r2.lines().filter((l) => !/kubectl|kinglet\.ts kernel check/.test(l)), [], 'second run runs only read-only probes');
+  t.match(o2.out.join(''), /0 step\(s\) applied/);
+
+  const r3 = new RecordingRunner(root);
+  const o3 = io();
+  t.equal(await uninstall([], o3.io, deps(root, r3, facts, env, bundle)), 0);
+  const left = await tree(root);
+  // k3s (and what it wrote) stays without --k3s; everything kinglet wrote is gone.
+  const k3sOwn = (p: string) => p.startsWith('/var/lib/rancher/k3s/agent/etc/containerd') || ['/var/', '/var/lib/', '/var/lib/rancher/', '/var/lib/rancher/k3s/', '/var/lib/rancher/k3s/agent/', '/var/lib/rancher/k3s/agent/etc/'].includes(p);
+  t.same(Object.fromEntries(Object.entries(left).filter(([p]) => !k3sOwn(p))), before, 'uninstall leaves the host as it was (but k3s)');
+  t.same(r3.lines(), ['rc-service kinglet-agent stop', 'rc-update del kinglet-agent default', 'umount /sys/fs/bpf']);
+  t.match(o3.out.join(''), /kept k3s.install/);
+});
+
+t.test('uninstall --k3s runs k3s\'s uninstall script', async (t) => {
+  const { root, bundle } = await scratch(t);
+  const facts = await fixture('ubuntu2204');
+  const r = new RecordingRunner(root);
+  simulateHost(r);
+  t.equal(await install([], io().io, deps(root, r, facts, {}, bundle)), 0);
+  const r2 = new RecordingRunner(root);
+  t.equal(await uninstall(['--k3s'], io().io, deps(root, r2, facts, {}, bundle)), 0);
+  t.ok(r2.lines().includes('/usr/local/bin/k3s-uninstall.sh'));
+  t.ok(r2.lines().includes('systemctl disable --now kinglet-agent.service'));
+});
+
+t.test('centos 7: stops for the reboot, resumes after it', async (t) => {
+  const { root, bundle } = await scratch(t);
+  await mkdir(join(root, 'etc/default'), { recursive: true });
+  const facts = await fixture('centos7-bios');
+  const env = { KINGLET_KERNEL_MIRROR: 'https://mirror.example.org/el7', K3S_TOKEN: TOKEN };
+
+  // No consent: the kernel is installed, the boot hook set, then it stops.
+  const r1 = new RecordingRunner(root);
+  simulateHost(r1);
+  const o1 = io();
+  t.equal(await install([], o1.io, deps(root, r1, facts, env, bundle)), 3);
+  t.match(o1.out.join(''), /reboot to use it/);
+  t.same(r1.lines().slice(0, 3), [
+    'rpm --import https://mirror.example.org/el7/RPM-GPG-KEY-elrepo.org',
+    'yum --disablerepo=* --enablerepo=kinglet-kernel install -y kernel-lt',
+    r1.lines()[2],
+  ]);
+  t.match(r1.lines()[2], /^sh -c k=\$\(rpm -q .*grubby --set-default/);
+  t.ok(r1.lines().includes('grubby --default-kernel'), 'default entry verified');
+  t.notOk(r1.lines().some((l) => /reboot|k3s-install/.test(l)), 'no reboot, nothing past the kernel phase');
+  const unit = await readFile(join(root, 'etc/systemd/system/kinglet-resume.service'), 'utf8');
+  t.match(unit, /ExecStart=\/opt\/kinglet\/node\/bin\/node .*kinglet\.ts install --resume/);
+  const envFile = join(root, 'var/lib/kinglet/resume.env');
+  t.equal((await stat(envFile)).mode & 0o777, 0o600, 'resume settings are root-only');
+  t.match(await readFile(envFile, 'utf8'), /KINGLET_KERNEL_MIRROR='https:\/\/mirror\.example\.org\/el7'/);
+
+  // Consent given on the re-run: done steps are skipped, then it reboots.
+  const r2 = new RecordingRunner(root);
+  simulateHost(r2);
+  t.equal(await install(['--allow-reboot'], io().io, deps(root, r2, facts, env, bundle)), 0);
+  t.same(r2.lines(), ['grubby --default-kernel', 'systemctl reboot']);
+  t.equal((await loadState(root)).rebootedForKernel, true);
+
+  // After the boot: new kernel, the hook runs install --resume.
+  const booted: HostFacts = { ...facts, kernel: { release: '5.4.278-1.el7.elrepo.x86_64', meetsMinimum: true } };
+  const r3 = new RecordingRunner(root);
+  simulateHost(r3);
+  const o3 = io();
+  t.equal(await install(['--resume'], o3.io, deps(root, r3, booted, env, bundle)), 0, o3.err.join(''));
+  t.notOk(r3.lines().some((l) => /rpm --import|yum|grubby --set-default/.test(l)), 'kernel steps not repeated');
+  t.ok(r3.lines().some((l) => l.endsWith('k3s-install.sh')), 'k3s installed');
+  t.ok(r3.lines().includes('systemctl disable --now kinglet-resume.service'), 'resume hook disabled');
+  await t.rejects(stat(join(root, 'etc/systemd/system/kinglet-resume.service')), 'resume unit removed');
+  await t.rejects(stat(envFile), 'resume settings removed');
+  t.match(await readFile(join(root, 'etc/systemd/system/sys-fs-bpf.mount'), 'utf8'), /Type=bpf/);
+});
+
+t.test('rebooted but still on the old kernel: refuses instead of looping', async (t) => {
+  const { root, bundle } = await scratch(t);
+  const facts = await fixture('centos7-bios');
+  const env = { KINGLET_KERNEL_MIRROR: 'https://mirror.example.org/el7', KINGLET_ALLOW_REBOOT: '1' };
+  const r1 = new RecordingRunner(root);
+  simulateHost(r1);
+  t.equal(await install([], io().io, deps(root, r1, facts, env, bundle)), 0);
+  const r2 = new RecordingRunner(root);
+  await t.rejects(install([], io().io, deps(root, r2, facts, env, bundle)), /rebooted for the new kernel but still runs 3\.10/);
+  t.same(r2.lines(), [], 'nothing ran');
+});
+
+t.test('a failing default-entry check stops before any reboot', async (t) => {
+  const { root, bundle } = await scratch(t);
+  const facts = await fixture('centos7-bios');
+  const r = new RecordingRunner(root);
+  r.handlers.push((argv) => argv[0] === 'grubby' && argv[1] === '--default-kernel' ? { stdout: '/boot/vmlinuz-3.10.0-1160.el7.x86_64\n' } : undefined);
+  await t.rejects(kernelUpgrade(['--allow-reboot'], io().io, deps(root, r, facts, { KINGLET_KERNEL_MIRROR: 'https://m.example/el7' }, bundle)), /verify the default boot entry.*must match \/elrepo\//s);
+  t.notOk(r.lines().includes('systemctl reboot'));
+});
+
+t.test('kernel upgrade alone: no resume hook', async (t) => {
+  const { root, bundle } = await scratch(t);
+  const facts = await fixture('centos7-uefi');
+  const r = new RecordingRunner(root);
+  await mkdir(join(root, 'etc/default'), { recursive: true });
+  await writeFile(join(root, 'etc/default/grub'), 'GRUB_TIMEOUT=5\nGRUB_DEFAULT=saved\n');
+  r.handlers.push((argv) => argv[0] === 'sh' && argv[3]?.endsWith('grub.cfg') ? { stdout: "menuentry 'CentOS Linux (5.4.278-1.el7.elrepo.x86_64) 7 (Core)' {\n" } : undefined);
+  const o = io();
+  t.equal(await kernelUpgrade([], o.io, deps(root, r, facts, { KINGLET_KERNEL_RPM_DIR: '/srv/rpms' }, bundle)), 3);
+  t.equal(await readFile(join(root, 'etc/default/grub'), 'utf8'), 'GRUB_TIMEOUT=5\nGRUB_DEFAULT=0\n');
+  t.ok(r.lines().includes('grub2-mkconfig -o /boot/efi/EFI/centos/grub.cfg'));
+  await t.rejects(stat(join(root, 'etc/systemd/system/kinglet-resume.service')));
+  t.match(o.out.join(''), /then run kinglet install/);
+  // Uninstall puts the GRUB_DEFAULT line back.
+  t.equal(await uninstall([], io().io, deps(root, new RecordingRunner(root), facts, {}, bundle)), 0);
+  t.equal(await readFile(join(root, 'etc/default/grub'), 'utf8'), 'GRUB_TIMEOUT=5\nGRUB_DEFAULT=saved\n');
+});
+
+t.test('--facts is for dry runs only; dry run with fatal problems exits 1', async (t) => {
+  const { root, bundle } = await scratch(t);
+  const facts = await fixture('centos7-bios');
+  const r = new RecordingRunner(root);
+  await t.rejects(install(['--facts', '/nonexistent.json'], io().io, deps(root, r, facts, {}, bundle)), /--dry-run only/);
+  const o = io();
+  t.equal(await install(['--dry-run', '--json'], o.io, deps(root, r, facts, {}, bundle)), 1);
+  t.match(JSON.parse(o.out.join('')).phases[1].problems[0].message, /ELRepo no longer serves EL7/);
+  t.same(r.calls, []);
+  t.same(await readdir(root), ['etc'], 'dry run wrote nothing');
+});

@@ -1,0 +1,90 @@
+// Plan snapshots for the reference hosts: what `kinglet install --dry-run`
+// would do, step by step, for each fixture in test/fixtures/installer.
+import t from 'tap';
+import { planInstall } from '../../../installer/phases.ts';
+import { settingsFromEnv } from '../../../installer/settings.ts';
+import { fatalProblems, redactPlan, renderPlan } from '../../../installer/steps.ts';
+import { fixture, input } from './helpers.ts';
+
+const EL7 = { KINGLET_KERNEL_MIRROR: 'https://mirror.example.org/elrepo/kernel/el7/x86_64' };
+const cases: [string, string, Record<string, string>][] = [
+  ['centos 7, 3.10, BIOS (grubby), kernel mirror', 'centos7-bios', EL7],
+  ['centos 7, 3.10, UEFI (no grubby), local RPMs, reboot allowed', 'centos7-uefi', { KINGLET_KERNEL_RPM_DIR: '/srv/kernels', KINGLET_ALLOW_REBOOT: '1', KINGLET_KERNEL_CHANNEL: 'ml' }],
+  ['rocky 9', 'rocky9', {}],
+  ['rhel 8 (cgroup v1 host)', 'rhel8', {}],
+  ['ubuntu 22.04, extra k3s flags', 'ubuntu2204', { INSTALL_K3S_EXEC: '--write-kubeconfig-mode=644 --tls-san=k3s.example.org', INSTALL_K3S_VERSION: 'v1.31.4+k3s1' }],
+  ['debian 12 arm64, agent joining a server', 'debian12', { K3S_URL: 'https://10.0.0.1:6443', K3S_TOKEN: 'K10secret::server:abc' }],
+  ['alpine (OpenRC)', 'alpine', {}],
+];
+
+for (const [name, file, env] of cases) {
+  t.test(name, async (t) => {
+    const plan = planInstall(input(await fixture(file), env));
+    t.same(fatalProblems(plan), [], 'no fatal problems');
+    t.matchSnapshot(renderPlan(redactPlan(plan)), 'human plan');
+    const json = JSON.stringify(redactPlan(plan));
+    t.notMatch(json, /K10secret/, 'no token in the plan');
+  });
+}
+
+t.test('k3s server flags: ours first, the user\'s after, no duplicates', async (t) => {
+  const plan = planInstall(input(await fixture('rocky9'), { INSTALL_K3S_EXEC: 'server --disable-kube-proxy --node-ip=10.1.1.1' }));
+  const k3s = plan.phases.find((p) => p.phase === 'k3s')!.steps.find((s) => s.id === 'k3s.install');
+  t.equal(k3s?.kind === 'run' ? k3s.env?.['INSTALL_K3S_EXEC'] : undefined, 'server --flannel-backend=none --disable-network-policy --disable-kube-proxy --node-ip=10.1.1.1');
+});
+
+t.test('a token inside INSTALL_K3S_EXEC is redacted too', async (t) => {
+  const plan = planInstall(input(await fixture('rocky9'), { INSTALL_K3S_EXEC: '--token=hunter2' }));
+  t.notMatch(renderPlan(redactPlan(plan)), /hunter2/);
+  t.notMatch(JSON.stringify(redactPlan(plan)), /hunter2/);
+});
+
+t.test('refusals name their fix', async (t) => {
+  const c7 = await fixture('centos7-bios');
+  const noMirror = fatalProblems(planInstall(input(c7)));
+  t.match(noMirror[0]?.message, /ELRepo no longer serves EL7/);
+  t.match(noMirror[0]?.fix, /KINGLET_KERNEL_MIRROR.*KINGLET_KERNEL_RPM_DIR/);
+
+  const deb = await fixture('debian12');
+  const urlNoToken = fatalProblems(planInstall(input(deb, { K3S_URL: 'https://10.0.0.1:6443' })));
+  t.match(urlNoToken[0]?.fix, /K3S_TOKEN/);
+
+  const flannel = fatalProblems(planInstall(input(deb, { INSTALL_K3S_EXEC: '--flannel-backend=vxlan' })));
+  t.match(flannel[0]?.message, /flannel-backend=vxlan/);
+
+  const wrongBpf = { ...deb, mounts: [...deb.mounts, { source: 'tmpfs', target: '/sys/fs/bpf', fstype: 'tmpfs' }] };
+  const bpf = fatalProblems(planInstall(input(wrongBpf)));
+  t.match(bpf[0]?.message, /\/sys\/fs\/bpf is a tmpfs mount/);
+
+  const busy = { ...deb, portsInUse: [6443] };
+  t.match(fatalProblems(planInstall(input(busy)))[0]?.message, /port 6443/);
+
+  const oldUbuntu = { ...(await fixture('ubuntu2204')), kernel: { release: '4.4.0-210-generic', meetsMinimum: false } };
+  t.match(fatalProblems(planInstall(input(oldUbuntu)))[0]?.fix, /linux-generic-hwe-22.04/);
+
+  const airgap = fatalProblems(planInstall(input(deb, { INSTALL_K3S_SKIP_DOWNLOAD: 'true' })));
+  t.match(airgap[0]?.fix, /KINGLET_K3S_INSTALL_SCRIPT/);
+});
+
+t.test('persisting bpffs: unit on old systemd, nothing when systemd or fstab already does it', async (t) => {
+  const c7 = await fixture('centos7-bios');
+  const ids = (f: typeof c7) => planInstall(input(f, EL7)).phases.find((p) => p.phase === 'bpffs')!.steps.map((s) => s.id);
+  t.same(ids(c7), ['bpffs.mount', 'bpffs.persist']);
+  t.same(ids({ ...c7, fstab: [...c7.fstab, { source: 'bpffs', target: '/sys/fs/bpf', fstype: 'bpf' }] }), ['bpffs.mount']);
+  t.same(ids({ ...c7, systemdVersion: 239 }), ['bpffs.mount']);
+});
+
+t.test('air-gapped k3s: local script, binary and images', async (t) => {
+  const plan = planInstall(input(await fixture('debian12'), {
+    INSTALL_K3S_SKIP_DOWNLOAD: 'true', KINGLET_K3S_INSTALL_SCRIPT: '/media/k3s/install.sh',
+    KINGLET_K3S_BINARY: '/media/k3s/k3s-arm64', KINGLET_K3S_IMAGES: '/media/k3s/k3s-airgap-images-arm64.tar.zst',
+  }));
+  t.matchSnapshot(renderPlan(redactPlan({ phases: plan.phases.filter((p) => p.phase === 'k3s') })), 'air-gapped k3s phase');
+});
+
+t.test('skipped phases are shown as skipped', async (t) => {
+  const plan = planInstall(input(await fixture('rocky9'), { KINGLET_SKIP: 'k3s,verify' }));
+  t.same(plan.phases.find((p) => p.phase === 'k3s'), { phase: 'k3s', steps: [], notes: ['skipped (KINGLET_SKIP)'], problems: [] });
+  t.throws(() => settingsFromEnv({ KINGLET_SKIP: 'kernal' }, '/opt/kinglet', 'node'), /unknown phase "kernal"/);
+  t.throws(() => settingsFromEnv({ KINGLET_KERNEL_CHANNEL: 'rt' }, '/opt/kinglet', 'node'), /"lt".*"ml"/);
+});
