@@ -13,7 +13,10 @@ export const commands: Record<string, Command> = {
     summary: 'the service frontends the agent has programmed, with their backends',
     load: () => import('./commands/service-list.ts'),
   },
-  // 'kernel check': { summary: '...', load: () => import('./commands/kernel-check.ts') },
+  'kernel check': {
+    summary: 'does the kernel meet the minimum (4.9.17) by its effective upstream version',
+    load: () => import('./commands/kernel-check.ts'),
+  },
   'kernel upgrade': {
     summary: 'on EL7/8/9 below the minimum: install an ELRepo kernel and make it the boot default',
     load: () => import('./commands/kernel-upgrade.ts'),
