@@ -1,0 +1,206 @@
+// install.sh: dash and shellcheck clean; against a loopback HTTP mirror
+// (127.0.0.1, ephemeral port, started and stopped here) serving fixture
+// tarballs built by this test: checksums verified, a wrong one rejected,
+// the hand-over to `kinglet install` carries the settings intact, and a
+// truncated script runs nothing.
+import t from 'tap';
+import { spawnSync, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const SCRIPT = join(dirname(fileURLToPath(import.meta.url)), '../../../install.sh');
+const NODE_V = '22.99.0';
+
+function have(cmd: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
+}
+
+t.test('dash -n', { skip: !have('dash') && 'dash is not installed (apt-get install dash)' }, async (t) => {
+  const r = spawnSync('dash', ['-n', SCRIPT], { encoding: 'utf8' });
+  t.equal(r.status, 0, r.stderr);
+});
+
+t.test('shellcheck', { skip: !have('shellcheck') && 'shellcheck is not installed (apt-get install shellcheck)' }, async (t) => {
+  const r = spawnSync('shellcheck', ['-s', 'sh', SCRIPT], { encoding: 'utf8' });
+  t.equal(r.status, 0, r.stdout + r.stderr);
+});
+
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+// What the hand-over target does in these tests: write its argv and the
+// settings it received to $KINGLET_TEST_RECORD.
+const RECORDER_TS = `import { writeFileSync } from 'node:fs';
+const env = Object.entries(process.env).filter(([k]) => /^(KINGLET|K3S|INSTALL_K3S)_/.test(k)).sort();
+writeFileSync(process.env.KINGLET_TEST_RECORD!, JSON.stringify({ via: 'kinglet.ts', argv: process.argv.slice(2), env: Object.fromEntries(env) }));
+`;
+const STUB_NODE = `#!/bin/sh
+# A stand-in node binary: answers the version probe, records the hand-over.
+if [ "$1" = -p ]; then echo 22; exit 0; fi
+{ printf 'script=%s\\n' "$1"; shift; printf 'arg=%s\\n' "$@"; env | grep -E '^(KINGLET|K3S|INSTALL_K3S)_' | sort; } > "$KINGLET_TEST_RECORD"
+`;
+
+async function tarball(src: string, out: string): Promise<Buffer> {
+  const r = spawnSync('tar', ['-czf', out, '-C', dirname(src), src.split('/').at(-1)!]);
+  if (r.status !== 0) throw new Error(`tar failed: ${r.stderr}`);
+  return readFile(out);
+}
+
+interface Mirror { base: string; requests: string[]; server: Server }
+
+async function setup(t: Tap): Promise<{ dir: string; mirror: Mirror; bundleSha: string }> {
+  const dir = await mkdtemp(join(tmpdir(), 'kinglet-installsh-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const www = join(dir, 'www');
+  // Node.js, both flavours, nodejs.org/dist layout.
+  for (const [sub, flavour] of [['node', ''], ['node217', '-glibc-217']] as const) {
+    const name = `node-v${NODE_V}-linux-x64${flavour}`;
+    const src = join(dir, 'src', sub, name);
+    await mkdir(join(src, 'bin'), { recursive: true });
+    await writeFile(join(src, 'bin/node'), STUB_NODE);
+    await chmod(join(src, 'bin/node'), 0o755);
+    await mkdir(join(www, sub, `v${NODE_V}`), { recursive: true });
+    const tgz = await tarball(src, join(www, sub, `v${NODE_V}`, `${name}.tar.gz`));
+    await writeFile(join(www, sub, `v${NODE_V}`, 'SHASUMS256.txt'), `${'0'.repeat(64)}  node-v${NODE_V}-linux-arm64${flavour}.tar.gz\n${sha(tgz)}  ${name}.tar.gz\n`);
+  }
+  // The kinglet bundle: one top-level directory, with a recording kinglet.ts.
+  const b = join(dir, 'src', 'kinglet-0.1.0');
+  await mkdir(join(b, 'agent/cli'), { recursive: true });
+  await writeFile(join(b, 'agent/cli/kinglet.ts'), RECORDER_TS);
+  const tgz = await tarball(b, join(www, 'kinglet-0.1.0.tar.gz'));
+  await writeFile(join(www, 'kinglet-0.1.0.tar.gz.sha256'), `${sha(tgz)}  kinglet-0.1.0.tar.gz\n`);
+
+  const requests: string[] = [];
+  const server = createServer(async (req, res) => {
+    requests.push(req.url ?? '');
+    try {
+      const body = await readFile(join(www, decodeURIComponent((req.url ?? '/').split('?')[0]!)));
+      res.writeHead(200, { 'content-length': body.length }).end(body);
+    } catch {
+      res.writeHead(404).end('not found\n');
+    }
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const addr = server.address();
+  if (!addr || typeof addr === 'string') throw new Error('no port');
+  return { dir, bundleSha: sha(tgz), mirror: { base: `http://127.0.0.1:${addr.port}`, requests, server } };
+}
+
+type Tap = { teardown(fn: () => unknown): void };
+
+function runScript(script: string, env: Record<string, string>): Promise<{ code: number; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn('dash', [script], { env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: '/tmp', ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    p.stderr.on('data', (d) => { stderr += d; });
+    p.on('close', (code) => resolve({ code: code ?? 1, stderr }));
+  });
+}
+
+const root = process.getuid?.() === 0;
+const why = 'install.sh uses sudo when not root; run the integration suite as root';
+
+t.test('downloads Node.js and the bundle, verifies both, hands over with settings intact', { skip: !have('dash') ? 'dash missing' : !root && why }, async (t) => {
+  const { dir, mirror } = await setup(t);
+  const script = join(dir, 'install.sh');
+  await copyFile(SCRIPT, script);
+  const record = join(dir, 'record.txt');
+  const env = {
+    KINGLET_INSTALL_DIR: join(dir, 'opt'),
+    KINGLET_NODE_MIRROR: `${mirror.base}/node`,
+    KINGLET_NODE_VERSION: NODE_V,
+    KINGLET_FORCE_NODE_DOWNLOAD: '1',
+    KINGLET_GLIBC_VERSION: '2.36',
+    KINGLET_BUNDLE_URL: `${mirror.base}/kinglet-0.1.0.tar.gz`,
+    KINGLET_DRY_RUN: '1',
+    KINGLET_KERNEL_CHANNEL: 'ml',
+    K3S_URL: 'https://10.0.0.1:6443',
+    K3S_TOKEN: "K10tok'en with spaces",
+    INSTALL_K3S_EXEC: '--node-label a=b --node-ip 10.0.0.2',
+    KINGLET_TEST_RECORD: record,
+  };
+  const r = await runScript(script, env);
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.stderr, /sha256 verified: node-v22\.99\.0-linux-x64\.tar\.gz/);
+  t.match(r.stderr, /sha256 verified: kinglet bundle/);
+  const rec = await readFile(record, 'utf8');
+  t.match(rec, `script=${join(dir, 'opt/bundle/agent/cli/kinglet.ts')}\n`);
+  t.match(rec, 'arg=install\narg=--dry-run\n');
+  t.match(rec, "K3S_TOKEN=K10tok'en with spaces\n");
+  t.match(rec, 'INSTALL_K3S_EXEC=--node-label a=b --node-ip 10.0.0.2\n');
+  t.match(rec, 'K3S_URL=https://10.0.0.1:6443\n');
+  t.match(rec, 'KINGLET_KERNEL_CHANNEL=ml\n');
+  t.ok((await stat(join(dir, 'opt/node/bin/node'))).isFile(), 'node unpacked');
+  t.notMatch(r.stderr, /K10tok/, 'the token is not logged');
+  t.same(mirror.requests, [`/node/v${NODE_V}/SHASUMS256.txt`, `/node/v${NODE_V}/node-v${NODE_V}-linux-x64.tar.gz`, '/kinglet-0.1.0.tar.gz', '/kinglet-0.1.0.tar.gz.sha256']);
+});
+
+t.test('glibc < 2.28 gets the glibc-2.17 build; system node >= 22 is used when present', { skip: !have('dash') ? 'dash missing' : !root && why }, async (t) => {
+  const { dir, mirror, bundleSha } = await setup(t);
+  const script = join(dir, 'install.sh');
+  await copyFile(SCRIPT, script);
+  const record = join(dir, 'record.txt');
+  const base = {
+    KINGLET_INSTALL_DIR: join(dir, 'opt'), KINGLET_NODE_VERSION: NODE_V,
+    KINGLET_BUNDLE_URL: `${mirror.base}/kinglet-0.1.0.tar.gz`, KINGLET_BUNDLE_SHA256: bundleSha.toUpperCase(),
+    KINGLET_TEST_RECORD: record,
+  };
+  const r = await runScript(script, { ...base, KINGLET_FORCE_NODE_DOWNLOAD: '1', KINGLET_GLIBC_VERSION: '2.17', KINGLET_NODE_GLIBC217_MIRROR: `${mirror.base}/node217` });
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.stderr, /glibc 2\.17 < 2\.28: using the glibc-2\.17 build/);
+  t.ok(mirror.requests.includes(`/node217/v${NODE_V}/node-v${NODE_V}-linux-x64-glibc-217.tar.gz`));
+  t.notOk(mirror.requests.includes('/kinglet-0.1.0.tar.gz.sha256'), 'KINGLET_BUNDLE_SHA256 used, no .sha256 fetched');
+
+  // This machine's node is >= 22: no download, and the real kinglet.ts of the bundle runs.
+  mirror.requests.length = 0;
+  const r2 = await runScript(script, base);
+  t.equal(r2.code, 0, r2.stderr);
+  t.match(r2.stderr, /using system Node\.js/);
+  t.same(mirror.requests, ['/kinglet-0.1.0.tar.gz']);
+  const rec = JSON.parse(await readFile(record, 'utf8'));
+  t.same(rec.argv, ['install']);
+});
+
+t.test('a wrong checksum is rejected and nothing is handed over', { skip: !have('dash') ? 'dash missing' : !root && why }, async (t) => {
+  const { dir, mirror } = await setup(t);
+  const script = join(dir, 'install.sh');
+  await copyFile(SCRIPT, script);
+  const record = join(dir, 'record.txt');
+  const env = {
+    KINGLET_INSTALL_DIR: join(dir, 'opt'), KINGLET_BUNDLE_URL: `${mirror.base}/kinglet-0.1.0.tar.gz`,
+    KINGLET_BUNDLE_SHA256: 'ab'.repeat(32), KINGLET_TEST_RECORD: record,
+  };
+  const r = await runScript(script, env);
+  t.equal(r.code, 1);
+  t.match(r.stderr, /checksum mismatch for kinglet bundle: expected abab.*do not use it/);
+  await t.rejects(stat(record), 'no hand-over');
+  await t.rejects(stat(join(dir, 'opt/bundle')), 'nothing unpacked');
+
+  // A tampered Node.js tarball: SHASUMS256.txt disagrees.
+  const shas = join(dir, 'www/node', `v${NODE_V}`, 'SHASUMS256.txt');
+  await writeFile(shas, (await readFile(shas, 'utf8')).replace(/^[0-9a-f]{64}(  node-v22\.99\.0-linux-x64\.tar\.gz)$/m, `${'1'.repeat(64)}$1`));
+  const r2 = await runScript(script, { ...env, KINGLET_NODE_MIRROR: `${mirror.base}/node`, KINGLET_NODE_VERSION: NODE_V, KINGLET_FORCE_NODE_DOWNLOAD: '1', KINGLET_GLIBC_VERSION: '2.36' });
+  t.equal(r2.code, 1);
+  t.match(r2.stderr, /checksum mismatch for node-v22\.99\.0-linux-x64\.tar\.gz/);
+  await t.rejects(stat(join(dir, 'opt/node')), 'node not installed');
+});
+
+t.test('a truncated script runs nothing', { skip: !have('dash') ? 'dash missing' : !root && why }, async (t) => {
+  const { dir, mirror, bundleSha } = await setup(t);
+  const text = await readFile(SCRIPT, 'utf8');
+  const record = join(dir, 'record.txt');
+  for (const frac of [0.3, 0.6, 0.95]) {
+    // Cut at a line end, as a dropped connection mid-download would leave it.
+    const cut = text.slice(0, text.lastIndexOf('\n', Math.floor(text.length * frac)) + 1);
+    const script = join(dir, `install-${frac}.sh`);
+    await writeFile(script, cut);
+    await runScript(script, { KINGLET_INSTALL_DIR: join(dir, 'opt'), KINGLET_BUNDLE_URL: `${mirror.base}/kinglet-0.1.0.tar.gz`, KINGLET_BUNDLE_SHA256: bundleSha, KINGLET_TEST_RECORD: record });
+  }
+  t.same(mirror.requests, [], 'no download started');
+  await t.rejects(stat(record), 'no hand-over');
+  await t.rejects(stat(join(dir, 'opt')), 'nothing written');
+});
