@@ -160,11 +160,18 @@ export const LB_MAP_TYPES: Record<LbMapName, { key: StructLayout | 'u32'; value:
 
 // ---- addresses ---------------------------------------------------------------------
 
-/** Network-order bytes of an address of the given family; throws on anything else. */
+const addrCache = new Map<string, Uint8Array>();
+
+/** Network-order bytes of an address of the given family; throws on anything else. Do not modify the result. */
 export function addrBytes(address: string, family: IpFamily): Uint8Array {
+  const hit = addrCache.get(address);
+  if (hit && hit.length === (family === 4 ? 4 : 16)) return hit;
   const p = parseIp(address);
   if (!p || p.family !== family) throw new Error(`not an IPv${family} address: ${address}`);
-  return Uint8Array.from(Buffer.from(p.key, 'hex'));
+  const bytes = Uint8Array.from(Buffer.from(p.key, 'hex'));
+  if (addrCache.size >= 1 << 18) addrCache.clear();
+  addrCache.set(address, bytes);
+  return bytes;
 }
 
 /** Canonical text of 4 or 16 network-order bytes. */
@@ -188,18 +195,35 @@ export interface Codec<T> {
   decode(b: Uint8Array): T;
 }
 
+// Encoded entries come out of shared slabs: one ArrayBuffer and one DataView
+// per 64 KiB instead of one per entry (10k services x 10 backends are
+// 220k keys and values: per-entry buffers cost more than the encoding).
+const SLAB_SIZE = 64 * 1024;
+let slab = new ArrayBuffer(SLAB_SIZE);
+let slabView = new DataView(slab);
+let slabUsed = 0;
+
 class Writer {
   readonly buf: Uint8Array;
   readonly dv: DataView;
+  readonly base: number;
   constructor(size: number) {
-    this.buf = new Uint8Array(size);
-    this.dv = new DataView(this.buf.buffer);
+    if (slabUsed + size > SLAB_SIZE) {
+      slab = new ArrayBuffer(SLAB_SIZE);
+      slabView = new DataView(slab);
+      slabUsed = 0;
+    }
+    this.base = slabUsed;
+    // Keep 8-byte alignment between entries (cheap, and friendly to FFI callers).
+    slabUsed += (size + 7) & ~7;
+    this.buf = new Uint8Array(slab, this.base, size);
+    this.dv = slabView;
   }
-  u8(f: FieldLayout, v: number): void { this.dv.setUint8(f.offset, v); }
-  u16(f: FieldLayout, v: number): void { this.dv.setUint16(f.offset, v, LE); }
-  be16(f: FieldLayout, v: number): void { this.dv.setUint16(f.offset, v, false); }
-  u32(f: FieldLayout, v: number): void { this.dv.setUint32(f.offset, v, LE); }
-  u64(f: FieldLayout, v: bigint): void { this.dv.setBigUint64(f.offset, v, LE); }
+  u8(f: FieldLayout, v: number): void { this.dv.setUint8(this.base + f.offset, v); }
+  u16(f: FieldLayout, v: number): void { this.dv.setUint16(this.base + f.offset, v, LE); }
+  be16(f: FieldLayout, v: number): void { this.dv.setUint16(this.base + f.offset, v, false); }
+  u32(f: FieldLayout, v: number): void { this.dv.setUint32(this.base + f.offset, v, LE); }
+  u64(f: FieldLayout, v: bigint): void { this.dv.setBigUint64(this.base + f.offset, v, LE); }
   bytes(f: FieldLayout, b: Uint8Array): void {
     if (b.length !== f.size) throw new Error(`field of ${f.size} bytes given ${b.length}`);
     this.buf.set(b, f.offset);
@@ -464,7 +488,20 @@ export const affValueCodec: Codec<AffValue> = (() => {
   };
 })();
 
-/** Lowercase hex of bytes (map keys in diffs, bpftool arguments). */
+/**
+ * A string that identifies the bytes among bytes of the same length (one
+ * UTF-16 unit per byte pair): the fast way to use keys in a Map. Not for display.
+ */
+export function bytesKey(b: Uint8Array): string {
+  let s = '';
+  const n = b.length;
+  let i = 0;
+  for (; i + 1 < n; i += 2) s += String.fromCharCode(b[i]! | (b[i + 1]! << 8));
+  if (i < n) s += String.fromCharCode(b[i]!);
+  return s;
+}
+
+/** Lowercase hex of bytes (display, bpftool arguments). */
 export function toHex(b: Uint8Array): string {
   return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
 }

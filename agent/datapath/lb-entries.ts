@@ -1,0 +1,271 @@
+// From the desired LB state to the desired contents of every LB map. Pure.
+//
+// IDs are stable: the previous allocation (backend ids, rev-NAT ids, and
+// which backend sits in which slot of each frontend) goes in, the next one
+// comes out, so a reconcile that changes one backend changes a handful of
+// entries. IDs freed by this computation are not handed out again in the
+// same computation (a reader might still follow an old slot to the id while
+// the reconcile runs); they become reusable the next time.
+import type { LbFrontend, LbState } from '../model/types.ts';
+import type { MapAccess, MapPlan } from './reconcile.ts';
+import {
+  BE_F_TERMINATING, LB4_BE_MAP, LB4_RNAT_MAP, LB4_SVC_MAP, LB6_BE_MAP, LB6_RNAT_MAP, LB6_SVC_MAP,
+  LB4_KEY, LB6_KEY, LB_SVC, SVC_F_AFFINITY, lb4BackendCodec, lb4KeyCodec, lb4RevNatCodec, lb6BackendCodec, lb6KeyCodec,
+  lb6RevNatCodec, protoName, protoNumber, svcValueCodec, u32Codec,
+  LB_CONFIG_MAPS, type Backend, type LbConfigMapName, type SvcKey, type SvcValue,
+} from './lb-layout.ts';
+
+/** "<family>|<address>|<port>|<PROTO>": one frontend or one backend. */
+export type L4Id = string;
+
+export function l4Id(family: 4 | 6, address: string, port: number, protocol: string): L4Id {
+  return `${family}|${address}|${port}|${protocol}`;
+}
+
+export interface LbAllocation {
+  /** Backend -> backend id (ids are unique across both families). */
+  backends: Map<L4Id, number>;
+  /** Frontend -> rev-NAT id (unique across both families). */
+  frontends: Map<L4Id, number>;
+  /** Frontend -> backend in each slot (index 0 is slot 1). */
+  slots: Map<L4Id, L4Id[]>;
+}
+
+export function emptyAllocation(): LbAllocation {
+  return { backends: new Map(), frontends: new Map(), slots: new Map() };
+}
+
+/** One encoded map entry. */
+export interface MapEntry {
+  key: Uint8Array;
+  value: Uint8Array;
+}
+
+export type LbMapEntries = Record<LbConfigMapName, MapEntry[]>;
+
+export interface LbEntries {
+  maps: LbMapEntries;
+  allocation: LbAllocation;
+}
+
+/** Hands out the lowest free id, never one in use before or freed just now. */
+class IdPool {
+  private readonly taken: Set<number>;
+  private next = 1;
+  constructor(taken: Iterable<number>) {
+    this.taken = new Set(taken);
+  }
+  alloc(): number {
+    while (this.taken.has(this.next)) this.next++;
+    this.taken.add(this.next);
+    return this.next;
+  }
+}
+
+/**
+ * Slot layout for one frontend: backends that stay keep their slot; a
+ * hole left by a removed backend takes a new backend, or else the backend
+ * from the last slot; new backends beyond the holes are appended.
+ */
+export function assignSlots(prev: readonly L4Id[], want: readonly L4Id[]): L4Id[] {
+  const wanted = new Set(want);
+  const slots: (L4Id | undefined)[] = prev.map((b) => (wanted.has(b) ? b : undefined));
+  const present = new Set(slots.filter((b): b is L4Id => b !== undefined));
+  const fresh = want.filter((b) => !present.has(b));
+  let f = 0;
+  for (let i = 0; i < slots.length && f < fresh.length; i++) {
+    if (slots[i] === undefined) slots[i] = fresh[f++];
+  }
+  while (f < fresh.length) slots.push(fresh[f++]);
+  // Close the remaining holes from the end.
+  for (let i = 0; i < slots.length; i++) {
+    if (slots[i] !== undefined) continue;
+    while (slots.length > i && slots[slots.length - 1] === undefined) slots.pop();
+    if (slots.length <= i) break;
+    slots[i] = slots.pop();
+  }
+  return slots as L4Id[];
+}
+
+/**
+ * The desired entries of the six configuration maps (services, backends and
+ * rev-NAT, both families) for `state`, and the allocation to pass next time.
+ */
+export function lbEntries(state: LbState, prev: LbAllocation = emptyAllocation()): LbEntries {
+  // Frontends, deduplicated on (family, address, port, protocol): the first wins.
+  const fronts = new Map<L4Id, LbFrontend>();
+  for (const fe of state.frontends) {
+    const id = l4Id(fe.family, fe.address, fe.port, fe.protocol);
+    if (!fronts.has(id)) fronts.set(id, fe);
+  }
+
+  // Backends of every frontend, deduplicated; a backend's flags come from its first use.
+  const wantSlots = new Map<L4Id, L4Id[]>();
+  const backendInfo = new Map<L4Id, { family: 4 | 6; backend: Backend }>();
+  for (const [fid, fe] of fronts) {
+    const list: L4Id[] = [];
+    const seen = new Set<L4Id>();
+    for (const be of fe.backends) {
+      const bid = l4Id(fe.family, be.address, be.port, fe.protocol);
+      if (seen.has(bid)) continue;
+      seen.add(bid);
+      list.push(bid);
+      if (!backendInfo.has(bid)) {
+        backendInfo.set(bid, {
+          family: fe.family,
+          backend: { address: be.address, port: be.port, proto: protoNumber(fe.protocol), flags: be.terminating ? BE_F_TERMINATING : 0 },
+        });
+      }
+    }
+    wantSlots.set(fid, list);
+  }
+
+  // Ids: keep the ones still in use; new ones avoid every id of the previous allocation.
+  const beIds = new IdPool(prev.backends.values());
+  const rnIds = new IdPool(prev.frontends.values());
+  const next: LbAllocation = emptyAllocation();
+  for (const bid of [...backendInfo.keys()].sort()) {
+    next.backends.set(bid, prev.backends.get(bid) ?? 0);
+  }
+  for (const [bid, id] of next.backends) if (id === 0) next.backends.set(bid, beIds.alloc());
+  for (const fid of fronts.keys()) next.frontends.set(fid, prev.frontends.get(fid) ?? 0);
+  for (const [fid, id] of next.frontends) if (id === 0) next.frontends.set(fid, rnIds.alloc());
+
+  const maps: LbMapEntries = {
+    [LB4_SVC_MAP]: [], [LB6_SVC_MAP]: [], [LB4_BE_MAP]: [], [LB6_BE_MAP]: [], [LB4_RNAT_MAP]: [], [LB6_RNAT_MAP]: [],
+  };
+
+  for (const [bid, { family, backend }] of backendInfo) {
+    const id = next.backends.get(bid)!;
+    const codec = family === 4 ? lb4BackendCodec : lb6BackendCodec;
+    maps[family === 4 ? LB4_BE_MAP : LB6_BE_MAP].push({ key: u32Codec.encode(id), value: codec.encode(backend) });
+  }
+
+  for (const [fid, fe] of fronts) {
+    const revNatId = next.frontends.get(fid)!;
+    const slots = assignSlots(prev.slots.get(fid) ?? [], wantSlots.get(fid) ?? []);
+    next.slots.set(fid, slots);
+    const keyCodec = fe.family === 4 ? lb4KeyCodec : lb6KeyCodec;
+    const svcMap = maps[fe.family === 4 ? LB4_SVC_MAP : LB6_SVC_MAP];
+    const proto = protoNumber(fe.protocol);
+    const affinity = fe.affinityTimeoutSeconds > 0;
+    svcMap.push({
+      key: keyCodec.encode({ address: fe.address, port: fe.port, proto, slot: 0 }),
+      value: svcValueCodec.encode({
+        backendId: 0,
+        count: slots.length,
+        flags: affinity ? SVC_F_AFFINITY : 0,
+        revNatId,
+        affinityTimeout: affinity ? fe.affinityTimeoutSeconds : 0,
+      }),
+    });
+    slots.forEach((bid, i) => {
+      svcMap.push({
+        key: keyCodec.encode({ address: fe.address, port: fe.port, proto, slot: i + 1 }),
+        value: svcValueCodec.encode({ backendId: next.backends.get(bid)!, count: 0, flags: 0, revNatId, affinityTimeout: 0 }),
+      });
+    });
+    const rnCodec = fe.family === 4 ? lb4RevNatCodec : lb6RevNatCodec;
+    maps[fe.family === 4 ? LB4_RNAT_MAP : LB6_RNAT_MAP].push({
+      key: u32Codec.encode(revNatId),
+      value: rnCodec.encode({ address: fe.address, port: fe.port }),
+    });
+  }
+
+  return { maps, allocation: next };
+}
+
+/**
+ * Write phase of an entry: the reconcile writes lower phases first and
+ * deletes higher phases first, so a reader never follows a frontend to a
+ * missing slot or a slot to a missing backend.
+ * 0 backends, 1 rev-NAT, 2 backend slots, 3 frontends (slot 0).
+ */
+export function lbPhase(map: LbConfigMapName, key: Uint8Array): number {
+  switch (map) {
+    case LB4_BE_MAP:
+    case LB6_BE_MAP:
+      return 0;
+    case LB4_RNAT_MAP:
+    case LB6_RNAT_MAP:
+      return 1;
+    default: {
+      // Read the slot in place (this runs for every entry of the largest map).
+      const off = (map === LB4_SVC_MAP ? LB4_KEY : LB6_KEY).fields.slot!.offset;
+      return key[off] === 0 && key[off + 1] === 0 ? 3 : 2;
+    }
+  }
+}
+
+/**
+ * Rebuild the allocation from the contents of pinned maps (after an agent
+ * restart), so the first reconcile keeps every id and slot and writes nothing
+ * when nothing changed. Entries that do not decode or do not fit together
+ * are ignored (the reconcile then rewrites or deletes them).
+ */
+export function allocationFromMaps(contents: Partial<Record<LbConfigMapName, Iterable<[Uint8Array, Uint8Array]>>>): LbAllocation {
+  const alloc = emptyAllocation();
+  const beById = new Map<number, { family: 4 | 6; be: Backend }>();
+  for (const family of [4, 6] as const) {
+    const codec = family === 4 ? lb4BackendCodec : lb6BackendCodec;
+    for (const [k, v] of contents[family === 4 ? LB4_BE_MAP : LB6_BE_MAP] ?? []) {
+      try {
+        beById.set(u32Codec.decode(k), { family, be: codec.decode(v) });
+      } catch { /* foreign entry */ }
+    }
+  }
+  for (const family of [4, 6] as const) {
+    const keyCodec = family === 4 ? lb4KeyCodec : lb6KeyCodec;
+    const fronts = new Map<L4Id, { key: SvcKey; val: SvcValue }>();
+    const slots = new Map<L4Id, Map<number, number>>();
+    for (const [k, v] of contents[family === 4 ? LB4_SVC_MAP : LB6_SVC_MAP] ?? []) {
+      let key: SvcKey, val: SvcValue;
+      try {
+        key = keyCodec.decode(k);
+        if (v.length !== LB_SVC.size) continue;
+        val = svcValueCodec.decode(v);
+      } catch { continue; }
+      const proto = protoName(key.proto);
+      if (!proto) continue;
+      const fid = l4Id(family, key.address, key.port, proto);
+      if (key.slot === 0) fronts.set(fid, { key, val });
+      else {
+        let m = slots.get(fid);
+        if (!m) slots.set(fid, (m = new Map()));
+        m.set(key.slot, val.backendId);
+      }
+    }
+    for (const [fid, { key, val }] of fronts) {
+      alloc.frontends.set(fid, val.revNatId);
+      const list: L4Id[] = [];
+      const bySlot = slots.get(fid) ?? new Map<number, number>();
+      for (let s = 1; s <= val.count; s++) {
+        const beId = bySlot.get(s);
+        const be = beId === undefined ? undefined : beById.get(beId);
+        if (!be || be.family !== family || be.be.proto !== key.proto) break;
+        const bid = l4Id(family, be.be.address, be.be.port, protoName(be.be.proto)!);
+        alloc.backends.set(bid, beId!);
+        list.push(bid);
+      }
+      alloc.slots.set(fid, list);
+    }
+  }
+  // Backends no frontend uses still hold their ids (so they are not reused while pinned).
+  for (const [id, { family, be }] of beById) {
+    const proto = protoName(be.proto);
+    if (!proto) continue;
+    const bid = l4Id(family, be.address, be.port, proto);
+    if (!alloc.backends.has(bid)) alloc.backends.set(bid, id);
+  }
+  return alloc;
+}
+
+/** Reconcile plans for the six configuration maps, with their write phases. */
+export function lbPlans(maps: LbMapEntries, open: (name: LbConfigMapName) => MapAccess): MapPlan[] {
+  return LB_CONFIG_MAPS.map((name) => ({
+    name,
+    map: open(name),
+    desired: maps[name],
+    phase: (key: Uint8Array) => lbPhase(name, key),
+  }));
+}
