@@ -17,6 +17,10 @@ export const commands: Record<string, Command> = {
     summary: 'does the kernel meet the minimum (4.9.17) by its effective upstream version',
     load: () => import('./commands/kernel-check.ts'),
   },
+  'kernel probe': {
+    summary: 'which BPF features this kernel has, and the datapath modes they give',
+    load: () => import('./commands/kernel-probe.ts'),
+  },
   'kernel upgrade': {
     summary: 'on EL7/8/9 below the minimum: install an ELRepo kernel and make it the boot default',
     load: () => import('./commands/kernel-upgrade.ts'),
