@@ -577,7 +577,8 @@ t.test('fuzz: random junk never throws and always gives well-formed output', asy
   t.equal(r.state.frontends.length, 1);
 });
 
-t.test('scale: 10k services x 10 endpoints translate quickly', async (t) => {
+// Correctness at scale; the time is only printed (timed targets belong in test/bench).
+t.test('scale: 10k services x 10 endpoints', async (t) => {
   const services: unknown[] = [];
   const slices: unknown[] = [];
   for (let i = 0; i < 10000; i++) {
@@ -592,5 +593,4 @@ t.test('scale: 10k services x 10 endpoints translate quickly', async (t) => {
   t.equal(r.state.frontends.length, 10000);
   t.equal(r.warnings.length, 0);
   t.comment(`buildLbState 10k services x 10 endpoints: ${ms.toFixed(0)} ms`);
-  t.ok(ms < 3000, 'well under a few seconds even on a slow CI box');
 });

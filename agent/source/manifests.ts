@@ -1,0 +1,167 @@
+// Kubernetes manifests as text -> objects sorted into Snapshot buckets.
+// Pure (no I/O): used by the dir source, and by anything that loads YAML
+// fixtures (the lab, tests).
+import { parseAllDocuments } from 'yaml';
+import { emptySnapshot, type KubeObject, type Snapshot } from './types.ts';
+
+export type Bucket = keyof Snapshot;
+
+interface KindInfo {
+  bucket: Bucket;
+  apiVersion: string;
+  namespaced: boolean;
+}
+
+/** The kinds a Snapshot holds, with the only apiVersion accepted for each. */
+export const KINDS: Readonly<Record<string, KindInfo>> = {
+  Service: { bucket: 'services', apiVersion: 'v1', namespaced: true },
+  EndpointSlice: { bucket: 'endpointSlices', apiVersion: 'discovery.k8s.io/v1', namespaced: true },
+  Node: { bucket: 'nodes', apiVersion: 'v1', namespaced: false },
+  Pod: { bucket: 'pods', apiVersion: 'v1', namespaced: true },
+  Namespace: { bucket: 'namespaces', apiVersion: 'v1', namespaced: false },
+  NetworkPolicy: { bucket: 'networkPolicies', apiVersion: 'networking.k8s.io/v1', namespaced: true },
+};
+
+export interface ClassifiedObject {
+  bucket: Bucket;
+  /** "bucket/namespace/name" ("bucket//name" for cluster-scoped kinds): unique per object, as on an API server. */
+  key: string;
+  object: KubeObject;
+}
+
+/** Something in a manifest that was left out, and why. `malformed` false: valid but not ours (unknown kind, other API version). */
+export interface Skipped {
+  where: string;
+  reason: string;
+  malformed: boolean;
+}
+
+export type ParseResult =
+  | { ok: true; objects: ClassifiedObject[]; skipped: Skipped[] }
+  | { ok: false; error: string };
+
+function isRec(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/**
+ * Sort one object into its bucket.
+ *
+ * Accepted: the kinds in KINDS, at their apiVersion (an absent apiVersion is
+ * tolerated); metadata.name must be a non-empty string. A namespaced object
+ * without metadata.namespace is put in "default" (on a shallow copy), as
+ * `kubectl apply` would do. Unknown kinds and other API versions (e.g.
+ * discovery.k8s.io/v1beta1) are skipped, not counted as malformed.
+ */
+export function classify(obj: unknown, where: string): ClassifiedObject | Skipped {
+  if (!isRec(obj)) return { where, reason: 'not an object', malformed: true };
+  const kind = obj.kind;
+  if (typeof kind !== 'string' || kind === '') return { where, reason: 'kind missing', malformed: true };
+  const info = Object.prototype.hasOwnProperty.call(KINDS, kind) ? KINDS[kind] : undefined;
+  if (!info) return { where, reason: `kind ${kind} is not watched`, malformed: false };
+  const av = obj.apiVersion;
+  if (av !== undefined && av !== info.apiVersion) {
+    return { where, reason: `${kind} apiVersion ${String(av)} is not ${info.apiVersion}`, malformed: typeof av !== 'string' };
+  }
+  const md = obj.metadata;
+  if (!isRec(md) || typeof md.name !== 'string' || md.name === '') {
+    return { where, reason: `${kind} without metadata.name`, malformed: true };
+  }
+  let object = obj as KubeObject;
+  let ns = '';
+  if (info.namespaced) {
+    if (md.namespace === undefined || md.namespace === null || md.namespace === '') {
+      object = { ...object, metadata: { ...md, namespace: 'default' } };
+      ns = 'default';
+    } else if (typeof md.namespace === 'string') {
+      ns = md.namespace;
+    } else {
+      return { where, reason: `${kind} ${md.name}: metadata.namespace is not a string`, malformed: true };
+    }
+  }
+  return { bucket: info.bucket, key: `${info.bucket}/${ns}/${md.name}`, object };
+}
+
+/** Expand `kind: List` (what kubectl prints) and typed lists (`ServiceList`, as the API returns, whose items carry no kind). */
+function flatten(doc: Record<string, unknown>, where: string, out: ClassifiedObject[], skipped: Skipped[]): void {
+  const kind = doc.kind;
+  if (typeof kind === 'string' && kind.endsWith('List') && Array.isArray(doc.items)) {
+    const itemKind = kind === 'List' ? undefined : kind.slice(0, -'List'.length);
+    doc.items.forEach((item: unknown, i: number) => {
+      let it = item;
+      if (itemKind && isRec(item) && item.kind === undefined) {
+        it = { apiVersion: doc.apiVersion, kind: itemKind, ...item };
+      }
+      const r = classify(it, `${where} items[${i}]`);
+      if ('bucket' in r) out.push(r);
+      else skipped.push(r);
+    });
+    return;
+  }
+  const r = classify(doc, where);
+  if ('bucket' in r) out.push(r);
+  else skipped.push(r);
+}
+
+function describeValue(v: unknown): string {
+  return Array.isArray(v) ? 'a list' : typeof v;
+}
+
+/**
+ * Parse the text of one manifest file: YAML (multi-document, `---`), or JSON
+ * when `name` ends in .json. Empty documents are fine.
+ *
+ * The whole file fails (ok: false) when it does not parse, or when a
+ * document is not a mapping (a stray scalar is what a half-written file
+ * often looks like). A parsed file can still skip single objects (listed in
+ * `skipped`).
+ */
+export function parseManifests(text: string, name: string): ParseResult {
+  const objects: ClassifiedObject[] = [];
+  const skipped: Skipped[] = [];
+  const body = text.startsWith('\uFEFF') ? text.slice(1) : text;
+  try {
+    const docs: unknown[] = [];
+    if (name.toLowerCase().endsWith('.json')) {
+      if (body.trim() === '') return { ok: true, objects, skipped };
+      const v: unknown = JSON.parse(body);
+      if (Array.isArray(v)) docs.push(...v);
+      else docs.push(v);
+    } else {
+      const parsed = parseAllDocuments(body, { merge: true, prettyErrors: true });
+      const list = Array.isArray(parsed) ? parsed : [];
+      for (let i = 0; i < list.length; i++) {
+        const d = list[i];
+        if (!d) continue;
+        const err = d.errors[0];
+        if (err) return { ok: false, error: `document ${i + 1}: ${err.message.split('\n')[0] ?? 'parse error'}` };
+        docs.push(d.toJS({ maxAliasCount: 100 }));
+      }
+    }
+    for (let i = 0; i < docs.length; i++) {
+      const d = docs[i];
+      if (d === null || d === undefined) continue;
+      if (!isRec(d)) return { ok: false, error: `document ${i + 1} is ${describeValue(d)}, not an object` };
+      flatten(d, `${name} document ${i + 1}`, objects, skipped);
+    }
+  } catch (e) {
+    return { ok: false, error: e instanceof Error ? e.message.split('\n')[0] ?? e.message : String(e) };
+  }
+  return { ok: true, objects, skipped };
+}
+
+/** Build a Snapshot from classified objects: a later object with the same key replaces an earlier one (as repeated `kubectl apply` would). */
+export function toSnapshot(objects: Iterable<ClassifiedObject>): { snapshot: Snapshot; replaced: string[] } {
+  const byKey = new Map<string, ClassifiedObject>();
+  const replaced: string[] = [];
+  for (const o of objects) {
+    if (byKey.has(o.key)) {
+      replaced.push(o.key);
+      byKey.delete(o.key); // re-insert so the order is that of the last definition
+    }
+    byKey.set(o.key, o);
+  }
+  const snapshot = emptySnapshot();
+  for (const o of byKey.values()) snapshot[o.bucket].push(o.object);
+  return { snapshot, replaced };
+}
