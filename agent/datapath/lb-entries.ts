@@ -124,7 +124,7 @@ export function lbEntries(state: LbState, prev: LbAllocation = emptyAllocation()
   const beIds = new IdPool(prev.backends.values());
   const rnIds = new IdPool(prev.frontends.values());
   const next: LbAllocation = emptyAllocation();
-  for (const bid of [...backendInfo.keys()].sort()) {
+  for (const bid of backendInfo.keys()) {
     next.backends.set(bid, prev.backends.get(bid) ?? 0);
   }
   for (const [bid, id] of next.backends) if (id === 0) next.backends.set(bid, beIds.alloc());
