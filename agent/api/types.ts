@@ -65,3 +65,30 @@ export interface ServiceEntry {
   affinityTimeoutSeconds: number;
   backends: ServiceBackendEntry[];
 }
+
+export interface AgentStatus {
+  /** False when something below needs attention (see problems); `kinglet status` then exits 1. */
+  healthy: boolean;
+  problems: string[];
+  version: string;
+  node: { name: string };
+  startedAt: string;
+  uptimeSeconds: number;
+  /** Where Kubernetes objects come from, and whether the first full list is done. */
+  source: { kind: string; endpoint: string; synced: boolean; lastSync?: string; lastError?: string; malformed: number; [k: string]: unknown };
+  kubeProxyReplacement: {
+    /** "True" when every service type kinglet handles is handled in BPF here. */
+    mode: 'True' | 'Partial' | 'False';
+    features: { name: string; enabled: boolean; detail: string }[];
+  };
+  datapath: {
+    bpfRoot: string;
+    cgroup: string;
+    object: string;
+    programs: { name: string; attach: string; progId: number; linkId: number }[];
+    maps: { name: string; entries: number; max: number }[];
+  };
+  services: { frontends: number; backends: number; lastApply?: { at: string; added: number; updated: number; deleted: number; durationMs: number } };
+  controllers: { name: string; runs: number; failures: number; lastRun?: string; lastSuccess?: string; lastError?: string }[];
+  ipam?: { podCIDRs: string[] };
+}

@@ -9,6 +9,10 @@ export interface Command {
 }
 
 export const commands: Record<string, Command> = {
+  agent: {
+    summary: 'run the node agent (socket LB, local API) in the foreground',
+    load: () => import('./commands/agent.ts'),
+  },
   'service list': {
     summary: 'the service frontends the agent has programmed, with their backends',
     load: () => import('./commands/service-list.ts'),

@@ -1,0 +1,120 @@
+// kinglet agent: run the node agent in the foreground, JSON log lines on stdout.
+import { parseArgs } from 'node:util';
+import { readFile } from 'node:fs/promises';
+import { CommandError, UsageError, printJson, type Io } from '../io.ts';
+import { DEFAULT_API_SOCKET } from '../../api/types.ts';
+import { DEFAULT_BPF_ROOT, cleanup } from '../../datapath/loader.ts';
+import { isLevel, jsonLogger } from '../../log.ts';
+import type { Source } from '../../source/types.ts';
+
+const HELP = `usage: kinglet agent --source dir:<path>|kube [options]
+
+  --source dir:<path>   watch a directory of Kubernetes YAML (lab, offline edge nodes)
+  --source kube         list+watch the Kubernetes API (see --kubeconfig)
+  --kubeconfig <file>   default: $KUBECONFIG, then /etc/rancher/k3s/k3s.yaml, then in-cluster
+  --api-server <url>    override the API server URL from the kubeconfig
+  --node-name <name>    this node's name (default: the hostname)
+  --bpf-root <dir>      where maps and links are pinned (default ${DEFAULT_BPF_ROOT})
+  --cgroup <dir>        cgroup2 directory the socket LB attaches to (default: the cgroup2 root)
+  --api-socket <path>   the local API for the CLI (default ${DEFAULT_API_SOCKET}, mode 0600)
+  --object <file>       force a socket-LB object variant (default: the best this kernel loads)
+  --replace-incompatible-maps  replace pinned maps whose layout changed (their entries are lost)
+  --resync <seconds>    full resync period (default 60)
+  --log-level <level>   debug, info, warn, error (default info)
+  --cleanup             remove the datapath pinned under --bpf-root (detach programs, unpin maps) and exit
+
+On exit the datapath stays in place, so a restart never interrupts traffic.
+`;
+
+export async function cgroup2Root(): Promise<string> {
+  const mounts = await readFile('/proc/self/mounts', 'utf8');
+  for (const line of mounts.split('\n')) {
+    const [, dir, type] = line.split(' ');
+    if (type === 'cgroup2' && dir) return dir;
+  }
+  throw new CommandError('cgroup2 is not mounted: mount it (mount -t cgroup2 none /sys/fs/cgroup) or pass --cgroup');
+}
+
+export async function run(args: string[], io: Io): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      source: { type: 'string' },
+      kubeconfig: { type: 'string' },
+      'api-server': { type: 'string' },
+      'node-name': { type: 'string' },
+      'bpf-root': { type: 'string', default: DEFAULT_BPF_ROOT },
+      cgroup: { type: 'string' },
+      'api-socket': { type: 'string', default: DEFAULT_API_SOCKET },
+      object: { type: 'string' },
+      'replace-incompatible-maps': { type: 'boolean', default: false },
+      resync: { type: 'string', default: '60' },
+      'log-level': { type: 'string', default: 'info' },
+      cleanup: { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  if (values.help) {
+    io.out(HELP);
+    return 0;
+  }
+  const bpfRoot = values['bpf-root'];
+  if (values.cleanup) {
+    const report = cleanup(bpfRoot);
+    if (values.json) printJson(io, report);
+    else {
+      io.out(`removed ${report.links.length} link(s) and ${report.maps.length} map(s) under ${bpfRoot}\n`);
+      for (const e of report.errors) io.err(`error: ${e}\n`);
+    }
+    return report.errors.length ? 1 : 0;
+  }
+  const level = values['log-level'];
+  if (!isLevel(level)) throw new UsageError(`--log-level must be one of debug, info, warn, error (got "${level}")`);
+  const resync = Number(values.resync);
+  if (!Number.isFinite(resync) || resync < 0) throw new UsageError(`--resync must be a number of seconds (got "${values.resync}")`);
+  const log = jsonLogger((line) => io.out(line), level);
+  const spec = values.source;
+  if (!spec) throw new UsageError('--source is required: dir:<path> or kube');
+  let source: Source;
+  if (spec.startsWith('dir:')) {
+    const path = spec.slice(4);
+    if (!path) throw new UsageError('--source dir:<path> needs a path');
+    const { DirSource } = await import('../../source/dir.ts');
+    source = new DirSource(path, { logger: log });
+  } else if (spec === 'kube') {
+    throw new UsageError('--source kube is not wired into the agent yet; use --source dir:<path>');
+  } else {
+    throw new UsageError(`unknown --source "${spec}": use dir:<path> or kube`);
+  }
+  const { Agent } = await import('../../agent.ts');
+  const agent = new Agent({
+    source,
+    bpfRoot,
+    cgroup: values.cgroup ?? (await cgroup2Root()),
+    apiSocket: values['api-socket'],
+    nodeName: values['node-name'],
+    object: values.object,
+    replaceIncompatible: values['replace-incompatible-maps'],
+    resyncMs: resync * 1000,
+    log,
+  });
+  try {
+    await agent.start();
+  } catch (e) {
+    await agent.stop().catch(() => {});
+    throw new CommandError(`the agent could not start: ${(e as Error).message}`, { cause: e });
+  }
+  await new Promise<void>((resolve) => {
+    const done = (sig: string) => {
+      log('info', 'stopping (the datapath stays in place)', { signal: sig });
+      resolve();
+    };
+    process.once('SIGTERM', () => done('SIGTERM'));
+    process.once('SIGINT', () => done('SIGINT'));
+  });
+  await agent.stop();
+  return 0;
+}

@@ -1,0 +1,129 @@
+// The socket-LB datapath as one object: load (or adopt) the programs and
+// pinned maps, recover the id allocation from the pins, and turn each new
+// LbState into the minimal set of map writes.
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { LbState } from '../model/types.ts';
+import type { ServiceEntry } from '../api/types.ts';
+import { BpfMap } from './libbpf.ts';
+import { load, LoaderError, type DatapathDescription, type Loaded } from './loader.ts';
+import { LB_CONFIG_MAPS, SOCK_LB_OBJECTS, type LbConfigMapName, type SockLbObject } from './lb-layout.ts';
+import { allocationFromMaps, l4Id, lbEntries, lbPlans, type LbAllocation } from './lb-entries.ts';
+import { reconcile, type ReconcileResult } from './reconcile.ts';
+import { ShadowMap } from './shadow-map.ts';
+
+export const DEFAULT_BPF_OBJECT_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bpf', 'build');
+
+export interface LbDatapathOptions {
+  bpfRoot: string;
+  /** cgroup2 directory the socket programs attach to. */
+  cgroup: string;
+  objectDir?: string;
+  /** Force one object variant (file name under objectDir); default: the best that loads. */
+  object?: string;
+  replaceIncompatible?: boolean;
+  log?: (msg: string, fields?: Record<string, unknown>) => void;
+}
+
+export interface LbApplyResult extends ReconcileResult {
+  frontends: number;
+  backends: number;
+  durationMs: number;
+}
+
+export class LbDatapath {
+  readonly loaded: Loaded;
+  readonly variant: SockLbObject;
+  readonly #maps: Record<LbConfigMapName, ShadowMap>;
+  #allocation: LbAllocation;
+  #state: LbState = { frontends: [] };
+
+  private constructor(loaded: Loaded, variant: SockLbObject) {
+    this.loaded = loaded;
+    this.variant = variant;
+    const maps = {} as Record<LbConfigMapName, ShadowMap>;
+    for (const name of LB_CONFIG_MAPS) {
+      const fd = loaded.maps[name];
+      if (fd === undefined) throw new Error(`map ${name} missing from the socket-LB object`);
+      maps[name] = new ShadowMap(new BpfMap(fd));
+    }
+    this.#maps = maps;
+    // Ids and slots as the pinned maps hold them: the first reconcile after a
+    // restart writes nothing when nothing changed.
+    this.#allocation = allocationFromMaps(Object.fromEntries(LB_CONFIG_MAPS.map((n) => [n, maps[n].entries()])));
+  }
+
+  /**
+   * Load the best socket-LB variant this kernel accepts (bpf_set_retval and
+   * netns cookies first, then without), adopting pinned maps and links.
+   */
+  static open(opts: LbDatapathOptions): LbDatapath {
+    const dir = opts.objectDir ?? DEFAULT_BPF_OBJECT_DIR;
+    const candidates = opts.object ? SOCK_LB_OBJECTS.filter((o) => o.file === opts.object) : SOCK_LB_OBJECTS;
+    if (candidates.length === 0) throw new Error(`unknown socket-LB object ${opts.object}; one of ${SOCK_LB_OBJECTS.map((o) => o.file).join(', ')}`);
+    let lastErr: unknown;
+    for (const variant of candidates) {
+      const object = join(dir, variant.file);
+      if (!existsSync(object)) {
+        lastErr = new Error(`${object} is missing: build the BPF objects with \`make -C bpf\``);
+        continue;
+      }
+      try {
+        const loaded = load({ object, bpfRoot: opts.bpfRoot, cgroup: opts.cgroup, replaceIncompatible: opts.replaceIncompatible });
+        opts.log?.('socket LB loaded', { object: variant.file, setRetval: variant.setRetval, netnsCookie: variant.netnsCookie });
+        return new LbDatapath(loaded, variant);
+      } catch (e) {
+        lastErr = e;
+        // Only a verifier/load refusal means "try the next variant"; anything else is final.
+        if (!(e instanceof LoaderError && e.code === 'LOAD')) throw e;
+        opts.log?.('socket LB variant refused by this kernel, trying the next', { object: variant.file, error: (e as Error).message });
+      }
+    }
+    throw lastErr instanceof Error ? lastErr : new Error(String(lastErr));
+  }
+
+  /** Program `state`: compute the entries, write only the difference. */
+  apply(state: LbState): LbApplyResult {
+    const t0 = performance.now();
+    const { maps, allocation } = lbEntries(state, this.#allocation);
+    const result = reconcile(lbPlans(maps, (name) => this.#maps[name]));
+    this.#allocation = allocation;
+    this.#state = state;
+    return { ...result, frontends: state.frontends.length, backends: allocation.backends.size, durationMs: performance.now() - t0 };
+  }
+
+  /** Re-read the kernel's map contents, so the next apply repairs any drift. */
+  resync(): void {
+    for (const m of Object.values(this.#maps)) m.resync();
+  }
+
+  /** The frontends as last programmed, with their ids (the rev-NAT id). */
+  services(): ServiceEntry[] {
+    return this.#state.frontends.map((fe) => ({
+      id: this.#allocation.frontends.get(l4Id(fe.family, fe.address, fe.port, fe.protocol)) ?? 0,
+      service: fe.service,
+      portName: fe.portName,
+      type: fe.type,
+      address: fe.address,
+      port: fe.port,
+      protocol: fe.protocol,
+      affinityTimeoutSeconds: fe.affinityTimeoutSeconds,
+      backends: fe.backends.map((b) => ({ address: b.address, port: b.port, state: b.terminating ? 'terminating' : 'active' })),
+    }));
+  }
+
+  /** Entries per configuration map, with capacity. */
+  fill(): { name: string; entries: number; max: number }[] {
+    return LB_CONFIG_MAPS.map((name) => ({ name, entries: this.#maps[name].size, max: this.#maps[name].map.info.maxEntries }));
+  }
+
+  describe(): DatapathDescription {
+    return this.loaded.describe();
+  }
+
+  /** Close handles; the pinned programs and maps keep working. */
+  close(): void {
+    this.loaded.close();
+  }
+}

@@ -1,0 +1,55 @@
+// A BPF map with an in-memory copy of what this process wrote, so a reconcile
+// diffs against memory instead of reading every entry back from the kernel.
+// `resync()` re-reads the kernel's contents (at start, and on the periodic
+// resync that catches drift).
+import { bytesKey } from './lb-layout.ts';
+import type { MapAccess } from './reconcile.ts';
+import { mapLookupAll, type BpfMap } from './libbpf.ts';
+
+export class ShadowMap implements MapAccess {
+  readonly map: BpfMap;
+  readonly #copy = new Map<string, [Uint8Array, Uint8Array]>();
+
+  constructor(map: BpfMap) {
+    this.map = map;
+    this.resync();
+  }
+
+  /** Replace the copy with what the kernel holds now. */
+  resync(): void {
+    this.#copy.clear();
+    const { keySize, valueSize } = this.map.info;
+    let batch: ReturnType<typeof mapLookupAll>;
+    try {
+      batch = mapLookupAll(this.map.fd, keySize, valueSize);
+    } catch {
+      // Batch lookups need 5.6+: read key by key instead.
+      for (const [k, v] of this.map.entries()) this.#copy.set(bytesKey(k), [k, v]);
+      return;
+    }
+    const { keys, values, count } = batch;
+    for (let i = 0; i < count; i++) {
+      const k = Uint8Array.prototype.slice.call(keys, i * keySize, (i + 1) * keySize);
+      const v = Uint8Array.prototype.slice.call(values, i * valueSize, (i + 1) * valueSize);
+      this.#copy.set(bytesKey(k), [k, v]);
+    }
+  }
+
+  get size(): number {
+    return this.#copy.size;
+  }
+
+  entries(): Iterable<[Uint8Array, Uint8Array]> {
+    return this.#copy.values();
+  }
+
+  update(key: Uint8Array, value: Uint8Array): void {
+    this.map.set(key, value);
+    this.#copy.set(bytesKey(key), [Uint8Array.from(key), Uint8Array.from(value)]);
+  }
+
+  delete(key: Uint8Array): void {
+    this.map.delete(key);
+    this.#copy.delete(bytesKey(key));
+  }
+}
