@@ -445,26 +445,110 @@ interface Named<T> {
   value: T;
 }
 
-/** Sort by key; among equal keys keep the first by `tie` and report the others. */
+/**
+ * One object among those sharing a "namespace/name": the first by content
+ * (stable JSON), so the choice never depends on input order. Reports when the
+ * copies differ.
+ */
+function chooseOne(key: string, objs: readonly unknown[], kind: string, warn: (object: string, reason: string) => void): unknown {
+  if (objs.length === 1) return objs[0];
+  const group = objs.map((value) => ({ tie: stableString(value), value }));
+  group.sort((a, b) => (a.tie < b.tie ? -1 : a.tie > b.tie ? 1 : 0));
+  const identical = group.every((g) => g.tie === group[0]?.tie);
+  if (!identical) warn(`${kind} ${key}`, `defined ${group.length} times with different content; one copy used`);
+  return group[0]?.value;
+}
+
+/** Sort by key; among equal keys keep one (chooseOne) and report differing copies. */
 function dedupe<T>(items: Named<T>[], kind: string, warn: (object: string, reason: string) => void): Named<T>[] {
   items.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   const out: Named<T>[] = [];
   for (let i = 0; i < items.length;) {
     let j = i + 1;
     while (j < items.length && items[j]?.key === items[i]?.key) j++;
-    if (j - i === 1) {
-      out.push(items[i] as Named<T>);
-    } else {
-      const group = items.slice(i, j);
-      for (const g of group) g.tie = stableString(g.value);
-      group.sort((a, b) => (a.tie < b.tie ? -1 : a.tie > b.tie ? 1 : 0));
-      out.push(group[0] as Named<T>);
-      const identical = group.every((g) => g.tie === group[0]?.tie);
-      if (!identical) warn(`${kind} ${items[i]?.key}`, `defined ${j - i} times with different content; one copy used`);
+    if (j - i === 1) out.push(items[i] as Named<T>);
+    else {
+      const key = items[i]!.key;
+      out.push({ key, tie: '', value: chooseOne(key, items.slice(i, j).map((n) => n.value), kind, warn) as T });
     }
     i = j;
   }
   return out;
+}
+
+/** The parsed slice of one (deduplicated) EndpointSlice object, or undefined when it feeds no service. */
+function sliceOf(key: string, obj: unknown, warn: (object: string, reason: string) => void): { serviceKey: string; slice: ParsedSlice } | undefined {
+  const object = `EndpointSlice ${key}`;
+  try {
+    const meta = readMeta(obj) as Meta;
+    return parseSlice(obj, meta, key, (reason) => warn(object, reason));
+  } catch (e) {
+    warn(object, `unexpected error: ${errText(e)}`);
+    return undefined;
+  }
+}
+
+/** A frontend a service asks for, before address conflicts between services are settled. */
+interface Candidate {
+  sortKey: string;
+  fe: LbFrontend;
+}
+
+/** The frontends one (deduplicated) Service object asks for, given the slices labelled for it. */
+function candidatesOf(key: string, obj: unknown, slices: ParsedSlice[] | undefined, warn: (object: string, reason: string) => void): Candidate[] {
+  const object = `Service ${key}`;
+  const out: Candidate[] = [];
+  try {
+    const meta = readMeta(obj) as Meta;
+    const svc = parseService(obj as Rec, meta, (reason) => warn(object, reason));
+    if (!svc) return out;
+    const backendCache = new Map<string, LbBackend[]>();
+    for (const ip of svc.ips) {
+      for (const p of svc.ports) {
+        const sortKey = `${ip.family}|${ip.key}|${p.port.toString().padStart(5, '0')}|${p.protocol}`;
+        const bk = `${ip.family}|${p.name}|${p.protocol}`;
+        let backends = backendCache.get(bk);
+        if (!backends) {
+          backends = selectBackends(slices, ip.family, p);
+          backendCache.set(bk, backends);
+        } else {
+          // Each frontend gets its own array, so a consumer may mutate one safely.
+          backends = backends.map((b) => ({ ...b }));
+        }
+        out.push({
+          sortKey,
+          fe: {
+            service: svc.key,
+            portName: p.name,
+            type: 'ClusterIP',
+            family: ip.family,
+            address: ip.address,
+            port: p.port,
+            protocol: p.protocol,
+            backends,
+            affinityTimeoutSeconds: svc.affinity,
+          },
+        });
+      }
+    }
+  } catch (e) {
+    warn(object, `unexpected error: ${errText(e)}`);
+  }
+  return out;
+}
+
+function conflictReason(fe: LbFrontend, owner: string): string {
+  return `${fe.address}:${fe.port}/${fe.protocol} is already used by Service ${owner}; skipped`;
+}
+
+function compareWarnings(a: ModelWarning, b: ModelWarning): number {
+  return a.object < b.object ? -1 : a.object > b.object ? 1 : a.reason < b.reason ? -1 : a.reason > b.reason ? 1 : 0;
+}
+
+/** The order of LbState.frontends: family, address (numerically), port, protocol. */
+export function frontendSortKey(fe: Pick<LbFrontend, 'family' | 'address' | 'port' | 'protocol'>): string {
+  const ip = parseIp(fe.address);
+  return `${fe.family}|${ip ? ip.key : fe.address}|${fe.port.toString().padStart(5, '0')}|${fe.protocol}`;
 }
 
 /**
@@ -477,7 +561,7 @@ function dedupe<T>(items: Named<T>[], kind: string, warn: (object: string, reaso
 export function buildLbState(input: ServicesInput): LbBuildResult {
   const warnings: ModelWarning[] = [];
   const warn = (object: string, reason: string) => warnings.push({ object, reason });
-  const frontends: { sortKey: string; fe: LbFrontend }[] = [];
+  const frontends: Candidate[] = [];
   try {
     const servicesIn: unknown = isRec(input) ? get(input, 'services') : undefined;
     const slicesIn: unknown = isRec(input) ? get(input, 'endpointSlices') : undefined;
@@ -495,17 +579,11 @@ export function buildLbState(input: ServicesInput): LbBuildResult {
     });
     const byService = new Map<string, ParsedSlice[]>();
     for (const n of dedupe(namedSlices, 'EndpointSlice', warn)) {
-      const object = `EndpointSlice ${n.key}`;
-      try {
-        const meta = readMeta(n.value) as Meta;
-        const r = parseSlice(n.value, meta, n.key, (reason) => warn(object, reason));
-        if (!r) continue;
-        const list = byService.get(r.serviceKey);
-        if (list) list.push(r.slice);
-        else byService.set(r.serviceKey, [r.slice]);
-      } catch (e) {
-        warn(object, `unexpected error: ${errText(e)}`);
-      }
+      const r = sliceOf(n.key, n.value, warn);
+      if (!r) continue;
+      const list = byService.get(r.serviceKey);
+      if (list) list.push(r.slice);
+      else byService.set(r.serviceKey, [r.slice]);
     }
 
     // Services, in name order, so conflicts are settled the same way every time.
@@ -517,49 +595,14 @@ export function buildLbState(input: ServicesInput): LbBuildResult {
     });
     const claimed = new Map<string, string>();
     for (const n of dedupe(namedServices, 'Service', warn)) {
-      const object = `Service ${n.key}`;
-      try {
-        const meta = readMeta(n.value) as Meta;
-        const svc = parseService(n.value as Rec, meta, (reason) => warn(object, reason));
-        if (!svc) continue;
-        const slices = byService.get(svc.key);
-        const backendCache = new Map<string, LbBackend[]>();
-        for (const ip of svc.ips) {
-          for (const p of svc.ports) {
-            const sortKey = `${ip.family}|${ip.key}|${p.port.toString().padStart(5, '0')}|${p.protocol}`;
-            const owner = claimed.get(sortKey);
-            if (owner !== undefined) {
-              warn(object, `${ip.address}:${p.port}/${p.protocol} is already used by Service ${owner}; skipped`);
-              continue;
-            }
-            claimed.set(sortKey, svc.key);
-            const bk = `${ip.family}|${p.name}|${p.protocol}`;
-            let backends = backendCache.get(bk);
-            if (!backends) {
-              backends = selectBackends(slices, ip.family, p);
-              backendCache.set(bk, backends);
-            } else {
-              // Each frontend gets its own array, so a consumer may mutate one safely.
-              backends = backends.map((b) => ({ ...b }));
-            }
-            frontends.push({
-              sortKey,
-              fe: {
-                service: svc.key,
-                portName: p.name,
-                type: 'ClusterIP',
-                family: ip.family,
-                address: ip.address,
-                port: p.port,
-                protocol: p.protocol,
-                backends,
-                affinityTimeoutSeconds: svc.affinity,
-              },
-            });
-          }
+      for (const c of candidatesOf(n.key, n.value, byService.get(n.key), warn)) {
+        const owner = claimed.get(c.sortKey);
+        if (owner !== undefined) {
+          warn(`Service ${n.key}`, conflictReason(c.fe, owner));
+          continue;
         }
-      } catch (e) {
-        warn(object, `unexpected error: ${errText(e)}`);
+        claimed.set(c.sortKey, n.key);
+        frontends.push(c);
       }
     }
   } catch (e) {
@@ -567,6 +610,316 @@ export function buildLbState(input: ServicesInput): LbBuildResult {
   }
 
   frontends.sort((a, b) => (a.sortKey < b.sortKey ? -1 : a.sortKey > b.sortKey ? 1 : 0));
-  warnings.sort((a, b) => (a.object < b.object ? -1 : a.object > b.object ? 1 : a.reason < b.reason ? -1 : a.reason > b.reason ? 1 : 0));
+  warnings.sort(compareWarnings);
   return { state: { frontends: frontends.map((f) => f.fe) }, warnings };
+}
+
+// ---------------------------------------------------------------------------
+// Incremental model
+
+/** One frontend that differs from the previous update: `before` is what was there, `after` what is there now. */
+export interface FrontendChange {
+  before: LbFrontend | undefined;
+  after: LbFrontend | undefined;
+}
+
+export interface LbModelUpdate {
+  /** Frontends that changed, keyed by their sort key (frontendSortKey). */
+  changes: Map<string, FrontendChange>;
+  /** The whole state, as buildLbState gives it (computed on first access). */
+  readonly state: LbState;
+  /** Every warning, as buildLbState gives them (computed on first access). */
+  readonly warnings: ModelWarning[];
+}
+
+function sameBackend(a: LbBackend, b: LbBackend): boolean {
+  return a.address === b.address && a.port === b.port && a.terminating === b.terminating && a.nodeName === b.nodeName;
+}
+
+export function sameFrontend(a: LbFrontend | undefined, b: LbFrontend | undefined): boolean {
+  if (a === b) return true;
+  if (!a || !b) return false;
+  if (a.service !== b.service || a.portName !== b.portName || a.type !== b.type || a.family !== b.family || a.address !== b.address
+    || a.port !== b.port || a.protocol !== b.protocol || a.affinityTimeoutSeconds !== b.affinityTimeoutSeconds
+    || a.backends.length !== b.backends.length) return false;
+  for (let i = 0; i < a.backends.length; i++) if (!sameBackend(a.backends[i]!, b.backends[i]!)) return false;
+  return true;
+}
+
+/**
+ * What changed between two versions of a list of objects, by identity:
+ * sources hand out the same object for an object that did not change, so a
+ * common prefix and suffix are skipped and only the middle is compared.
+ */
+function diffRefs(prev: readonly unknown[], next: readonly unknown[]): { removed: unknown[]; added: unknown[] } {
+  let s = 0;
+  const m = Math.min(prev.length, next.length);
+  while (s < m && prev[s] === next[s]) s++;
+  let ep = prev.length, en = next.length;
+  while (ep > s && en > s && prev[ep - 1] === next[en - 1]) {
+    ep--;
+    en--;
+  }
+  let removed = prev.slice(s, ep);
+  let added = next.slice(s, en);
+  if (removed.length > 0 && added.length > 0 && removed.length + added.length > 2) {
+    // Moved objects cancel out (a multiset difference).
+    const count = new Map<unknown, number>();
+    for (const o of removed) count.set(o, (count.get(o) ?? 0) + 1);
+    const keep: unknown[] = [];
+    for (const o of added) {
+      const c = count.get(o) ?? 0;
+      if (c > 0) count.set(o, c - 1);
+      else keep.push(o);
+    }
+    added = keep;
+    removed = [];
+    for (const [o, c] of count) for (let i = 0; i < c; i++) removed.push(o);
+  }
+  return { removed, added };
+}
+
+function removeOne(list: unknown[], o: unknown): void {
+  const i = list.indexOf(o);
+  if (i >= 0) list.splice(i, 1);
+}
+
+interface SliceRec {
+  obj: unknown;
+  serviceKey: string | undefined;
+}
+
+interface ServiceRec {
+  obj: unknown;
+  cands: Map<string, LbFrontend>;
+}
+
+/**
+ * buildLbState, kept up to date one change at a time: update(snapshot) does
+ * work in proportion to the objects that changed (by identity: a source must
+ * hand out a new object when an object changes, never mutate one in place)
+ * and reports the frontends that changed. The state and warnings it gives are
+ * those buildLbState gives for the same input.
+ */
+export class LbModel {
+  #services: unknown[] = [];
+  #slicesIn: unknown[] = [];
+  /** Objects by "namespace/name" (usually one each). */
+  readonly #svcGroups = new Map<string, unknown[]>();
+  readonly #sliceGroups = new Map<string, unknown[]>();
+  /** Objects without a usable name, with how many times each is present. */
+  readonly #badServices = new Map<unknown, number>();
+  readonly #badSlices = new Map<unknown, number>();
+  readonly #slices = new Map<string, SliceRec>();
+  /** "namespace/service" -> slice key -> parsed slice. */
+  readonly #bySvc = new Map<string, Map<string, ParsedSlice>>();
+  readonly #svcs = new Map<string, ServiceRec>();
+  /** Frontend sort key -> the services asking for it, in name order (the first one gets it). */
+  readonly #claims = new Map<string, string[]>();
+  readonly #winners = new Map<string, LbFrontend>();
+  /** Warnings by what produced them ("s:<key>", "e:<key>", "c:<sortKey>", "ds:<key>", "de:<key>"). */
+  readonly #warn = new Map<string, ModelWarning[]>();
+  #inputWarnings: ModelWarning[] = [];
+  #state: LbState | undefined;
+
+  update(input: ServicesInput): LbModelUpdate {
+    const changes = new Map<string, FrontendChange>();
+    const inputWarnings: ModelWarning[] = [];
+    let services: unknown[] = [], slices: unknown[] = [];
+    try {
+      const servicesIn: unknown = isRec(input) ? get(input, 'services') : undefined;
+      const slicesIn: unknown = isRec(input) ? get(input, 'endpointSlices') : undefined;
+      if (Array.isArray(servicesIn)) services = servicesIn;
+      else if (servicesIn !== undefined) inputWarnings.push({ object: 'input', reason: 'services is not a list' });
+      if (Array.isArray(slicesIn)) slices = slicesIn;
+      else if (slicesIn !== undefined) inputWarnings.push({ object: 'input', reason: 'endpointSlices is not a list' });
+    } catch (e) {
+      inputWarnings.push({ object: 'input', reason: `unexpected error: ${errText(e)}` });
+    }
+    this.#inputWarnings = inputWarnings;
+
+    const dirtySlices = this.#regroup(this.#slicesIn, slices, this.#sliceGroups, this.#badSlices);
+    const dirtySvcs = this.#regroup(this.#services, services, this.#svcGroups, this.#badServices);
+    this.#slicesIn = slices.slice();
+    this.#services = services.slice();
+
+    for (const key of dirtySlices) this.#updateSlice(key, dirtySvcs);
+    const touched = new Set<string>();
+    for (const key of dirtySvcs) this.#updateService(key, touched);
+    for (const sk of touched) this.#settle(sk, changes);
+    if (changes.size > 0) this.#state = undefined;
+
+    const self = this;
+    let warnings: ModelWarning[] | undefined;
+    return {
+      changes,
+      get state() {
+        return self.state();
+      },
+      get warnings() {
+        return (warnings ??= self.warnings());
+      },
+    };
+  }
+
+  /** The current state (sorted like buildLbState's). */
+  state(): LbState {
+    if (!this.#state) {
+      const keys = [...this.#winners.keys()].sort();
+      this.#state = { frontends: keys.map((k) => this.#winners.get(k)!) };
+    }
+    return this.#state;
+  }
+
+  /** The current warnings (sorted like buildLbState's). */
+  warnings(): ModelWarning[] {
+    const out: ModelWarning[] = [...this.#inputWarnings];
+    const positional = (list: unknown[], bad: Map<unknown, number>, kind: string) => {
+      if (bad.size === 0) return;
+      list.forEach((o, i) => {
+        if (!bad.has(o)) return;
+        const meta = readMeta(o);
+        if (typeof meta === 'string') out.push({ object: `${kind} #${i}`, reason: meta });
+      });
+    };
+    positional(this.#slicesIn, this.#badSlices, 'EndpointSlice');
+    positional(this.#services, this.#badServices, 'Service');
+    for (const list of this.#warn.values()) out.push(...list);
+    return out.sort(compareWarnings);
+  }
+
+  #setWarnings(id: string, list: ModelWarning[]): void {
+    if (list.length > 0) this.#warn.set(id, list);
+    else this.#warn.delete(id);
+  }
+
+  /** Apply the difference between two versions of a list to the groups; returns the keys that changed. */
+  #regroup(prev: unknown[], next: unknown[], groups: Map<string, unknown[]>, bad: Map<unknown, number>): Set<string> {
+    const dirty = new Set<string>();
+    const { removed, added } = diffRefs(prev, next);
+    for (const o of removed) {
+      const meta = readMeta(o);
+      if (typeof meta === 'string') {
+        const c = (bad.get(o) ?? 1) - 1;
+        if (c > 0) bad.set(o, c);
+        else bad.delete(o);
+        continue;
+      }
+      const key = `${meta.namespace}/${meta.name}`;
+      const g = groups.get(key);
+      if (g) {
+        removeOne(g, o);
+        if (g.length === 0) groups.delete(key);
+      }
+      dirty.add(key);
+    }
+    for (const o of added) {
+      const meta = readMeta(o);
+      if (typeof meta === 'string') {
+        bad.set(o, (bad.get(o) ?? 0) + 1);
+        continue;
+      }
+      const key = `${meta.namespace}/${meta.name}`;
+      const g = groups.get(key);
+      if (g) g.push(o);
+      else groups.set(key, [o]);
+      dirty.add(key);
+    }
+    return dirty;
+  }
+
+  #updateSlice(key: string, dirtySvcs: Set<string>): void {
+    const group = this.#sliceGroups.get(key);
+    const old = this.#slices.get(key);
+    const dupWarnings: ModelWarning[] = [];
+    const chosen = group ? chooseOne(key, group, 'EndpointSlice', (object, reason) => dupWarnings.push({ object, reason })) : undefined;
+    this.#setWarnings(`de:${key}`, dupWarnings);
+    if (group && old && old.obj === chosen) return;
+    if (old?.serviceKey !== undefined) {
+      const m = this.#bySvc.get(old.serviceKey);
+      m?.delete(key);
+      if (m?.size === 0) this.#bySvc.delete(old.serviceKey);
+      dirtySvcs.add(old.serviceKey);
+    }
+    if (!group) {
+      this.#slices.delete(key);
+      this.#warn.delete(`e:${key}`);
+      return;
+    }
+    const warnings: ModelWarning[] = [];
+    const r = sliceOf(key, chosen, (object, reason) => warnings.push({ object, reason }));
+    this.#setWarnings(`e:${key}`, warnings);
+    this.#slices.set(key, { obj: chosen, serviceKey: r?.serviceKey });
+    if (r) {
+      let m = this.#bySvc.get(r.serviceKey);
+      if (!m) this.#bySvc.set(r.serviceKey, (m = new Map()));
+      m.set(key, r.slice);
+      dirtySvcs.add(r.serviceKey);
+    }
+  }
+
+  #updateService(key: string, touched: Set<string>): void {
+    const group = this.#svcGroups.get(key);
+    const old = this.#svcs.get(key);
+    const dupWarnings: ModelWarning[] = [];
+    const chosen = group ? chooseOne(key, group, 'Service', (object, reason) => dupWarnings.push({ object, reason })) : undefined;
+    this.#setWarnings(`ds:${key}`, dupWarnings);
+    const cands = new Map<string, LbFrontend>();
+    if (group) {
+      const warnings: ModelWarning[] = [];
+      const bySlice = this.#bySvc.get(key);
+      // In slice-name order, as buildLbState sees them.
+      const slices = bySlice ? [...bySlice.keys()].sort().map((k) => bySlice.get(k)!) : undefined;
+      for (const c of candidatesOf(key, chosen, slices, (object, reason) => warnings.push({ object, reason }))) cands.set(c.sortKey, c.fe);
+      this.#setWarnings(`s:${key}`, warnings);
+      this.#svcs.set(key, { obj: chosen, cands });
+    } else {
+      this.#svcs.delete(key);
+      this.#warn.delete(`s:${key}`);
+    }
+    if (old) {
+      for (const sk of old.cands.keys()) {
+        if (cands.has(sk)) continue;
+        const list = this.#claims.get(sk);
+        if (list) {
+          removeOne(list, key);
+          if (list.length === 0) this.#claims.delete(sk);
+        }
+        touched.add(sk);
+      }
+    }
+    for (const sk of cands.keys()) {
+      touched.add(sk);
+      if (old?.cands.has(sk)) continue;
+      const list = this.#claims.get(sk);
+      if (!list) this.#claims.set(sk, [key]);
+      else {
+        let i = 0;
+        while (i < list.length && list[i]! < key) i++;
+        list.splice(i, 0, key);
+      }
+    }
+  }
+
+  /** Settle who gets a frontend address and record the change, if any. */
+  #settle(sk: string, changes: Map<string, FrontendChange>): void {
+    const claimants = this.#claims.get(sk);
+    const owner = claimants?.[0];
+    const after = owner === undefined ? undefined : this.#svcs.get(owner)?.cands.get(sk);
+    const conflicts: ModelWarning[] = [];
+    if (claimants && owner !== undefined) {
+      for (let i = 1; i < claimants.length; i++) {
+        const c = claimants[i]!;
+        const fe = this.#svcs.get(c)?.cands.get(sk);
+        if (fe) conflicts.push({ object: `Service ${c}`, reason: conflictReason(fe, owner) });
+      }
+    }
+    this.#setWarnings(`c:${sk}`, conflicts);
+    const before = this.#winners.get(sk);
+    if (after) this.#winners.set(sk, after);
+    else this.#winners.delete(sk);
+    if (sameFrontend(before, after)) return;
+    const prev = changes.get(sk);
+    changes.set(sk, { before: prev ? prev.before : before, after });
+  }
 }
