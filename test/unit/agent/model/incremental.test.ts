@@ -1,7 +1,8 @@
 // LbModel (incremental) against buildLbState (full) over random edit sequences.
 import t from 'tap';
-import { buildLbState, frontendSortKey, LbModel, sameFrontend } from '../../../../agent/model/services.ts';
+import { buildLbState, frontendSortKey, LbModel, sameFrontend, type ServicesInput } from '../../../../agent/model/services.ts';
 import type { LbFrontend } from '../../../../agent/model/types.ts';
+import type { KubeObject } from '../../../../agent/source/types.ts';
 
 /** Small deterministic PRNG (mulberry32). */
 function prng(seed: number): () => number {
@@ -93,7 +94,7 @@ t.test('LbModel gives what buildLbState gives, over random edit sequences', asyn
           else endpointSlices = edit(rnd, endpointSlices, g.slice);
         }
       }
-      const input = { services, endpointSlices };
+      const input = { services, endpointSlices } as ServicesInput;
       const full = buildLbState(input);
       const inc = model.update(input);
       const ok = JSON.stringify(inc.state) === JSON.stringify(full.state) && JSON.stringify(inc.warnings) === JSON.stringify(full.warnings);
@@ -139,7 +140,7 @@ t.test('LbModel: input that is not lists', async (t) => {
 });
 
 t.test('LbModel: one endpoint change among 2000 services touches one frontend', async (t) => {
-  const services: unknown[] = [], endpointSlices: unknown[] = [];
+  const services: KubeObject[] = [], endpointSlices: KubeObject[] = [];
   for (let i = 0; i < 2000; i++) {
     services.push({ metadata: { name: `s${i}`, namespace: 'default' }, spec: { clusterIP: `10.96.${i >> 8}.${i & 255}`, ports: [{ port: 80 }] } });
     endpointSlices.push({
@@ -151,13 +152,13 @@ t.test('LbModel: one endpoint change among 2000 services touches one frontend', 
   t.equal(model.update({ services, endpointSlices }).changes.size, 2000);
   t.equal(model.update({ services: services.slice(), endpointSlices: endpointSlices.slice() }).changes.size, 0, 'same objects: nothing changed');
   const edited = endpointSlices.slice();
-  edited[777] = { ...(edited[777] as object), endpoints: [{ addresses: ['10.42.99.1'] }] };
+  edited[777] = { ...edited[777]!, endpoints: [{ addresses: ['10.42.99.1'] }] };
   const u = model.update({ services, endpointSlices: edited });
   t.same([...u.changes.keys()], [frontendSortKey({ family: 4, address: '10.96.3.9', port: 80, protocol: 'TCP' })]);
   t.same(u.changes.values().next().value?.after?.backends.map((b) => b.address), ['10.42.99.1']);
   t.same(u.state, buildLbState({ services, endpointSlices: edited }).state);
   // A copy of an object with equal content (e.g. a re-read file) changes nothing.
   const copied = edited.slice();
-  copied[5] = structuredClone(copied[5]);
+  copied[5] = structuredClone(copied[5]!);
   t.equal(model.update({ services, endpointSlices: copied }).changes.size, 0);
 });
