@@ -25,10 +25,12 @@
 // data dirs never share a lock.
 //
 // Writes go to a temp file in the same directory and rename() over the state
-// file, so a reader never sees half a file. When a range holds no allocation
-// its file is removed: an idle node has no IPAM files.
+// file, so a reader never sees half a file. A range's file stays when its
+// last pod is gone: it keeps the round-robin position (like host-local's
+// last_reserved_ip), so an address just freed is not handed out again at
+// once (conntrack entries, the agent's identity of the old pod).
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 
@@ -233,7 +235,7 @@ export function rangeFileName(cidr: string): string {
 export interface IpamTx {
   /** The state of a range (empty when it has no file yet). */
   load(range: Range): Promise<RangeState>;
-  /** Write it back (removes the file when nothing is allocated). */
+  /** Write it back. */
   save(state: RangeState): Promise<void>;
   /** Every range that has a state file. */
   ranges(): Promise<string[]>;
@@ -286,10 +288,6 @@ export class IpamStore {
       save: async (state) => {
         const file = join(dir, rangeFileName(state.range));
         try {
-          if (Object.keys(state.allocations).length === 0) {
-            await rm(file, { force: true });
-            return;
-          }
           const tmp = `${file}.${process.pid}.tmp`;
           await writeFile(tmp, JSON.stringify(state), { mode: 0o600 });
           await rename(tmp, file);

@@ -421,30 +421,47 @@ export function parseNetConf(stdin: string, command: Command): NetConf {
   }
   const conf: NetConf = { cniVersion: v, name: o['name'], type: o['type'], agent: true };
 
-  if (o['ipam'] !== undefined && !(typeof o['ipam'] === 'object' && o['ipam'] !== null && Object.keys(o['ipam']).length === 0)) {
-    throw new CniError(
-      ErrorCode.UnsupportedField,
-      `unsupported field "ipam": ${JSON.stringify(o['ipam'])}`,
-      'kinglet-cni allocates addresses itself from the node podCIDR: remove "ipam" and set "podCIDR" (or let the agent give the Node\'s podCIDRs)',
-    );
-  }
-  if (o['ipMasq'] === true) {
-    throw new CniError(
-      ErrorCode.UnsupportedField,
-      'unsupported field "ipMasq": true',
-      'masquerade is done by the kinglet agent in BPF: remove "ipMasq" from the conflist',
-    );
-  }
-  for (const k of Object.keys(o)) {
-    if (!PLUGIN_KEYS.has(k)) {
+  // DEL must clean up even when the conflist went bad after the ADD (the
+  // runtime would otherwise retry it forever): it needs only the name, the
+  // data dir and the agent settings, so the rest is not held against it.
+  const lenient = command === 'DEL';
+  const shaped = <T>(f: () => T): T | undefined => {
+    try {
+      return f();
+    } catch (e) {
+      if (lenient && e instanceof CniError) return undefined;
+      throw e;
+    }
+  };
+  shaped(() => {
+    if (o['ipam'] !== undefined && !(typeof o['ipam'] === 'object' && o['ipam'] !== null && Object.keys(o['ipam']).length === 0)) {
       throw new CniError(
         ErrorCode.UnsupportedField,
-        `unsupported field ${JSON.stringify(k)}: ${JSON.stringify(o[k]).slice(0, 80)}`,
-        'kinglet-cni takes podCIDR, agent, agentSocket, dataDir and mtu: remove the field or fix its spelling',
+        `unsupported field "ipam": ${JSON.stringify(o['ipam'])}`,
+        'kinglet-cni allocates addresses itself from the node podCIDR: remove "ipam" and set "podCIDR" (or let the agent give the Node\'s podCIDRs)',
       );
     }
+    if (o['ipMasq'] === true) {
+      throw new CniError(
+        ErrorCode.UnsupportedField,
+        'unsupported field "ipMasq": true',
+        'masquerade is done by the kinglet agent in BPF: remove "ipMasq" from the conflist',
+      );
+    }
+    for (const k of Object.keys(o)) {
+      if (!PLUGIN_KEYS.has(k)) {
+        throw new CniError(
+          ErrorCode.UnsupportedField,
+          `unsupported field ${JSON.stringify(k)}: ${JSON.stringify(o[k]).slice(0, 80)}`,
+          'kinglet-cni takes podCIDR, agent, agentSocket, dataDir and mtu: remove the field or fix its spelling',
+        );
+      }
+    }
+  });
+  if (o['podCIDR'] !== undefined) {
+    const c = shaped(() => checkPodCidr(o['podCIDR']));
+    if (c !== undefined) conf.podCIDR = c;
   }
-  if (o['podCIDR'] !== undefined) conf.podCIDR = checkPodCidr(o['podCIDR']);
   if (o['agent'] !== undefined) {
     if (typeof o['agent'] !== 'boolean') throw configError('"agent" must be true or false', `got ${JSON.stringify(o['agent'])}`);
     conf.agent = o['agent'];
@@ -463,15 +480,21 @@ export function parseNetConf(stdin: string, command: Command): NetConf {
   }
   if (o['mtu'] !== undefined) {
     const m = o['mtu'];
-    if (typeof m !== 'number' || !Number.isInteger(m) || m < 576 || m > 65535) {
-      throw configError('"mtu" must be an integer from 576 to 65535', `got ${JSON.stringify(m)}; leave it out to use the MTU of the node's uplink`);
-    }
-    conf.mtu = m;
+    const ok = shaped(() => {
+      if (typeof m !== 'number' || !Number.isInteger(m) || m < 576 || m > 65535) {
+        throw configError('"mtu" must be an integer from 576 to 65535', `got ${JSON.stringify(m)}; leave it out to use the MTU of the node's uplink`);
+      }
+      return m;
+    });
+    if (ok !== undefined) conf.mtu = ok;
   }
   if (!conf.agent && conf.podCIDR === undefined && (command === 'ADD' || command === 'STATUS')) {
     throw configError('"podCIDR" is required when "agent" is false', 'without the agent the plugin cannot read the Node\'s podCIDRs: set "podCIDR" in the conflist');
   }
-  if (o['prevResult'] !== undefined) conf.prevResult = parsePrevResult(o['prevResult']);
+  if (o['prevResult'] !== undefined) {
+    const pr = shaped(() => parsePrevResult(o['prevResult']));
+    if (pr) conf.prevResult = pr;
+  }
   if (command === 'GC') {
     const key = o['cni.dev/valid-attachments'] !== undefined ? 'cni.dev/valid-attachments' : 'cni.dev/attachments';
     conf.validAttachments = o[key] === undefined ? [] : parseAttachments(o[key], key);

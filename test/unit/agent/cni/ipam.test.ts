@@ -1,6 +1,6 @@
 import t from 'tap';
 import { spawn } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -144,7 +144,7 @@ t.test('GC keeps the valid attachments and frees the rest', async (t) => {
   t.same(collect(st, new Set()).length, 2, 'empty valid set frees all');
 });
 
-t.test('store: persists, removes the file when empty, refuses a corrupt file', async (t) => {
+t.test('store: persists, keeps the round-robin position when empty, refuses a corrupt file', async (t) => {
   const dir = await tempDir(t);
   const store = new IpamStore(dir, 'kinglet');
   const r = parseRange('10.3.0.0/24');
@@ -162,7 +162,12 @@ t.test('store: persists, removes the file when empty, refuses a corrupt file', a
     release(st, { containerId: 'x', ifname: 'eth0' });
     await tx.save(st);
   });
-  t.same(await readdir(join(dir, 'ipam', 'kinglet')), [], 'no file once nothing is allocated');
+  t.same(JSON.parse(await readFile(file, 'utf8')), { range: '10.3.0.0/24', allocations: {}, last: ip }, 'empty, with the round-robin position kept');
+  const next = await store.withLock(async (tx) => {
+    const st = await tx.load(r);
+    return allocate(st, r, { containerId: 'y', ifname: 'eth0' });
+  });
+  t.not(next, ip, 'the next pod gets the next address, not the one just freed');
   await writeFile(file, '{"range":');
   const e = await store.withLock((tx) => tx.load(r)).catch((x: unknown) => x);
   t.ok(e instanceof IpamError && e.kind === 'io', 'a corrupt file is an error, never silently reset');

@@ -172,3 +172,12 @@ t.test('results and errors', async (t) => {
   t.equal(formatError(new CniError(4, 'x')).cniVersion, '1.1.0', 'unknown version: latest');
   t.notOk('details' in formatError(new CniError(4, 'x')), 'no empty details');
 });
+
+t.test('DEL is lenient about fields it does not need', async (t) => {
+  const c = parseNetConf(conf({ podCIDR: '10.42.0.9/24', mtu: 5, bogus: 1, ipam: { type: 'host-local' }, prevResult: 'x' }), 'DEL');
+  t.equal(c.name, 'kinglet', 'a conflist gone bad after ADD does not block DEL');
+  t.equal(c.podCIDR, undefined);
+  t.equal(c.mtu, undefined);
+  t.throws(() => parseNetConf(conf({ cniVersion: '7.0.0' }), 'DEL'), 'but an unknown version still is an error');
+  t.throws(() => parseNetConf(conf({ dataDir: 'rel' }), 'DEL'), 'and so is a bad dataDir (DEL needs it)');
+});
