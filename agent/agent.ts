@@ -7,7 +7,7 @@ import type { Logger } from './log.ts';
 import { Controller } from './controller.ts';
 import { ApiServer, HttpError } from './api/server.ts';
 import type { AgentStatus, NodeInfo } from './api/types.ts';
-import { buildLbState } from './model/services.ts';
+import { LbModel } from './model/services.ts';
 import { LbDatapath, type LbApplyResult } from './datapath/lb.ts';
 
 export const AGENT_VERSION = '0.1.0';
@@ -38,6 +38,7 @@ export class Agent {
   #lastApply: (LbApplyResult & { at: string }) | undefined;
   #warned = new Set<string>();
   #resyncDue = false;
+  readonly #model = new LbModel();
 
   constructor(opts: AgentOptions) {
     this.#o = opts;
@@ -93,7 +94,11 @@ export class Agent {
       this.#resyncDue = false;
       lb.resync();
     }
-    const { state, warnings } = buildLbState(this.#o.source.snapshot());
+    // Incremental: only the objects that changed since the last reconcile are
+    // translated, and only their frontends' entries are compared and written
+    // (after a resync, everything is).
+    const u = this.#model.update(this.#o.source.snapshot());
+    const warnings = u.warnings;
     const current = new Set<string>();
     for (const w of warnings) {
       const k = `${w.object}: ${w.reason}`;
@@ -101,7 +106,7 @@ export class Agent {
       if (!this.#warned.has(k)) this.#o.log('warn', 'skipped', { object: w.object, reason: w.reason });
     }
     this.#warned = current;
-    const r = lb.apply(state);
+    const r = lb.update(u);
     this.#lastApply = { ...r, at: new Date().toISOString() };
     if (r.added + r.updated + r.deleted > 0) {
       this.#o.log('info', 'services programmed', {

@@ -10,7 +10,9 @@ import { BpfMap } from './libbpf.ts';
 import { load, LoaderError, type DatapathDescription, type Loaded } from './loader.ts';
 import { LB_CONFIG_MAPS, SOCK_LB_OBJECTS, type LbConfigMapName, type SockLbObject } from './lb-layout.ts';
 import { allocationFromMaps, l4Id, lbEntries, lbPlans, type LbAllocation } from './lb-entries.ts';
-import { reconcile, type ReconcileResult } from './reconcile.ts';
+import { reconcile, reconcileDelta, type ReconcileResult } from './reconcile.ts';
+import { LbTable, lbDeltas } from './lb-table.ts';
+import type { FrontendChange } from '../model/services.ts';
 import { ShadowMap } from './shadow-map.ts';
 
 export const DEFAULT_BPF_OBJECT_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bpf', 'build');
@@ -37,7 +39,9 @@ export class LbDatapath {
   readonly variant: SockLbObject;
   readonly #maps: Record<LbConfigMapName, ShadowMap>;
   #allocation: LbAllocation;
-  #state: LbState = { frontends: [] };
+  #state: LbState | undefined = { frontends: [] };
+  /** The entries as last programmed, for incremental updates; undefined: the next update() is a full apply. */
+  #table: LbTable | undefined;
 
   private constructor(loaded: Loaded, variant: SockLbObject) {
     this.loaded = loaded;
@@ -83,23 +87,49 @@ export class LbDatapath {
     throw lastErr instanceof Error ? lastErr : new Error(String(lastErr));
   }
 
-  /** Program `state`: compute the entries, write only the difference. */
+  /** Program `state`: compute every entry, diff against every entry of the maps, write only the difference. */
   apply(state: LbState): LbApplyResult {
     const t0 = performance.now();
+    this.#table = undefined;
     const { maps, allocation } = lbEntries(state, this.#allocation);
     const result = reconcile(lbPlans(maps, (name) => this.#maps[name]));
     this.#allocation = allocation;
     this.#state = state;
+    this.#table = new LbTable(state, allocation);
     return { ...result, frontends: state.frontends.length, backends: allocation.backends.size, durationMs: performance.now() - t0 };
   }
 
-  /** Re-read the kernel's map contents, so the next apply repairs any drift. */
+  /**
+   * Program what changed since the last apply/update (as LbModel.update
+   * reports it): only the entries of the changed frontends, and of backends
+   * whose use changed, are encoded and compared. The first call, and the
+   * first after resync() or a failed write, is a full apply of `state`.
+   */
+  update(u: { changes: ReadonlyMap<string, FrontendChange>; readonly state: LbState }): LbApplyResult {
+    const table = this.#table;
+    if (!table) return this.apply(u.state);
+    const t0 = performance.now();
+    let result: ReconcileResult;
+    try {
+      result = reconcileDelta(lbDeltas(table.change(u.changes), (name) => this.#maps[name]));
+    } catch (e) {
+      this.#table = undefined; // the maps may be half-written: next time diff everything
+      throw e;
+    }
+    this.#allocation = table.allocation;
+    if (u.changes.size > 0) this.#state = undefined;
+    return { ...result, frontends: table.frontends, backends: table.allocation.backends.size, durationMs: performance.now() - t0 };
+  }
+
+  /** Re-read the kernel's map contents, so the next apply (or update) repairs any drift. */
   resync(): void {
     for (const m of Object.values(this.#maps)) m.resync();
+    this.#table = undefined;
   }
 
   /** The frontends as last programmed, with their ids (the rev-NAT id). */
   services(): ServiceEntry[] {
+    this.#state ??= this.#table?.state() ?? { frontends: [] };
     return this.#state.frontends.map((fe) => ({
       id: this.#allocation.frontends.get(l4Id(fe.family, fe.address, fe.port, fe.protocol)) ?? 0,
       service: fe.service,

@@ -10,6 +10,8 @@ export interface MapAccess {
   entries(): Iterable<[Uint8Array, Uint8Array]>;
   update(key: Uint8Array, value: Uint8Array): void;
   delete(key: Uint8Array): void;
+  /** The value under `key`, when the map can answer without a full read (needed by reconcileDelta). */
+  get?(key: Uint8Array): Uint8Array | undefined;
 }
 
 export interface MapPlan {
@@ -31,7 +33,7 @@ export interface ReconcileResult extends ReconcileCounts {
 }
 
 interface Op {
-  plan: MapPlan;
+  plan: { name: string; map: MapAccess };
   kind: 'add' | 'update' | 'delete';
   phase: number;
   key: Uint8Array;
@@ -71,17 +73,20 @@ export function planWrites(plans: MapPlan[]): Op[] {
       if (!wanted.has(h)) push(deletes, { plan, kind: 'delete', phase: phase(k), key: k });
     }
   }
+  return ordered(upserts, deletes);
+}
+
+function ordered(upserts: Map<number, Op[]>, deletes: Map<number, Op[]>): Op[] {
   const out: Op[] = [];
   for (const p of [...upserts.keys()].sort((a, b) => a - b)) for (const op of upserts.get(p)!) out.push(op);
   for (const p of [...deletes.keys()].sort((a, b) => b - a)) for (const op of deletes.get(p)!) out.push(op);
   return out;
 }
 
-/** Reconcile every plan; returns what was written. A failing write throws (the rest is left for the next run). */
-export function reconcile(plans: MapPlan[]): ReconcileResult {
+function execute(names: string[], ops: Op[]): ReconcileResult {
   const result: ReconcileResult = { added: 0, updated: 0, deleted: 0, byMap: {} };
-  for (const p of plans) result.byMap[p.name] = { added: 0, updated: 0, deleted: 0 };
-  for (const op of planWrites(plans)) {
+  for (const n of names) result.byMap[n] = { added: 0, updated: 0, deleted: 0 };
+  for (const op of ops) {
     const counts = result.byMap[op.plan.name]!;
     if (op.kind === 'delete') {
       op.plan.map.delete(op.key);
@@ -99,6 +104,59 @@ export function reconcile(plans: MapPlan[]): ReconcileResult {
     }
   }
   return result;
+}
+
+/** Reconcile every plan; returns what was written. A failing write throws (the rest is left for the next run). */
+export function reconcile(plans: MapPlan[]): ReconcileResult {
+  return execute(plans.map((p) => p.name), planWrites(plans));
+}
+
+/**
+ * A partial plan: the desired entries for some keys only, and the keys that
+ * may have to go. Keys outside `desired` and `scope` are left alone.
+ */
+export interface MapDelta {
+  name: string;
+  map: MapAccess & { get(key: Uint8Array): Uint8Array | undefined };
+  desired: Iterable<{ key: Uint8Array; value: Uint8Array }>;
+  /** Deleted when the map holds them and they are not in `desired`. */
+  scope: Iterable<Uint8Array>;
+  phase?: (key: Uint8Array) => number;
+}
+
+/**
+ * reconcile() for a part of each map: compares only the given keys (point
+ * look-ups), in the same write order and with the same counts as reconcile()
+ * gives for the same change.
+ */
+export function reconcileDelta(deltas: MapDelta[]): ReconcileResult {
+  const upserts = new Map<number, Op[]>();
+  const deletes = new Map<number, Op[]>();
+  const push = (m: Map<number, Op[]>, op: Op) => {
+    const list = m.get(op.phase);
+    if (list) list.push(op);
+    else m.set(op.phase, [op]);
+  };
+  for (const plan of deltas) {
+    const phase = plan.phase ?? (() => 0);
+    const wanted = new Set<string>();
+    for (const { key, value } of plan.desired) {
+      const h = bytesKey(key);
+      if (wanted.has(h)) throw new Error(`${plan.name}: the same key twice in the desired entries (${toHex(key)})`);
+      wanted.add(h);
+      const cur = plan.map.get(key);
+      if (cur === undefined) push(upserts, { plan, kind: 'add', phase: phase(key), key, value });
+      else if (!sameBytes(cur, value)) push(upserts, { plan, kind: 'update', phase: phase(key), key, value });
+    }
+    const gone = new Set<string>();
+    for (const key of plan.scope) {
+      const h = bytesKey(key);
+      if (wanted.has(h) || gone.has(h)) continue;
+      gone.add(h);
+      if (plan.map.get(key) !== undefined) push(deletes, { plan, kind: 'delete', phase: phase(key), key });
+    }
+  }
+  return execute(deltas.map((d) => d.name), ordered(upserts, deletes));
 }
 
 /** An in-memory map with the MapAccess shape (tests, dry runs). */

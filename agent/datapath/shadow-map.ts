@@ -43,6 +43,11 @@ export class ShadowMap implements MapAccess {
     return this.#copy.values();
   }
 
+  /** The value as this process last wrote or read it (no system call). */
+  get(key: Uint8Array): Uint8Array | undefined {
+    return this.#copy.get(bytesKey(key))?.[1];
+  }
+
   update(key: Uint8Array, value: Uint8Array): void {
     this.map.set(key, value);
     this.#copy.set(bytesKey(key), [Uint8Array.from(key), Uint8Array.from(value)]);
