@@ -13,6 +13,10 @@ export const commands: Record<string, Command> = {
     summary: 'run the node agent (socket LB, local API) in the foreground',
     load: () => import('./commands/agent.ts'),
   },
+  status: {
+    summary: "the agent's health: Kubernetes connection, datapath modes, programs, maps, controllers",
+    load: () => import('./commands/status.ts'),
+  },
   'service list': {
     summary: 'the service frontends the agent has programmed, with their backends',
     load: () => import('./commands/service-list.ts'),

@@ -85,7 +85,17 @@ export async function run(args: string[], io: Io): Promise<number> {
     const { DirSource } = await import('../../source/dir.ts');
     source = new DirSource(path, { logger: log });
   } else if (spec === 'kube') {
-    throw new UsageError('--source kube is not wired into the agent yet; use --source dir:<path>');
+    const { KubeSource } = await import('../../source/kube.ts');
+    try {
+      source = new KubeSource({
+        kubeconfig: values.kubeconfig,
+        apiServer: values['api-server'],
+        nodeName: values['node-name'],
+        logger: log,
+      });
+    } catch (e) {
+      throw new CommandError(`--source kube: ${(e as Error).message}`, { cause: e });
+    }
   } else {
     throw new UsageError(`unknown --source "${spec}": use dir:<path> or kube`);
   }
