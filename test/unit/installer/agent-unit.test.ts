@@ -1,0 +1,31 @@
+// The agent service the installer writes must run the agent as the agent
+// expects to be run: the Kubernetes source, the agent's own kubeconfig, this
+// node's name, restart on failure, and no secret on its command line.
+import t from 'tap';
+import { planAgent } from '../../../installer/phases.ts';
+import { fixture, input } from './helpers.ts';
+import { parseArgs } from 'node:util';
+
+for (const [host, init] of [['debian12', 'systemd'], ['alpine', 'openrc']] as const) {
+  t.test(`${host}: the ${init} agent service`, async (t) => {
+    const plan = planAgent(input(await fixture(host), { K3S_TOKEN: 'secret-token-value' }), { binDir: '/opt/cni/bin', confDir: '/etc/cni/net.d', fromConfig: false });
+    const step = plan.steps.find((s) => s.id === 'agent.service') as { content?: string } | undefined;
+    t.ok(step?.content, 'an agent service step with content');
+    const content = step!.content!;
+    t.notMatch(content, /secret-token-value/, 'no token in the unit');
+    const line = init === 'systemd' ? /^ExecStart=(.*)$/m.exec(content)?.[1] : /^command_args="(.*)"$/m.exec(content)?.[1];
+    t.ok(line, 'the command line is there');
+    const words = line!.split(/\s+/);
+    const at = words.indexOf('agent');
+    t.ok(at >= 0, 'runs `kinglet agent`');
+    const { values } = parseArgs({
+      args: words.slice(at + 1),
+      options: { source: { type: 'string' }, kubeconfig: { type: 'string' }, 'node-name': { type: 'string' } },
+      strict: true,
+    });
+    t.equal(values.source, 'kube', '--source kube (the agent refuses to start without a source)');
+    t.equal(values.kubeconfig, '/etc/kinglet/agent.kubeconfig');
+    t.ok(values['node-name'], 'the node name is passed');
+    t.match(content, init === 'systemd' ? /^Restart=always$/m : /^supervisor=supervise-daemon$/m, 'restarted on failure');
+  });
+}
