@@ -24,15 +24,17 @@
 // of the veths must land; the name carries the state directory's path so two
 // data dirs never share a lock.
 //
+// File I/O is synchronous on purpose: the plugin is a short-lived process
+// that does one thing at a time, and node:fs sync calls are the cheapest.
 // Writes go to a temp file in the same directory and rename() over the state
 // file, so a reader never sees half a file. A range's file stays when its
 // last pod is gone: it keeps the round-robin position (like host-local's
 // last_reserved_ip), so an address just freed is not handed out again at
 // once (conntrack entries, the agent's identity of the old pod).
-import { createHash } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
+import { sha256Hex } from './sha256.ts';
 
 export class IpamError extends Error {
   override name = 'IpamError';
@@ -252,14 +254,14 @@ export class IpamStore {
 
   constructor(dataDir: string, network: string) {
     this.dir = join(dataDir, 'ipam', network);
-    const h = createHash('sha256').update(this.dir).digest('hex').slice(0, 32);
+    const h = sha256Hex(this.dir).slice(0, 32);
     this.lockName = `\0kinglet-cni-ipam-${h}`;
   }
 
   /** Run `fn` holding the store's exclusive lock (across processes). */
   async withLock<T>(fn: (tx: IpamTx) => Promise<T>, opts: LockOptions = {}): Promise<T> {
     try {
-      await mkdir(this.dir, { recursive: true, mode: 0o700 });
+      mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     } catch (cause) {
       throw new IpamError('io', `cannot create the IPAM directory ${this.dir}: ${(cause as Error).message}`, 'check "dataDir" in the conflist and that the plugin runs as root', { cause });
     }
@@ -278,7 +280,7 @@ export class IpamStore {
         const file = join(dir, rangeFileName(range.cidr));
         let text: string;
         try {
-          text = await readFile(file, 'utf8');
+          text = readFileSync(file, 'utf8');
         } catch (e) {
           if ((e as NodeJS.ErrnoException).code === 'ENOENT') return emptyState(range);
           throw new IpamError('io', `cannot read IPAM state ${file}: ${(e as Error).message}`, 'check the data directory', { cause: e });
@@ -289,14 +291,19 @@ export class IpamStore {
         const file = join(dir, rangeFileName(state.range));
         try {
           const tmp = `${file}.${process.pid}.tmp`;
-          await writeFile(tmp, JSON.stringify(state), { mode: 0o600 });
-          await rename(tmp, file);
+          writeFileSync(tmp, JSON.stringify(state), { mode: 0o600 });
+          renameSync(tmp, file);
         } catch (e) {
           throw new IpamError('io', `cannot write IPAM state ${file}: ${(e as Error).message}`, 'check free space and permissions of the data directory', { cause: e });
         }
       },
       ranges: async () => {
-        const names = await readdir(dir).catch(() => [] as string[]);
+        let names: string[] = [];
+        try {
+          names = readdirSync(dir);
+        } catch {
+          // no directory yet: no ranges
+        }
         return names.filter((n) => /^[\d.]+_\d+\.json$/.test(n)).map((n) => n.slice(0, -5).replace('_', '/'));
       },
     };

@@ -149,11 +149,11 @@ interface AgentFailure {
 }
 
 async function agentCall<T>(conf: NetConf, method: string, path: string, body?: unknown, timeoutMs = 10_000): Promise<{ ok: true; value: T } | { ok: false; failure: AgentFailure }> {
-  const { apiRequest, ApiClientError } = await import('../api/client.ts');
+  const { agentRequest, AgentError } = await import('./agent-client.ts');
   try {
-    return { ok: true, value: await apiRequest<T>(socketOf(conf), method, path, body, timeoutMs) };
+    return { ok: true, value: await agentRequest<T>(socketOf(conf), method, path, body, timeoutMs) };
   } catch (e) {
-    if (e instanceof ApiClientError) {
+    if (e instanceof AgentError) {
       const f: AgentFailure = { unreachable: e.status === undefined, message: e.message };
       if (e.hint) f.hint = e.hint;
       return { ok: false, failure: f };

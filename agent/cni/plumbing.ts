@@ -21,8 +21,8 @@
 // is one `ip -batch -` (the pod side through nsenter, since `ip -n` only takes
 // names under /run/netns and CNI_NETNS is a path): two execs per ADD.
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { sha256Hex } from './sha256.ts';
 
 export const GATEWAY_DEV = 'kinglet_host';
 export const GATEWAY_PEER = 'kinglet_net';
@@ -62,21 +62,15 @@ export function run(cmd: string, args: string[], input?: string): Promise<RunRes
   });
 }
 
-function digest(s: string): Buffer {
-  return createHash('sha256').update(s).digest();
-}
-
 /** Host-side veth name: "kl" + 11 hex of sha256(containerId/ifname): 13 characters, stable. */
 export function hostIfname(containerId: string, ifname: string): string {
-  return `kl${digest(`${containerId}/${ifname}`).toString('hex').slice(0, 11)}`;
+  return `kl${sha256Hex(`${containerId}/${ifname}`).slice(0, 11)}`;
 }
 
-/** A locally administered unicast MAC derived from the container id, one per side. */
+/** A locally administered unicast MAC (02:...) derived from the container id, one per side. */
 export function macFor(side: 'host' | 'pod', containerId: string, ifname: string): string {
-  const d = digest(`${side}:${containerId}/${ifname}`);
-  const bytes = [0x02, d[0]!, d[1]!, d[2]!, d[3]!, d[4]!];
-  // Keep clear of the 02:00:00.. area some tools use; first byte stays 02 (local, unicast).
-  return bytes.map((b) => b.toString(16).padStart(2, '0')).join(':');
+  const d = sha256Hex(`${side}:${containerId}/${ifname}`);
+  return ['02', d.slice(0, 2), d.slice(2, 4), d.slice(4, 6), d.slice(6, 8), d.slice(8, 10)].join(':');
 }
 
 export interface VethSpec {
@@ -252,7 +246,12 @@ export function defaultRouteDev(procNetRoute: string): string | undefined {
 
 /** MTU of the node's uplink (the default route's device), or DEFAULT_MTU when there is none. */
 export async function uplinkMtu(): Promise<number> {
-  const text = await readFile('/proc/net/route', 'utf8').catch(() => '');
+  let text = '';
+  try {
+    text = readFileSync('/proc/net/route', 'utf8');
+  } catch {
+    // no procfs: no uplink to ask
+  }
   const dev = defaultRouteDev(text);
   if (!dev) return DEFAULT_MTU;
   const r = await run('ip', ['-j', 'link', 'show', 'dev', dev]);
