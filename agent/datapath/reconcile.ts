@@ -12,7 +12,12 @@ export interface MapAccess {
   delete(key: Uint8Array): void;
   /** The value under `key`, when the map can answer without a full read (needed by reconcileDelta). */
   get?(key: Uint8Array): Uint8Array | undefined;
+  /** Write many entries in one go (same effect as update() on each, in order). */
+  updateBatch?(entries: readonly { key: Uint8Array; value: Uint8Array }[]): void;
 }
+
+/** Runs of at least this many upserts to one map are written with updateBatch when the map has it. */
+const BATCH_MIN = 64;
 
 export interface MapPlan {
   name: string;
@@ -86,15 +91,28 @@ function ordered(upserts: Map<number, Op[]>, deletes: Map<number, Op[]>): Op[] {
 function execute(names: string[], ops: Op[]): ReconcileResult {
   const result: ReconcileResult = { added: 0, updated: 0, deleted: 0, byMap: {} };
   for (const n of names) result.byMap[n] = { added: 0, updated: 0, deleted: 0 };
-  for (const op of ops) {
+  for (let i = 0; i < ops.length;) {
+    const op = ops[i]!;
     const counts = result.byMap[op.plan.name]!;
     if (op.kind === 'delete') {
       op.plan.map.delete(op.key);
       counts.deleted++;
       result.deleted++;
-    } else {
+      i++;
+      continue;
+    }
+    // A run of upserts to the same map in the same phase: one batch when the map can.
+    let j = i + 1;
+    if (op.plan.map.updateBatch) {
+      while (j < ops.length && ops[j]!.kind !== 'delete' && ops[j]!.plan === op.plan && ops[j]!.phase === op.phase) j++;
+    }
+    if (j - i >= BATCH_MIN) op.plan.map.updateBatch!(ops.slice(i, j) as { key: Uint8Array; value: Uint8Array }[]);
+    else {
+      j = i + 1;
       op.plan.map.update(op.key, op.value!);
-      if (op.kind === 'add') {
+    }
+    for (let k = i; k < j; k++) {
+      if (ops[k]!.kind === 'add') {
         counts.added++;
         result.added++;
       } else {
@@ -102,6 +120,7 @@ function execute(names: string[], ops: Op[]): ReconcileResult {
         result.updated++;
       }
     }
+    i = j;
   }
   return result;
 }

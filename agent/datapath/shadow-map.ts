@@ -4,7 +4,9 @@
 // resync that catches drift).
 import { bytesKey } from './lb-layout.ts';
 import type { MapAccess } from './reconcile.ts';
-import { mapLookupAll, type BpfMap } from './libbpf.ts';
+import { mapLookupAll, mapUpdateBatch, type BpfMap } from './libbpf.ts';
+
+const BATCH_CHUNK = 16384;
 
 export class ShadowMap implements MapAccess {
   readonly map: BpfMap;
@@ -52,6 +54,39 @@ export class ShadowMap implements MapAccess {
     this.map.set(key, value);
     this.#copy.set(bytesKey(key), [Uint8Array.from(key), Uint8Array.from(value)]);
   }
+
+  /** Many updates with bpf_map_update_batch (5.6+); entry by entry where the kernel has no batch ops. */
+  updateBatch(entries: readonly { key: Uint8Array; value: Uint8Array }[]): void {
+    const { keySize, valueSize } = this.map.info;
+    for (let start = 0; start < entries.length; start += BATCH_CHUNK) {
+      const part = entries.slice(start, start + BATCH_CHUNK);
+      let done = 0;
+      if (this.#batchOk) {
+        const keys = Buffer.allocUnsafe(part.length * keySize);
+        const values = Buffer.allocUnsafe(part.length * valueSize);
+        let sizesOk = true;
+        part.forEach((e, i) => {
+          if (e.key.length !== keySize || e.value.length !== valueSize) sizesOk = false;
+          keys.set(e.key, i * keySize);
+          values.set(e.value, i * valueSize);
+        });
+        if (sizesOk) {
+          try {
+            done = mapUpdateBatch(this.map.fd, keys, values, part.length);
+          } catch {
+            this.#batchOk = false; // no batch ops here (or a real error, which update() below reports)
+          }
+          for (let i = 0; i < done; i++) {
+            const k = keys.subarray(i * keySize, (i + 1) * keySize);
+            this.#copy.set(bytesKey(k), [k, values.subarray(i * valueSize, (i + 1) * valueSize)]);
+          }
+        }
+      }
+      for (let i = done; i < part.length; i++) this.update(part[i]!.key, part[i]!.value);
+    }
+  }
+
+  #batchOk = true;
 
   delete(key: Uint8Array): void {
     this.map.delete(key);

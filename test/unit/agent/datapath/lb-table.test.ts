@@ -157,3 +157,34 @@ t.test('LbTable: one backend change among 1000 frontends is a handful of writes'
   const none = reconcileDelta(lbDeltas(table.change(new Map()), (n) => maps[n]));
   t.same({ added: none.added, updated: none.updated, deleted: none.deleted }, { added: 0, updated: 0, deleted: 0 });
 });
+
+t.test('reconcile: long runs of upserts go through updateBatch, same result and phase order', async (t) => {
+  const frontends: LbFrontend[] = [];
+  for (let i = 0; i < 100; i++) {
+    frontends.push({
+      service: `ns/s${i}`, portName: '', type: 'ClusterIP', family: 4, address: `10.96.0.${i + 1}`, port: 80, protocol: 'TCP',
+      backends: [{ address: `10.42.0.${i + 1}`, port: 80, terminating: false }], affinityTimeoutSeconds: 0,
+    });
+  }
+  const state: LbState = { frontends };
+  const plain = lbMaps(false);
+  const batched = lbMaps(false);
+  const log: string[] = [];
+  const withBatch = {} as Record<LbConfigMapName, MemoryMap & { updateBatch(e: readonly { key: Uint8Array; value: Uint8Array }[]): void }>;
+  for (const n of LB_CONFIG_MAPS) {
+    const m = batched[n];
+    withBatch[n] = Object.assign(m, {
+      updateBatch(entries: readonly { key: Uint8Array; value: Uint8Array }[]) {
+        log.push(`${n}:${entries.length}`);
+        for (const e of entries) m.update(e.key, e.value);
+      },
+    });
+  }
+  const e = lbEntries(state);
+  const a = reconcile(lbPlans(e.maps, (n) => plain[n]));
+  const b = reconcile(lbPlans(e.maps, (n) => withBatch[n]));
+  t.same(b, a, 'same counts');
+  t.same(dump(batched), dump(plain), 'same contents');
+  // Backends (phase 0), then slots (2), then frontends (3); rev-NAT (1) is a run of 100 too.
+  t.same(log, [`${LB4_BE_MAP}:100`, 'kl_lb4_rnat_v1:100', `${LB4_SVC_MAP}:100`, `${LB4_SVC_MAP}:100`]);
+});

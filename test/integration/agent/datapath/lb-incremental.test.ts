@@ -1,0 +1,79 @@
+// LbDatapath on real pinned maps (scratch bpffs, a cgroup of the test's own,
+// no traffic): the first apply writes in batches, one endpoint change is a
+// handful of writes, and drift made behind the agent's back is repaired by
+// resync() + the next update (a full diff).
+import t from 'tap';
+import { rootSkipReason, scratchBpffs, testCgroup } from '../../../lib/sandbox.ts';
+import { LbDatapath } from '../../../../agent/datapath/lb.ts';
+import { cleanup } from '../../../../agent/datapath/loader.ts';
+import { BpfMap } from '../../../../agent/datapath/libbpf.ts';
+import { LB4_BE_MAP, LB4_SVC_MAP, LB_CONFIG_MAPS, lb4KeyCodec, svcValueCodec, u32Codec } from '../../../../agent/datapath/lb-layout.ts';
+import { buildLbState, LbModel, type ServicesInput } from '../../../../agent/model/services.ts';
+import type { KubeObject } from '../../../../agent/source/types.ts';
+
+const skip = rootSkipReason();
+
+function objects(n: number, moved = -1): { services: KubeObject[]; endpointSlices: KubeObject[] } {
+  const services: KubeObject[] = [], endpointSlices: KubeObject[] = [];
+  for (let i = 0; i < n; i++) {
+    services.push({ metadata: { name: `s${i}`, namespace: 't' }, spec: { clusterIP: `10.96.${i >> 8}.${i & 255}`, ports: [{ port: 80 }] } });
+    const endpoints = [];
+    for (let j = 0; j < 4; j++) endpoints.push({ addresses: [i === moved && j === 0 ? '10.99.0.1' : `10.42.${i >> 6}.${((i & 63) << 2) + j}`] });
+    endpointSlices.push({ metadata: { name: `s${i}-x`, namespace: 't', labels: { 'kubernetes.io/service-name': `s${i}` } }, addressType: 'IPv4', ports: [{ port: 8080 }], endpoints });
+  }
+  return { services, endpointSlices };
+}
+
+t.test('LbDatapath.update: batched first apply, incremental change, drift repaired by resync', { skip }, async (t) => {
+  const bpfRoot = await scratchBpffs(t);
+  const cgroup = await testCgroup(t);
+  const lb = LbDatapath.open({ bpfRoot, cgroup });
+  t.teardown(() => {
+    lb.close();
+    cleanup(bpfRoot);
+  });
+  const model = new LbModel();
+  const base = objects(500);
+  const first = lb.update(model.update(base));
+  t.equal(first.added, 500 * (1 + 4) + 500 * 4 + 500, 'first apply: slot 0 + 4 slots, 4 backends and a rev-NAT entry per service');
+  t.same(lb.fill().map((m) => m.entries), [2500, 0, 2000, 0, 500, 0]);
+
+  // The kernel holds what the shadow copy says.
+  const svc = new BpfMap(lb.loaded.maps[LB4_SVC_MAP]!);
+  const be = new BpfMap(lb.loaded.maps[LB4_BE_MAP]!);
+  t.equal([...svc.entries()].length, 2500);
+  t.equal([...be.entries()].length, 2000);
+
+  // One endpoint of one service changes: a new backend, its slot, the old backend gone.
+  const changed = { services: base.services, endpointSlices: base.endpointSlices.slice() };
+  changed.endpointSlices[123] = objects(500, 123).endpointSlices[123]!;
+  const u = model.update(changed);
+  t.equal(u.changes.size, 1);
+  const r = lb.update(u);
+  t.same({ added: r.added, updated: r.updated, deleted: r.deleted }, { added: 1, updated: 1, deleted: 1 });
+  const nothing = lb.update(model.update(changed));
+  t.same({ added: nothing.added, updated: nothing.updated, deleted: nothing.deleted }, { added: 0, updated: 0, deleted: 0 });
+  t.same(lb.services().map((s) => s.backends.length), buildLbState(changed as ServicesInput).state.frontends.map((f) => f.backends.length));
+
+  // Drift: someone deletes a backend and rewrites a frontend's count.
+  const fkey = lb4KeyCodec.encode({ address: '10.96.0.7', port: 80, proto: 6, slot: 0 });
+  const fval = svcValueCodec.decode(svc.get(fkey)!);
+  svc.set(fkey, svcValueCodec.encode({ ...fval, count: 1 }));
+  const victim = [...be.entries()][0]![0];
+  be.delete(victim);
+  const blind = lb.update(model.update(changed));
+  t.equal(blind.added + blind.updated + blind.deleted, 0, 'without a resync the shadow copy does not see the drift');
+  lb.resync();
+  const repair = lb.update(model.update(changed));
+  t.same({ added: repair.added, updated: repair.updated, deleted: repair.deleted }, { added: 1, updated: 1, deleted: 0 }, 'resync + update repairs it');
+  t.equal(svcValueCodec.decode(svc.get(fkey)!).count, 4);
+  t.ok(be.get(victim), 'backend back');
+  t.equal(u32Codec.decode(victim) > 0, true);
+  const after = lb.update(model.update(changed));
+  t.equal(after.added + after.updated + after.deleted, 0, 'and then nothing to do');
+
+  // Everything removed: incremental deletes empty every map.
+  const gone = lb.update(model.update({ services: [], endpointSlices: [] }));
+  t.equal(gone.deleted, 2500 + 2000 + 500);
+  t.ok(LB_CONFIG_MAPS.every((n) => lb.fill().find((m) => m.name === n)!.entries === 0));
+});
