@@ -64,13 +64,59 @@ class FreeIds {
   }
 }
 
+/**
+ * A backend and the frontends using it. The first user is kept inline (most
+ * backends have exactly one), further users in a map. Each user carries its
+ * sort key and the backend's flags there: the first frontend in state order
+ * sets the flags.
+ */
 interface BackendUse {
   family: 4 | 6;
   address: string;
   port: number;
   proto: number;
-  /** Frontend -> [its sort key, the backend's flags there]; the first frontend in state order sets the flags. */
-  users: Map<L4Id, [string, number]>;
+  fid: L4Id | undefined;
+  sk: string;
+  flags: number;
+  more: Map<L4Id, [string, number]> | undefined;
+}
+
+function hasUser(u: BackendUse, fid: L4Id): boolean {
+  return u.fid === fid || (u.more?.has(fid) ?? false);
+}
+
+function addUser(u: BackendUse, fid: L4Id, sk: string, flags: number): void {
+  if (u.fid === undefined) {
+    u.fid = fid;
+    u.sk = sk;
+    u.flags = flags;
+  } else (u.more ??= new Map()).set(fid, [sk, flags]);
+}
+
+function deleteUser(u: BackendUse, fid: L4Id): boolean {
+  if (u.fid !== fid) return u.more?.delete(fid) ?? false;
+  const next = u.more?.entries().next();
+  if (next && !next.done) {
+    const [f, [sk, flags]] = next.value;
+    u.more!.delete(f);
+    u.fid = f;
+    u.sk = sk;
+    u.flags = flags;
+  } else u.fid = undefined;
+  return true;
+}
+
+function ownerFlags(u: BackendUse): number {
+  let sk = u.sk, flags = u.flags;
+  if (u.more) {
+    for (const [s, f] of u.more.values()) {
+      if (s < sk) {
+        sk = s;
+        flags = f;
+      }
+    }
+  }
+  return flags;
 }
 
 export type LbDeltaEntries = Record<LbConfigMapName, { desired: MapEntry[]; scope: Uint8Array[] }>;
@@ -90,10 +136,10 @@ export class LbTable {
 
   /**
    * The table for `state` as lbEntries() just programmed it with `allocation`
-   * (the allocation lbEntries returned).
+   * (the allocation lbEntries returned; the table takes it over and changes it).
    */
   constructor(state: LbState, allocation: LbAllocation) {
-    this.allocation = { backends: new Map(allocation.backends), frontends: new Map(allocation.frontends), slots: new Map(allocation.slots) };
+    this.allocation = allocation;
     this.#beIds = new FreeIds(allocation.backends.values());
     this.#rnIds = new FreeIds(allocation.frontends.values());
     for (const fe of state.frontends) {
@@ -115,9 +161,11 @@ export class LbTable {
     for (const be of fe.backends) {
       const bid = l4Id(fe.family, be.address, be.port, fe.protocol);
       let u = this.#backends.get(bid);
-      if (!u) this.#backends.set(bid, (u = { family: fe.family, address: be.address, port: be.port, proto, users: new Map() }));
-      if (u.users.has(fid)) continue; // listed twice: the first counts
-      u.users.set(fid, [sortKey, be.terminating ? BE_F_TERMINATING : 0]);
+      if (!u) {
+        u = { family: fe.family, address: be.address, port: be.port, proto, fid: undefined, sk: '', flags: 0, more: undefined };
+        this.#backends.set(bid, u);
+      } else if (hasUser(u, fid)) continue; // listed twice: the first counts
+      addUser(u, fid, sortKey, be.terminating ? BE_F_TERMINATING : 0);
       list.push(bid);
       touched?.add(bid);
     }
@@ -127,7 +175,8 @@ export class LbTable {
   #unuse(fid: L4Id, fe: LbFrontend, touched: Set<L4Id>): void {
     for (const be of fe.backends) {
       const bid = l4Id(fe.family, be.address, be.port, fe.protocol);
-      if (this.#backends.get(bid)?.users.delete(fid)) touched.add(bid);
+      const u = this.#backends.get(bid);
+      if (u && deleteUser(u, fid)) touched.add(bid);
     }
   }
 
@@ -158,20 +207,14 @@ export class LbTable {
       const u = this.#backends.get(bid)!;
       const id = this.allocation.backends.get(bid)!;
       const map = u.family === 4 ? LB4_BE_MAP : LB6_BE_MAP;
-      if (u.users.size === 0) {
+      if (u.fid === undefined) {
         this.#backends.delete(bid);
         this.allocation.backends.delete(bid);
         freedBe.push(id);
         out[map].scope.push(u32Codec.encode(id));
         continue;
       }
-      let flags = 0, first: string | undefined;
-      for (const [sk, f] of u.users.values()) {
-        if (first === undefined || sk < first) {
-          first = sk;
-          flags = f;
-        }
-      }
+      const flags = ownerFlags(u);
       const codec = u.family === 4 ? lb4BackendCodec : lb6BackendCodec;
       out[map].desired.push({ key: u32Codec.encode(id), value: codec.encode({ address: u.address, port: u.port, proto: u.proto, flags }) });
     }

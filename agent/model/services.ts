@@ -699,7 +699,8 @@ interface ServiceRec {
  * work in proportion to the objects that changed (by identity: a source must
  * hand out a new object when an object changes, never mutate one in place)
  * and reports the frontends that changed. The state and warnings it gives are
- * those buildLbState gives for the same input.
+ * those buildLbState gives for the same input. The lists passed in are kept
+ * until the next update and must not be changed in place meanwhile.
  */
 export class LbModel {
   #services: unknown[] = [];
@@ -740,8 +741,9 @@ export class LbModel {
 
     const dirtySlices = this.#regroup(this.#slicesIn, slices, this.#sliceGroups, this.#badSlices);
     const dirtySvcs = this.#regroup(this.#services, services, this.#svcGroups, this.#badServices);
-    this.#slicesIn = slices.slice();
-    this.#services = services.slice();
+    // Kept as given (sources hand out fresh lists): the next update diffs against them.
+    this.#slicesIn = slices;
+    this.#services = services;
 
     for (const key of dirtySlices) this.#updateSlice(key, dirtySvcs);
     const touched = new Set<string>();

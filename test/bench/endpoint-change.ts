@@ -119,6 +119,7 @@ async function main(): Promise<void> {
       writes += r.added + r.updated + r.deleted;
       lat.push(t1 - t0);
     }
+    if (process.env.BENCH_DEBUG) console.log(`slow changes (> 1 ms): ${lat.filter((x) => x > 1).length}: ${lat.filter((x) => x > 1).map((x) => x.toFixed(1)).join(" ")}`);
     lat.sort((a, b) => a - b);
     const p50 = pct(lat, 50), p99 = pct(lat, 99);
     console.log(`incremental, event -> map entry written: p50 ${fmt(p50)} ms  p99 ${fmt(p99)} ms  max ${fmt(lat[lat.length - 1]!)} ms  (target p99 < 5 ms; ${(writes / CHANGES).toFixed(1)} writes per change)`);
