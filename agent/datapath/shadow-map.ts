@@ -55,7 +55,10 @@ export class ShadowMap implements MapAccess {
     this.#copy.set(bytesKey(key), [Uint8Array.from(key), Uint8Array.from(value)]);
   }
 
-  /** Many updates with bpf_map_update_batch (5.6+); entry by entry where the kernel has no batch ops. */
+  /**
+   * Many updates with bpf_map_update_batch (5.6+); entry by entry where the
+   * kernel has no batch ops. The buffers must not be modified afterwards.
+   */
   updateBatch(entries: readonly { key: Uint8Array; value: Uint8Array }[]): void {
     const { keySize, valueSize } = this.map.info;
     for (let start = 0; start < entries.length; start += BATCH_CHUNK) {
@@ -76,9 +79,10 @@ export class ShadowMap implements MapAccess {
           } catch {
             this.#batchOk = false; // no batch ops here (or a real error, which update() below reports)
           }
+          // The copy keeps the callers' buffers: encoded entries are never modified after the fact.
           for (let i = 0; i < done; i++) {
-            const k = keys.subarray(i * keySize, (i + 1) * keySize);
-            this.#copy.set(bytesKey(k), [k, values.subarray(i * valueSize, (i + 1) * valueSize)]);
+            const e = part[i]!;
+            this.#copy.set(bytesKey(e.key), [e.key, e.value]);
           }
         }
       }
