@@ -1,0 +1,308 @@
+// Benchmark: time to programme 10k services x 10 endpoints from the model
+// into the socket-LB maps (target < 0.3 s), and the agent's RSS after it
+// (target < 128 MB). Prints figures with ratios against the targets and
+// against baselines measured in the same run; asserts nothing.
+//
+//   npm run bench                                  (every benchmark, root)
+//   node test/bench/program-maps.ts                (this one, root)
+//   BENCH_SERVICES=10000 BENCH_ENDPOINTS=10 BENCH_ROUNDS=5 node test/bench/program-maps.ts
+//
+// Parts:
+//   (i)   buildLbState on a synthetic snapshot (Services + EndpointSlices)
+//   (ii)  LbDatapath.apply into real pinned maps (scratch bpffs, a cgroup of
+//         this benchmark's own with nothing in it), from empty; baseline: the
+//         same entries written with raw bpf_map_update_elem calls (and once
+//         with batch updates) into fresh unpinned maps of the same shape
+//   (iii) a second apply with one endpoint changed, and one with nothing changed;
+//         and the incremental path the agent uses (LbModel.update + LbDatapath.update)
+//   (iv)  end to end: `kinglet agent --source dir:` on a JSON List of the same
+//         objects, from spawn to /v1/status showing every frontend; VmRSS after
+// No network traffic at all.
+import { mkdtemp, readFile, rm, writeFile, rename } from 'node:fs/promises';
+import { execa } from 'execa';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { scratchBpffs, start, testCgroup } from '../lib/sandbox.ts';
+import { sleep } from '../lib/wait.ts';
+import { buildLbState, LbModel } from '../../agent/model/services.ts';
+import { emptySnapshot, type KubeObject } from '../../agent/source/types.ts';
+import type { LbState } from '../../agent/model/types.ts';
+import { LbDatapath } from '../../agent/datapath/lb.ts';
+import { cleanup } from '../../agent/datapath/loader.ts';
+import { BpfMap, mapUpdate, mapUpdateBatch } from '../../agent/datapath/libbpf.ts';
+import { lbEntries } from '../../agent/datapath/lb-entries.ts';
+import { LB_CONFIG_MAPS } from '../../agent/datapath/lb-layout.ts';
+import { apiRequest } from '../../agent/api/client.ts';
+import type { AgentStatus } from '../../agent/api/types.ts';
+import { bench, fmtInt, fmtMs, fmtRatio, median, table, type Collector } from './lib/bench.ts';
+
+const repo = fileURLToPath(new URL('../../', import.meta.url));
+const kinglet = join(repo, 'agent', 'cli', 'kinglet.ts');
+const SERVICES = Number(process.env.BENCH_SERVICES ?? 10_000);
+const ENDPOINTS = Number(process.env.BENCH_ENDPOINTS ?? 10);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
+const TARGET_MS = 300;
+const TARGET_RSS_MB = 128;
+
+const ipv4 = (n: number) => [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
+const CLUSTER_IP_BASE = (10 << 24) | (96 << 16); // 10.96.0.0
+const POD_IP_BASE = (10 << 24) | (64 << 16); // 10.64.0.0: distinct endpoints for every service
+
+function objects(services: number, endpoints: number): { services: KubeObject[]; endpointSlices: KubeObject[] } {
+  const svcs: KubeObject[] = [];
+  const slices: KubeObject[] = [];
+  for (let i = 0; i < services; i++) {
+    const name = `svc-${i}`;
+    const ip = ipv4(CLUSTER_IP_BASE + 1 + i);
+    svcs.push({
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name, namespace: 'bench', uid: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`, resourceVersion: String(1000 + i) },
+      spec: { type: 'ClusterIP', clusterIP: ip, clusterIPs: [ip], ipFamilies: ['IPv4'], ports: [{ name: 'http', port: 80, protocol: 'TCP', targetPort: 8080 }], sessionAffinity: 'None' },
+    });
+    slices.push({
+      apiVersion: 'discovery.k8s.io/v1',
+      kind: 'EndpointSlice',
+      metadata: { name: `${name}-x7k2p`, namespace: 'bench', labels: { 'kubernetes.io/service-name': name }, resourceVersion: String(50000 + i) },
+      addressType: 'IPv4',
+      ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
+      endpoints: Array.from({ length: endpoints }, (_, j) => ({
+        addresses: [ipv4(POD_IP_BASE + i * endpoints + j + 1)],
+        conditions: { ready: true, serving: true, terminating: false },
+        nodeName: `node-${j % 3}`,
+      })),
+    });
+  }
+  return { services: svcs, endpointSlices: slices };
+}
+
+/** The same state with one endpoint of one frontend moved to a new address. */
+function withOneEndpointChanged(state: LbState): LbState {
+  const frontends = state.frontends.slice();
+  const k = frontends.length >> 1;
+  const fe = frontends[k]!;
+  const backends = fe.backends.slice();
+  backends[0] = { ...backends[0]!, address: '10.63.255.254' };
+  frontends[k] = { ...fe, backends };
+  return { frontends };
+}
+
+async function vm(pid: number): Promise<{ rssMb: number; hwmMb: number }> {
+  const st = await readFile(`/proc/${pid}/status`, 'utf8');
+  const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(st)?.[1] ?? NaN);
+  return { rssMb: kb('VmRSS') / 1024, hwmMb: kb('VmHWM') / 1024 };
+}
+
+await bench('program-maps', async (c: Collector) => {
+  console.log(`program-maps: ${fmtInt(SERVICES)} services x ${ENDPOINTS} endpoints, ${ROUNDS} rounds (medians; the machine is shared, figures are noisy)`);
+  await execa('make', ['-s', '-C', join(repo, 'bpf')]);
+  const rows: string[][] = [];
+  const snapshot = { ...emptySnapshot(), ...objects(SERVICES, ENDPOINTS) };
+
+  // (i) the model
+  const modelMs: number[] = [];
+  let state: LbState = { frontends: [] };
+  for (let r = 0; r < ROUNDS; r++) {
+    const t0 = performance.now();
+    const out = buildLbState(snapshot);
+    modelMs.push(performance.now() - t0);
+    state = out.state;
+    if (out.warnings.length) throw new Error(`model warnings: ${JSON.stringify(out.warnings.slice(0, 3))}`);
+  }
+  const fronts = state.frontends.length;
+  const backendsTotal = state.frontends.reduce((a, f) => a + f.backends.length, 0);
+  console.log(`(i) buildLbState: ${fronts} frontends, ${backendsTotal} backends; rounds ${modelMs.map(fmtMs).join(', ')}`);
+
+  // (ii) apply into real maps
+  const fs = await scratchBpffs(c);
+  const bpfRoot = join(fs, 'kinglet');
+  const cgroup = await testCgroup(c, 'kinglet-bench');
+  const lb = LbDatapath.open({ bpfRoot, cgroup });
+  c.teardown(() => {
+    lb.close();
+    cleanup(bpfRoot);
+  });
+  const applyMs: number[] = [];
+  const entriesMs: number[] = [];
+  const clearMs: number[] = [];
+  let writes = 0;
+  let firstApplyMs = NaN;
+  for (let r = 0; r < ROUNDS; r++) {
+    // The pure part alone (what apply computes before it diffs and writes).
+    const t0 = performance.now();
+    lbEntries(state);
+    entriesMs.push(performance.now() - t0);
+    const a = lb.apply(state);
+    if (r === 0) firstApplyMs = a.durationMs;
+    applyMs.push(a.durationMs);
+    writes = a.added + a.updated + a.deleted;
+    if (a.added !== writes) throw new Error(`apply from empty should only add: ${JSON.stringify(a)}`);
+    const z = lb.apply({ frontends: [] });
+    clearMs.push(z.durationMs);
+  }
+  console.log(`(ii) apply from empty: ${fmtInt(writes)} writes; rounds ${applyMs.map(fmtMs).join(', ')} (first, cold: ${fmtMs(firstApplyMs)})`);
+  console.log(`     of which lbEntries (pure): rounds ${entriesMs.map(fmtMs).join(', ')}; clearing again (${fmtInt(writes)} deletes): ${clearMs.map(fmtMs).join(', ')}`);
+
+  // Baseline: the same entries, pre-encoded, written one by one with
+  // bpf_map_update_elem into fresh unpinned maps of the same shape.
+  const { maps: entryMaps } = lbEntries(state);
+  const infos = LB_CONFIG_MAPS.map((name) => ({ name, info: new BpfMap(lb.loaded.maps[name]!).info }));
+  const rawMs: number[] = [];
+  const batchMs: number[] = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const mode of ['raw', 'batch'] as const) {
+      const fresh = infos.map(({ name, info }) => ({ name, map: BpfMap.create(info.type, `kl_bench_${r}`, info.keySize, info.valueSize, info.maxEntries, { flags: info.flags }) }));
+      try {
+        let n = 0;
+        const t0 = performance.now();
+        for (const { name, map } of fresh) {
+          const es = entryMaps[name];
+          if (mode === 'raw') {
+            for (const e of es) mapUpdate(map.fd, e.key, e.value);
+            n += es.length;
+          } else if (es.length > 0) {
+            n += mapUpdateBatch(map.fd, Buffer.concat(es.map((e) => e.key)), Buffer.concat(es.map((e) => e.value)), es.length);
+          }
+        }
+        (mode === 'raw' ? rawMs : batchMs).push(performance.now() - t0);
+        if (n !== writes) throw new Error(`${mode} baseline wrote ${n} entries, apply ${writes}`);
+      } finally {
+        for (const { map } of fresh) map.close();
+      }
+    }
+  }
+  console.log(`     baseline raw bpf_map_update_elem x ${fmtInt(writes)}: rounds ${rawMs.map(fmtMs).join(', ')}; batch updates (incl. packing): ${batchMs.map(fmtMs).join(', ')}`);
+
+  // (iii) small changes after a full apply
+  lb.apply(state);
+  const changed = withOneEndpointChanged(state);
+  const oneMs: number[] = [];
+  const noneMs: number[] = [];
+  let oneWrites = '';
+  for (let r = 0; r < ROUNDS; r++) {
+    const a = lb.apply(r % 2 === 0 ? changed : state);
+    oneMs.push(a.durationMs);
+    oneWrites = `+${a.added} ~${a.updated} -${a.deleted}`;
+    const b = lb.apply(r % 2 === 0 ? changed : state);
+    noneMs.push(b.durationMs);
+    if (b.added + b.updated + b.deleted !== 0) throw new Error(`unchanged apply wrote ${JSON.stringify(b)}`);
+  }
+  console.log(`(iii) one endpoint changed: writes ${oneWrites} (added ~updated -deleted); rounds ${oneMs.map(fmtMs).join(', ')}`);
+  console.log(`      nothing changed: 0 writes; rounds ${noneMs.map(fmtMs).join(', ')}`);
+  lb.apply({ frontends: [] });
+
+  // The incremental path the agent reconciles through: LbModel.update on the
+  // snapshot (only changed objects are translated) + LbDatapath.update (only
+  // the changed frontends' entries are encoded and compared). The first
+  // update is a full one; then one EndpointSlice object is replaced by a copy
+  // with one endpoint moved, and back.
+  const model = new LbModel();
+  let t1 = performance.now();
+  const first = model.update(snapshot);
+  const firstModelMs = performance.now() - t1;
+  t1 = performance.now();
+  const firstUpd = lb.update(first);
+  const firstUpdateMs = performance.now() - t1;
+  const k = snapshot.endpointSlices.length >> 1;
+  const orig = snapshot.endpointSlices[k]!;
+  const eps = (orig as { endpoints: { addresses: string[] }[] }).endpoints;
+  const moved: KubeObject = { ...orig, endpoints: [{ ...eps[0]!, addresses: ['10.63.255.254'] }, ...eps.slice(1)] };
+  const incMs: number[] = [];
+  let incWrites = '';
+  for (let r = 0; r < ROUNDS; r++) {
+    const slices = snapshot.endpointSlices.slice();
+    slices[k] = r % 2 === 0 ? moved : orig;
+    t1 = performance.now();
+    const u = model.update({ services: snapshot.services, endpointSlices: slices });
+    const a = lb.update(u);
+    incMs.push(performance.now() - t1);
+    incWrites = `+${a.added} ~${a.updated} -${a.deleted}`;
+  }
+  console.log(`(iii) incremental (agent path): first LbModel.update ${fmtMs(firstModelMs)} + LbDatapath.update ${fmtMs(firstUpdateMs)} (${fmtInt(firstUpd.added)} writes); ` +
+    `one endpoint changed: writes ${incWrites}, rounds ${incMs.map(fmtMs).join(', ')}`);
+  lb.apply({ frontends: [] });
+
+  const mApply = median(applyMs);
+  const mRaw = median(rawMs);
+  rows.push(['(i) buildLbState', fmtMs(median(modelMs)), fmtRatio(median(modelMs) / TARGET_MS), '', '']);
+  rows.push(['(ii) LbDatapath.apply, empty -> full', fmtMs(mApply), fmtRatio(mApply / TARGET_MS), fmtMs(mRaw), fmtRatio(mApply / mRaw)]);
+  rows.push(['     of which lbEntries (pure)', fmtMs(median(entriesMs)), '', '', '']);
+  rows.push(['(i)+(ii) model -> maps', fmtMs(median(modelMs) + mApply), fmtRatio((median(modelMs) + mApply) / TARGET_MS), fmtMs(mRaw), fmtRatio((median(modelMs) + mApply) / mRaw)]);
+  rows.push([`(iii) one endpoint changed (${oneWrites})`, fmtMs(median(oneMs)), fmtRatio(median(oneMs) / TARGET_MS), '', '']);
+  rows.push(['(iii) nothing changed (0 writes)', fmtMs(median(noneMs)), fmtRatio(median(noneMs) / TARGET_MS), '', '']);
+  rows.push(['(iii) incremental, first (full) model+update', fmtMs(firstModelMs + firstUpdateMs), fmtRatio((firstModelMs + firstUpdateMs) / TARGET_MS), fmtMs(mRaw), fmtRatio((firstModelMs + firstUpdateMs) / mRaw)]);
+  rows.push([`(iii) incremental, one endpoint (${incWrites})`, fmtMs(median(incMs)), fmtRatio(median(incMs) / TARGET_MS), '', '']);
+
+  // (iv) end to end through the agent process.
+  const dir = await mkdtemp(join(tmpdir(), 'kl-bench-src-'));
+  const run = await mkdtemp(join(tmpdir(), 'kl-bench-run-'));
+  c.teardown(() => rm(dir, { recursive: true, force: true }));
+  c.teardown(() => rm(run, { recursive: true, force: true }));
+  const list = JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [...snapshot.services, ...snapshot.endpointSlices] });
+  await writeFile(join(dir, '.objects.json.tmp'), list);
+  await rename(join(dir, '.objects.json.tmp'), join(dir, 'objects.json'));
+  console.log(`(iv) objects.json: ${(list.length / 1048576).toFixed(1)} MB`);
+
+  // Baselines for the agent: a bare node process (startup time, idle RSS).
+  const nodeStartMs: number[] = [];
+  for (let r = 0; r < 3; r++) {
+    const t0 = performance.now();
+    await execa(process.execPath, ['-e', '']);
+    nodeStartMs.push(performance.now() - t0);
+  }
+  const idle = start(c, [process.execPath, '-e', 'console.log("up"); setTimeout(() => {}, 20000)']);
+  await idle.waitForOutput((o) => o.includes('up'));
+  const idleVm = await vm(idle.pid);
+  await idle.stop('SIGKILL');
+
+  const agentRoot = join(fs, 'agent');
+  const agentCgroup = await testCgroup(c, 'kinglet-bench');
+  c.teardown(() => cleanup(agentRoot)); // the agent leaves its datapath pinned on exit
+  const sock = join(run, 'agent.sock');
+  const t0 = performance.now();
+  const agent = start(c, [process.execPath, kinglet, 'agent', '--source', `dir:${dir}`, '--bpf-root', agentRoot, '--cgroup', agentCgroup, '--api-socket', sock]);
+  let startedMs = NaN;
+  let status: AgentStatus | undefined;
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    if (Number.isNaN(startedMs)) {
+      try {
+        await agent.waitForOutput((o) => o.includes('"agent started"'), 1);
+        startedMs = performance.now() - t0;
+      } catch (e) {
+        if (/exited/.test((e as Error).message)) throw e;
+      }
+    }
+    try {
+      const st = await apiRequest<AgentStatus>(sock, 'GET', '/v1/status');
+      if (st.services.frontends === fronts && st.services.lastApply) {
+        status = st;
+        break;
+      }
+    } catch { /* not listening yet */ }
+    if (Date.now() > deadline) throw new Error('the agent did not program every frontend within 120 s');
+    await sleep(10);
+  }
+  const e2eMs = performance.now() - t0;
+  const vmAfter = await vm(agent.pid);
+  await sleep(3000);
+  const vmLater = await vm(agent.pid);
+  const log = await agent.waitForOutput(() => true);
+  const programmed = log.split('\n').filter((l) => l.includes('"services programmed"')).map((l) => JSON.parse(l) as { ms: number; added: number });
+  await agent.stop('SIGTERM');
+  const agentApply = status!.services.lastApply!;
+  console.log(`(iv) agent: "agent started" after ${fmtMs(startedMs)}; all ${fronts} frontends programmed after ${fmtMs(e2eMs)} ` +
+    `(agent's own apply: ${programmed.map((p) => `${fmtMs(p.ms)} for ${p.added} writes`).join(', ')}; status lastApply ${fmtMs(agentApply.durationMs)})`);
+  console.log(`     VmRSS right after ${vmAfter.rssMb.toFixed(1)} MB, 3 s later ${vmLater.rssMb.toFixed(1)} MB, peak (VmHWM) ${vmLater.hwmMb.toFixed(1)} MB; ` +
+    `baseline: bare node process ${idleVm.rssMb.toFixed(1)} MB, node startup ${fmtMs(median(nodeStartMs))}`);
+  rows.push(['(iv) agent spawn -> all programmed', fmtMs(e2eMs), fmtRatio(e2eMs / TARGET_MS), fmtMs(median(nodeStartMs)) + ' (node -e "")', fmtRatio(e2eMs / median(nodeStartMs))]);
+  rows.push(['     of which the agent\'s apply', fmtMs(agentApply.durationMs), fmtRatio(agentApply.durationMs / TARGET_MS), fmtMs(mRaw), fmtRatio(agentApply.durationMs / mRaw)]);
+
+  console.log(`\nprogramming ${fmtInt(SERVICES)} services x ${ENDPOINTS} endpoints (${fmtInt(writes)} map entries); medians of ${ROUNDS}`);
+  console.log(table(['step', 'time', `/ target ${TARGET_MS} ms`, 'baseline (raw writes)', 'ratio to baseline'], rows));
+  console.log(`\nagent RSS after programming: ${vmAfter.rssMb.toFixed(1)} MB (${fmtRatio(vmAfter.rssMb / TARGET_RSS_MB)} of the ${TARGET_RSS_MB} MB target), ` +
+    `${vmLater.rssMb.toFixed(1)} MB 3 s later, peak ${vmLater.hwmMb.toFixed(1)} MB; a bare node process: ${idleVm.rssMb.toFixed(1)} MB (ratio ${fmtRatio(vmAfter.rssMb / idleVm.rssMb)})`);
+  console.log(`targets: model -> maps ${fmtMs(median(modelMs) + mApply)} vs < ${TARGET_MS} ms: ${median(modelMs) + mApply < TARGET_MS ? 'met' : 'NOT met'}; ` +
+    `RSS ${vmAfter.rssMb.toFixed(1)} MB vs < ${TARGET_RSS_MB} MB: ${vmAfter.rssMb < TARGET_RSS_MB ? 'met' : 'NOT met'}`);
+});
