@@ -6,7 +6,9 @@ import type { Source } from './source/types.ts';
 import type { Logger } from './log.ts';
 import { Controller } from './controller.ts';
 import { ApiServer, HttpError } from './api/server.ts';
-import type { AgentStatus, NodeInfo } from './api/types.ts';
+import type { AgentStatus, EndpointInfo, NodeInfo } from './api/types.ts';
+import { DEFAULT_STATE_DIR, EndpointStore, EndpointValidationError, conflicts, validateRegistration } from './endpoints.ts';
+import { listLinks } from './datapath/iproute.ts';
 import { LbModel } from './model/services.ts';
 import { LbDatapath, type LbApplyResult } from './datapath/lb.ts';
 
@@ -26,6 +28,8 @@ export interface AgentOptions {
   /** Periodic full resync (re-read the maps, recompute, repair). Default 60 s. */
   resyncMs?: number;
   debounceMs?: number;
+  /** Where the agent keeps its own state (endpoints). Default /var/lib/kinglet/agent. */
+  stateDir?: string;
 }
 
 export class Agent {
@@ -39,10 +43,12 @@ export class Agent {
   #warned = new Set<string>();
   #resyncDue = false;
   readonly #model = new LbModel();
+  readonly #endpoints: EndpointStore;
 
   constructor(opts: AgentOptions) {
     this.#o = opts;
     this.#nodeName = opts.nodeName ?? hostname();
+    this.#endpoints = new EndpointStore(opts.stateDir ?? DEFAULT_STATE_DIR);
   }
 
   get datapath(): LbDatapath | undefined {
@@ -79,6 +85,7 @@ export class Agent {
       t.unref();
       this.#resyncTimer = t;
     }
+    await this.#loadEndpoints();
     this.#api = this.#routes();
     await this.#api.listen(this.#o.apiSocket);
     await this.#o.source.start(() => this.#controller?.trigger());
@@ -118,6 +125,39 @@ export class Agent {
         ms: Math.round(r.durationMs * 100) / 100,
       });
     }
+  }
+
+  /** Read the persisted endpoints and drop those whose host veth is gone (the pod went while we were down). */
+  async #loadEndpoints(): Promise<void> {
+    const eps = this.#endpoints.load();
+    if (eps.length === 0) return;
+    const present = new Set((await listLinks()).map((l) => l.ifname));
+    const gone = eps.filter((e) => !present.has(e.hostIfname));
+    for (const e of gone) this.#o.log('info', 'endpoint dropped: its host interface is gone', { containerId: e.containerId, hostIfname: e.hostIfname });
+    this.#endpoints.deleteMany(gone.map((e) => e.containerId));
+    this.#o.log('info', 'endpoints restored', { count: this.#endpoints.size, dropped: gone.length });
+  }
+
+  #putEndpoint(containerId: string, body: unknown): EndpointInfo {
+    let reg;
+    try {
+      reg = validateRegistration(containerId, body);
+    } catch (e) {
+      if (e instanceof EndpointValidationError) throw new HttpError(400, e.message, e.hint);
+      throw e;
+    }
+    const clash = conflicts(reg, this.#endpoints.list());
+    if (clash.length > 0) throw new HttpError(409, clash.join('; '), 'delete the other endpoint first (CNI DEL), or run CNI GC');
+    const prev = this.#endpoints.get(containerId);
+    const info: EndpointInfo = { ...reg, identity: 0, programs: [], createdAt: prev?.createdAt ?? new Date().toISOString() };
+    this.#endpoints.put(info);
+    this.#o.log('info', prev ? 'endpoint updated' : 'endpoint added', { containerId, hostIfname: info.hostIfname, addresses: info.addresses });
+    return info;
+  }
+
+  #deleteEndpoint(containerId: string): undefined {
+    if (this.#endpoints.delete(containerId)) this.#o.log('info', 'endpoint removed', { containerId });
+    return undefined;
   }
 
   /** Resolves when no reconcile is pending (tests). */
@@ -191,7 +231,10 @@ export class Agent {
       .route('GET', '/v1/node', () => {
         if (!this.#o.source.status().synced) throw new HttpError(503, 'the agent has not synced with its source yet', 'retry in a moment');
         return this.#node();
-      });
+      })
+      .route('GET', '/v1/endpoints', () => this.#endpoints.list())
+      .route('PUT', '/v1/endpoints/{containerId}', (r) => this.#putEndpoint(r.params.containerId ?? '', r.body))
+      .route('DELETE', '/v1/endpoints/{containerId}', (r) => this.#deleteEndpoint(r.params.containerId ?? ''));
   }
 
   /** Stop watching and serving. The datapath stays pinned and attached. */

@@ -21,6 +21,10 @@ export const commands: Record<string, Command> = {
     summary: 'the service frontends the agent has programmed, with their backends',
     load: () => import('./commands/service-list.ts'),
   },
+  'endpoint list': {
+    summary: 'the pod endpoints of this node, with their addresses and attached programs',
+    load: () => import('./commands/endpoint-list.ts'),
+  },
   'kernel check': {
     summary: 'does the kernel meet the minimum (4.9.17) by its effective upstream version',
     load: () => import('./commands/kernel-check.ts'),

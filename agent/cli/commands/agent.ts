@@ -6,6 +6,7 @@ import { DEFAULT_API_SOCKET } from '../../api/types.ts';
 import { DEFAULT_BPF_ROOT, cleanup } from '../../datapath/loader.ts';
 import { isLevel, jsonLogger } from '../../log.ts';
 import type { Source } from '../../source/types.ts';
+import { DEFAULT_STATE_DIR } from '../../endpoints.ts';
 
 const HELP = `usage: kinglet agent --source dir:<path>|kube [options]
 
@@ -17,6 +18,7 @@ const HELP = `usage: kinglet agent --source dir:<path>|kube [options]
   --bpf-root <dir>      where maps and links are pinned (default ${DEFAULT_BPF_ROOT})
   --cgroup <dir>        cgroup2 directory the socket LB attaches to (default: the cgroup2 root)
   --api-socket <path>   the local API for the CLI (default ${DEFAULT_API_SOCKET}, mode 0600)
+  --state-dir <dir>     the agent's own state: registered pod endpoints (default ${DEFAULT_STATE_DIR})
   --object <file>       force a socket-LB object variant (default: the best this kernel loads)
   --replace-incompatible-maps  replace pinned maps whose layout changed (their entries are lost)
   --resync <seconds>    full resync period (default 60)
@@ -46,6 +48,7 @@ export async function run(args: string[], io: Io): Promise<number> {
       'bpf-root': { type: 'string', default: DEFAULT_BPF_ROOT },
       cgroup: { type: 'string' },
       'api-socket': { type: 'string', default: DEFAULT_API_SOCKET },
+      'state-dir': { type: 'string', default: DEFAULT_STATE_DIR },
       object: { type: 'string' },
       'replace-incompatible-maps': { type: 'boolean', default: false },
       resync: { type: 'string', default: '60' },
@@ -105,6 +108,7 @@ export async function run(args: string[], io: Io): Promise<number> {
     bpfRoot,
     cgroup: values.cgroup ?? (await cgroup2Root()),
     apiSocket: values['api-socket'],
+    stateDir: values['state-dir'],
     nodeName: values['node-name'],
     object: values.object,
     replaceIncompatible: values['replace-incompatible-maps'],

@@ -1,0 +1,100 @@
+// iproute2 through execa: the agent's view of links, addresses and routes in
+// its own network namespace (`ip -json`), and batched changes (`ip -batch -`).
+// Not /sys/class/net: sysfs shows the namespace of whoever mounted it, which
+// is not ours when the agent was started with nsenter.
+import { execa } from 'execa';
+
+export interface IpLink {
+  ifindex: number;
+  ifname: string;
+  address?: string;
+  mtu?: number;
+  flags?: string[];
+  operstate?: string;
+  link_type?: string;
+  addr_info?: { family: string; local: string; prefixlen: number; scope?: string }[];
+}
+
+export interface IpRoute {
+  dst: string;
+  gateway?: string;
+  dev?: string;
+  protocol?: string;
+  scope?: string;
+  flags?: string[];
+}
+
+export class IprouteError extends Error {
+  override name = 'IprouteError';
+  readonly stderr: string;
+  constructor(message: string, stderr: string) {
+    super(message);
+    this.stderr = stderr;
+  }
+}
+
+function firstLines(s: string): string {
+  return s.split('\n').filter((l) => l.trim() && !l.startsWith('Command failed')).slice(0, 5).join('; ');
+}
+
+/** `ip -json <args>`, parsed. */
+export async function ipJson<T>(args: string[]): Promise<T> {
+  const r = await execa('ip', ['-json', ...args], { reject: false });
+  if (r.exitCode !== 0) throw new IprouteError(`ip ${args.join(' ')}: ${firstLines(r.stderr) || `exit ${r.exitCode}`}`, r.stderr);
+  const out = r.stdout.trim();
+  return (out ? JSON.parse(out) : []) as T;
+}
+
+/** Every link with its addresses. */
+export async function listLinks(): Promise<IpLink[]> {
+  return ipJson<IpLink[]>(['address', 'show']);
+}
+
+/** One link by name, or undefined when there is no such device. */
+export async function linkByName(name: string): Promise<IpLink | undefined> {
+  const r = await execa('ip', ['-json', 'address', 'show', 'dev', name], { reject: false });
+  if (r.exitCode !== 0) {
+    if (/does not exist|Cannot find device/.test(r.stderr)) return undefined;
+    throw new IprouteError(`ip address show dev ${name}: ${firstLines(r.stderr)}`, r.stderr);
+  }
+  return (JSON.parse(r.stdout || '[]') as IpLink[])[0];
+}
+
+/** The device of the IPv4 default route, if any. */
+export async function defaultRouteDevice(): Promise<string | undefined> {
+  const routes = await ipJson<IpRoute[]>(['-4', 'route', 'show', 'default']);
+  return routes.find((r) => r.dev)?.dev;
+}
+
+/**
+ * Run lines through `ip -batch -`. With `force`, ip goes on after a failing
+ * line; the returned errors name each failing line (empty: all applied).
+ */
+export async function ipBatch(lines: string[], opts: { force?: boolean; netnsPath?: string } = {}): Promise<string[]> {
+  if (lines.length === 0) return [];
+  const args = [...(opts.force ? ['-force'] : []), '-batch', '-'];
+  const r = opts.netnsPath
+    ? await execa('nsenter', [`--net=${opts.netnsPath}`, 'ip', ...args], { input: lines.join('\n') + '\n', reject: false })
+    : await execa('ip', args, { input: lines.join('\n') + '\n', reject: false });
+  if (r.exitCode === 0) return [];
+  const errors: string[] = [];
+  let pending = '';
+  for (const l of r.stderr.split('\n')) {
+    if (!l.trim()) continue;
+    const m = /^Command failed -:(\d+)/.exec(l);
+    if (m) {
+      const line = lines[Number(m[1]) - 1] ?? `line ${m[1]}`;
+      errors.push(`${line}: ${pending.trim() || 'failed'}`);
+      pending = '';
+    } else pending += (pending ? '; ' : '') + l.trim();
+  }
+  if (errors.length === 0) errors.push(firstLines(r.stderr) || `ip -batch exited ${r.exitCode}`);
+  return errors;
+}
+
+/** Read a link inside another network namespace (by path), e.g. the pod's eth0. */
+export async function linkInNetns(netnsPath: string, ifname: string): Promise<IpLink | undefined> {
+  const r = await execa('nsenter', [`--net=${netnsPath}`, 'ip', '-json', 'link', 'show', 'dev', ifname], { reject: false });
+  if (r.exitCode !== 0) return undefined;
+  return (JSON.parse(r.stdout || '[]') as IpLink[])[0];
+}
