@@ -13,8 +13,19 @@
 //   retained history; an ERROR 504 ResourceVersionTooLarge when N is in the
 //   future (what a restored or reset etcd looks like to a client);
 // - /version, /api, /apis, /api/v1, /apis/<group>/<version>, /healthz;
+// - labelSelector on list and watch (equality- and set-based; fieldSelector
+//   is refused with 400 rather than ignored);
+// - create (POST), replace (PUT) and delete (DELETE) with the real API's
+//   status codes and Status bodies: 201, 404 for a missing namespace or
+//   object, 409 AlreadyExists, 409 Conflict on a stale resourceVersion, 403
+//   NamespaceTerminating, 422 Invalid; clusterIP and nodePort allocation kept
+//   across a replace; namespace deletion as Terminating then, after
+//   namespaceFinalizeMs, removal of its content and of itself;
 // - TLS with a test CA; client-certificate and bearer-token authentication;
 //   optional RBAC-like authorization from PolicyRules (403 otherwise).
+//
+// The resources served are FAKE_RESOURCES (the agent's six kinds) unless
+// `resources` says otherwise; WORKLOAD_RESOURCES adds deployments and events.
 //
 // Test controls: add/update/apply/remove objects (malformed ones too), compact,
 // dropWatches (clean end or abrupt reset), bookmark, failNext (inject error
@@ -49,6 +60,13 @@ export const FAKE_RESOURCES: readonly ResourceInfo[] = [
   { group: 'networking.k8s.io', version: 'v1', plural: 'networkpolicies', singular: 'networkpolicy', kind: 'NetworkPolicy', namespaced: true },
 ];
 
+/** FAKE_RESOURCES plus what a workload runner needs (Deployments, Events). */
+export const WORKLOAD_RESOURCES: readonly ResourceInfo[] = [
+  ...FAKE_RESOURCES,
+  { group: 'apps', version: 'v1', plural: 'deployments', singular: 'deployment', kind: 'Deployment', namespaced: true },
+  { group: '', version: 'v1', plural: 'events', singular: 'event', kind: 'Event', namespaced: true },
+];
+
 const apiVersionOf = (r: ResourceInfo): string => (r.group ? `${r.group}/${r.version}` : r.version);
 
 /** Any JSON object; malformed ones included on purpose. */
@@ -62,6 +80,8 @@ interface StoredEvent {
   namespace: string | undefined;
   type: EventType;
   object: Obj;
+  /** The object before a MODIFIED (for label-selected watches: entering or leaving the selection). */
+  prev?: Obj;
 }
 
 interface Watcher {
@@ -70,9 +90,10 @@ interface Watcher {
   res: ServerResponse;
   bookmarks: boolean;
   timer: NodeJS.Timeout | undefined;
+  selector: LabelSelector | undefined;
 }
 
-export type Verb = 'list' | 'watch' | 'get' | 'discovery' | 'version' | 'health' | 'other';
+export type Verb = 'list' | 'watch' | 'get' | 'create' | 'update' | 'delete' | 'discovery' | 'version' | 'health' | 'other';
 
 export interface RequestRecord {
   time: number;
@@ -111,6 +132,10 @@ export interface FakeApiServerOptions {
   bookmarkIntervalMs?: number;
   /** First resourceVersion handed out. */
   rvBase?: number;
+  /** The resources served (default FAKE_RESOURCES). */
+  resources?: readonly ResourceInfo[];
+  /** How long a deleted namespace stays Terminating before its content and itself are removed (default 0). */
+  namespaceFinalizeMs?: number;
 }
 
 export interface KubeconfigOptions {
@@ -145,10 +170,67 @@ function statusObj(code: number, reason: string, message: string, details?: Obj)
 
 const REASONS: Record<number, string> = {
   400: 'BadRequest', 401: 'Unauthorized', 403: 'Forbidden', 404: 'NotFound', 405: 'MethodNotAllowed',
-  409: 'AlreadyExists', 410: 'Expired', 429: 'TooManyRequests', 500: 'InternalError', 503: 'ServiceUnavailable', 504: 'Timeout',
+  409: 'AlreadyExists', 410: 'Expired', 415: 'UnsupportedMediaType', 422: 'Invalid', 429: 'TooManyRequests', 500: 'InternalError', 503: 'ServiceUnavailable', 504: 'Timeout',
 };
 
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** A parsed labelSelector: does a label set match. */
+export type LabelSelector = (labels: Record<string, string>) => boolean;
+
+function labelsOf(o: Obj): Record<string, string> {
+  const md = isObj(o.metadata) ? o.metadata : undefined;
+  const l = md && isObj(md.labels) ? md.labels : {};
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(l)) if (typeof v === 'string') out[k] = v;
+  return out;
+}
+
+/**
+ * The apiserver's label selector syntax: comma-separated requirements, each
+ * `k`, `!k`, `k=v`, `k==v`, `k!=v`, `k in (a,b)` or `k notin (a,b)`; all must hold.
+ * Throws on anything else.
+ */
+export function parseLabelSelector(text: string): LabelSelector {
+  const parts: string[] = [];
+  let depth = 0;
+  let cur = '';
+  for (const ch of text) {
+    if (ch === '(') depth++;
+    if (ch === ')') depth--;
+    if (ch === ',' && depth === 0) {
+      parts.push(cur);
+      cur = '';
+    } else {
+      cur += ch;
+    }
+  }
+  parts.push(cur);
+  const key = /^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
+  const value = /^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$/;
+  const tests = parts.map((raw): LabelSelector => {
+    const p = raw.trim();
+    let m: RegExpExecArray | null;
+    if ((m = /^(\S+)\s+(in|notin)\s*\(([^)]*)\)$/.exec(p))) {
+      const [, k, op, list] = m as unknown as [string, string, string, string];
+      const vals = list.split(',').map((v) => v.trim());
+      if (!key.test(k) || vals.some((v) => !value.test(v))) throw new Error(`invalid requirement ${JSON.stringify(p)}`);
+      return op === 'in' ? (l) => vals.includes(l[k] ?? '\0') : (l) => !(k in l) || !vals.includes(l[k]!);
+    }
+    if ((m = /^([^!=\s]+)\s*(==|=|!=)\s*(\S*)$/.exec(p))) {
+      const [, k, op, v] = m as unknown as [string, string, string, string];
+      if (!key.test(k) || !value.test(v)) throw new Error(`invalid requirement ${JSON.stringify(p)}`);
+      return op === '!=' ? (l) => l[k] !== v : (l) => l[k] === v;
+    }
+    if ((m = /^!\s*(\S+)$/.exec(p)) && key.test(m[1]!)) {
+      const k = m[1]!;
+      return (l) => !(k in l);
+    }
+    if (key.test(p)) return (l) => p in l;
+    throw new Error(`invalid requirement ${JSON.stringify(p)}`);
+  });
+  return (l) => tests.every((t) => t(l));
+}
 
 export class FakeApiServer {
   readonly pki: TestPki;
@@ -175,6 +257,9 @@ export class FakeApiServer {
   #malformedSeq = 0;
   #bookmarkTimer: NodeJS.Timeout | undefined;
   #tokens: Record<string, string>;
+  #resources: readonly ResourceInfo[];
+  #finalizers = new Set<NodeJS.Timeout>();
+  #nextClusterIP = 100;
 
   private constructor(pki: TestPki, dir: string, ownDir: boolean, opts: FakeApiServerOptions) {
     this.pki = pki;
@@ -184,7 +269,8 @@ export class FakeApiServer {
     this.#rv = opts.rvBase ?? 100;
     this.#compactedRv = this.#rv;
     this.#tokens = opts.tokens ?? { 'test-token': 'token-user' };
-    for (const r of FAKE_RESOURCES) this.#objects.set(r.plural, new Map());
+    this.#resources = opts.resources ?? FAKE_RESOURCES;
+    for (const r of this.#resources) this.#objects.set(r.plural, new Map());
   }
 
   /** Make the PKI and start listening on 127.0.0.1 (ephemeral port). */
@@ -268,6 +354,8 @@ export class FakeApiServer {
     this.#server = undefined;
     clearInterval(this.#bookmarkTimer);
     this.#bookmarkTimer = undefined;
+    for (const t of this.#finalizers) clearTimeout(t);
+    this.#finalizers.clear();
     for (const w of this.#watchers) this.#endWatch(w, true);
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     for (const s of this.#sockets) s.destroy();
@@ -304,7 +392,7 @@ export class FakeApiServer {
 
   #resourceFor(obj: Obj, resource?: string): ResourceInfo {
     const name = resource ?? (typeof obj.kind === 'string' ? obj.kind : undefined);
-    const r = FAKE_RESOURCES.find((x) => x.plural === name || x.kind === name);
+    const r = this.#resources.find((x) => x.plural === name || x.kind === name);
     if (!r) throw new Error(`fake-apiserver: unknown resource for ${JSON.stringify(resource ?? obj.kind)}`);
     return r;
   }
@@ -316,12 +404,13 @@ export class FakeApiServer {
     return r.namespaced ? `${ns}/${md.name}` : md.name;
   }
 
-  #record(type: EventType, r: ResourceInfo, obj: Obj): Obj {
+  #record(type: EventType, r: ResourceInfo, obj: Obj, prev?: Obj): Obj {
     this.#rv++;
     const stored = structuredClone(obj);
     if (isObj(stored.metadata)) stored.metadata.resourceVersion = String(this.#rv);
     const ns = isObj(stored.metadata) && typeof stored.metadata.namespace === 'string' ? stored.metadata.namespace : undefined;
-    this.#history.push({ rv: this.#rv, resource: r.plural, namespace: ns, type, object: stored });
+    const ev: StoredEvent = { rv: this.#rv, resource: r.plural, namespace: ns, type, object: stored, ...(prev ? { prev } : {}) };
+    this.#history.push(ev);
     const limit = this.#opts.historyLimit;
     if (limit !== undefined) {
       while (this.#history.length > limit) {
@@ -330,9 +419,7 @@ export class FakeApiServer {
       }
     }
     for (const w of this.#watchers) {
-      if (w.resource.plural === r.plural && (w.namespace === undefined || w.namespace === ns)) {
-        this.#send(w, { type, object: this.#wire(r, stored) });
-      }
+      if (w.resource.plural === r.plural && (w.namespace === undefined || w.namespace === ns)) this.#sendEvent(w, r, ev);
     }
     return stored;
   }
@@ -369,7 +456,7 @@ export class FakeApiServer {
       o.metadata.uid = old.metadata.uid;
       o.metadata.creationTimestamp = old.metadata.creationTimestamp;
     }
-    store.set(key, this.#record('MODIFIED', r, o));
+    store.set(key, this.#record('MODIFIED', r, o, old));
     return store.get(key)!;
   }
 
@@ -395,7 +482,7 @@ export class FakeApiServer {
   /** Remove every malformed object stored under a synthetic key (with DELETED events). */
   removeMalformed(): number {
     let n = 0;
-    for (const r of FAKE_RESOURCES) {
+    for (const r of this.#resources) {
       const store = this.#objects.get(r.plural)!;
       for (const [key, obj] of store) {
         if (key.startsWith('~malformed-')) {
@@ -538,6 +625,23 @@ export class FakeApiServer {
     return c;
   }
 
+  /** A stored event as a watcher sees it: through its label selector, objects enter (ADDED) and leave (DELETED). */
+  #sendEvent(w: Watcher, r: ResourceInfo, ev: StoredEvent): void {
+    let type: EventType = ev.type;
+    if (w.selector) {
+      const now = w.selector(labelsOf(ev.object));
+      const before = ev.prev ? w.selector(labelsOf(ev.prev)) : now;
+      if (ev.type === 'MODIFIED') {
+        if (!now && !before) return;
+        if (now && !before) type = 'ADDED';
+        if (!now && before) type = 'DELETED';
+      } else if (!now) {
+        return;
+      }
+    }
+    this.#send(w, { type, object: this.#wire(r, ev.object) });
+  }
+
   #send(w: Watcher, ev: Obj): void {
     if (!w.res.writableEnded) w.res.write(JSON.stringify(ev) + '\n');
   }
@@ -556,8 +660,8 @@ export class FakeApiServer {
     res.end(text);
   }
 
-  #fail(res: ServerResponse, rec: RequestRecord, code: number, message: string, details?: Obj): void {
-    this.#json(res, rec, code, statusObj(code, REASONS[code] ?? 'Unknown', message, details));
+  #fail(res: ServerResponse, rec: RequestRecord, code: number, message: string, details?: Obj, reason?: string): void {
+    this.#json(res, rec, code, statusObj(code, reason ?? REASONS[code] ?? 'Unknown', message, details));
   }
 
   #authenticate(req: IncomingMessage): string | undefined {
@@ -607,7 +711,7 @@ export class FakeApiServer {
     }
     if (rest.length === 0) return { discovery: `gv:${group}/${version}` };
     const find = (plural: string | undefined): ResourceInfo | undefined =>
-      FAKE_RESOURCES.find((x) => x.group === group && x.version === version && x.plural === plural);
+      this.#resources.find((x) => x.group === group && x.version === version && x.plural === plural);
     if (rest[0] === 'namespaces' && rest.length >= 3) {
       const r = find(rest[2]);
       if (!r || !r.namespaced || rest.length > 4) return undefined;
@@ -629,7 +733,14 @@ export class FakeApiServer {
     if (path === '/version') verb = 'version';
     else if (['/healthz', '/livez', '/readyz'].includes(path)) verb = 'health';
     else if (parsed && 'discovery' in parsed) verb = 'discovery';
-    else if (parsed && 'r' in parsed) verb = parsed.name !== undefined ? 'get' : isWatch ? 'watch' : 'list';
+    else if (parsed && 'r' in parsed) {
+      const named = parsed.name !== undefined;
+      const m = req.method ?? 'GET';
+      if (m === 'GET') verb = named ? 'get' : isWatch ? 'watch' : 'list';
+      else if (m === 'POST' && !named) verb = 'create';
+      else if (m === 'PUT' && named) verb = 'update';
+      else if (m === 'DELETE' && named) verb = 'delete';
+    }
     const rec: RequestRecord = { time: Date.now(), method: req.method ?? 'GET', path, query, verb, status: 0 };
     if (parsed && 'r' in parsed) {
       rec.resource = parsed.r.plural;
@@ -640,7 +751,9 @@ export class FakeApiServer {
     const user = this.#authenticate(req);
     if (user === undefined) return this.#fail(res, rec, 401, 'Unauthorized');
     rec.user = user;
-    if (req.method !== 'GET') return this.#fail(res, rec, 405, `the stand-in API server serves only GET, not ${req.method}`);
+    if (req.method !== 'GET' && !['create', 'update', 'delete'].includes(verb)) {
+      return this.#fail(res, rec, 405, `the stand-in API server does not implement ${req.method} ${path}`);
+    }
 
     const fi = this.#failures.findIndex((f) => (f.verb === undefined || f.verb === verb) && (f.resource === undefined || f.resource === rec.resource));
     if (fi >= 0) {
@@ -664,17 +777,276 @@ export class FakeApiServer {
     }
     if (parsed && 'discovery' in parsed) return this.#discovery(res, rec, parsed.discovery);
     if (!parsed) return this.#fail(res, rec, 404, `the server could not find the requested resource (${path})`);
-    if (query.labelSelector || query.fieldSelector) {
-      return this.#fail(res, rec, 400, 'label and field selectors are not implemented by the stand-in API server');
+    if (verb === 'create' || verb === 'update' || verb === 'delete') {
+      return void this.#write(req, res, rec, verb, parsed.r, parsed.namespace, parsed.name);
+    }
+    if (query.fieldSelector) {
+      return this.#fail(res, rec, 400, 'field selectors are not implemented by the stand-in API server');
+    }
+    let selector: LabelSelector | undefined;
+    if (query.labelSelector) {
+      try {
+        selector = parseLabelSelector(query.labelSelector);
+      } catch (e) {
+        return this.#fail(res, rec, 400, `unable to parse requirement: ${(e as Error).message}`);
+      }
     }
     if (parsed.name !== undefined) return this.#get(res, rec, parsed.r, parsed.namespace, parsed.name);
-    if (isWatch) return this.#watch(res, rec, parsed.r, parsed.namespace, query);
+    if (isWatch) return this.#watch(res, rec, parsed.r, parsed.namespace, query, selector);
     if (this.listDelayMs > 0) {
-      const timer = setTimeout(() => this.#list(res, rec, parsed.r, parsed.namespace, query), this.listDelayMs);
+      const timer = setTimeout(() => this.#list(res, rec, parsed.r, parsed.namespace, query, selector), this.listDelayMs);
       res.on('close', () => clearTimeout(timer));
       return;
     }
-    this.#list(res, rec, parsed.r, parsed.namespace, query);
+    this.#list(res, rec, parsed.r, parsed.namespace, query, selector);
+  }
+
+  // ---------- writes ----------
+
+  /** `deployments.apps`, `services`: how the real API names a resource in messages. */
+  #qualified(r: ResourceInfo): string {
+    return r.group ? `${r.plural}.${r.group}` : r.plural;
+  }
+
+  #write(req: IncomingMessage, res: ServerResponse, rec: RequestRecord, verb: 'create' | 'update' | 'delete',
+    r: ResourceInfo, namespace: string | undefined, name: string | undefined): void {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      if (res.destroyed) return;
+      const text = Buffer.concat(chunks).toString('utf8');
+      let body: unknown;
+      if (text.trim() !== '') {
+        try {
+          body = JSON.parse(text);
+        } catch (e) {
+          return this.#fail(res, rec, 400, `the request body is not valid JSON: ${(e as Error).message}`);
+        }
+      }
+      if (verb === 'delete') return this.#delete(res, rec, r, namespace, name!);
+      if (!isObj(body)) return this.#fail(res, rec, 400, 'the request body must be a JSON object');
+      if (verb === 'create') return this.#create(res, rec, r, namespace, body);
+      this.#replace(res, rec, r, namespace, name!, body);
+    });
+  }
+
+  /** Checks common to create and replace; returns an error already sent, or the object to store. */
+  #admit(res: ServerResponse, rec: RequestRecord, r: ResourceInfo, namespace: string | undefined, body: Obj): Obj | undefined {
+    const o = structuredClone(body);
+    if (o.kind !== undefined && o.kind !== r.kind) {
+      this.#fail(res, rec, 400, `the kind of the object (${String(o.kind)}) does not match the resource (${r.kind})`);
+      return undefined;
+    }
+    if (o.apiVersion !== undefined && o.apiVersion !== apiVersionOf(r)) {
+      this.#fail(res, rec, 400, `the API version of the object (${String(o.apiVersion)}) does not match ${apiVersionOf(r)}`);
+      return undefined;
+    }
+    if (!isObj(o.metadata)) o.metadata = {};
+    const md = o.metadata as Meta;
+    if (r.namespaced) {
+      if (md.namespace !== undefined && md.namespace !== '' && md.namespace !== namespace) {
+        this.#fail(res, rec, 400, 'the namespace of the provided object does not match the namespace sent on the request');
+        return undefined;
+      }
+      md.namespace = namespace;
+    } else {
+      delete md.namespace;
+    }
+    o.kind = r.kind;
+    o.apiVersion = apiVersionOf(r);
+    return o;
+  }
+
+  #namespaceProblem(res: ServerResponse, rec: RequestRecord, r: ResourceInfo, namespace: string | undefined, name: string): boolean {
+    if (!r.namespaced || namespace === undefined) return false;
+    const nsStore = this.#objects.get('namespaces');
+    if (!nsStore) return false;
+    const ns = nsStore.get(namespace);
+    if (!ns) {
+      this.#fail(res, rec, 404, `namespaces "${namespace}" not found`, { name: namespace, kind: 'namespaces' });
+      return true;
+    }
+    if (isObj(ns.metadata) && ns.metadata.deletionTimestamp) {
+      this.#fail(res, rec, 403,
+        `${this.#qualified(r)} "${name}" is forbidden: unable to create new content in namespace ${namespace} because it is being terminated`,
+        { name, group: r.group, kind: r.plural, causes: [{ reason: 'NamespaceTerminating', message: `namespace ${namespace} is being terminated`, field: 'metadata.namespace' }] });
+      return true;
+    }
+    return false;
+  }
+
+  #create(res: ServerResponse, rec: RequestRecord, r: ResourceInfo, namespace: string | undefined, body: Obj): void {
+    const o = this.#admit(res, rec, r, namespace, body);
+    if (!o) return;
+    const md = o.metadata as Meta;
+    if ((md.name === undefined || md.name === '') && typeof md.generateName === 'string' && md.generateName !== '') {
+      md.name = md.generateName + randomUUID().replace(/-/g, '').slice(0, 5);
+    }
+    if (typeof md.name !== 'string' || md.name === '') {
+      return this.#fail(res, rec, 422, `${r.kind} "" is invalid: metadata.name: Required value: name or generateName is required`,
+        { kind: r.kind, causes: [{ reason: 'FieldValueRequired', message: 'Required value: name or generateName is required', field: 'metadata.name' }] });
+    }
+    const name = md.name;
+    if (this.#namespaceProblem(res, rec, r, namespace, name)) return;
+    const key = this.#keyOf(r, o)!;
+    if (this.#objects.get(r.plural)!.has(key)) {
+      return this.#fail(res, rec, 409, `${this.#qualified(r)} "${name}" already exists`, { name, group: r.group, kind: r.plural });
+    }
+    delete md.resourceVersion;
+    delete md.uid;
+    delete md.deletionTimestamp;
+    md.creationTimestamp = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+    if (r.plural === 'namespaces') {
+      md.labels = { ...(isObj(md.labels) ? md.labels : {}), 'kubernetes.io/metadata.name': name };
+      o.spec = { finalizers: ['kubernetes'] };
+      o.status = { phase: 'Active' };
+    }
+    if (r.plural === 'deployments') md.generation = 1;
+    if (r.plural === 'services') {
+      const bad = this.#allocateService(o, undefined);
+      if (bad) return this.#fail(res, rec, 422, `Service "${name}" is invalid: ${bad}`, { name, kind: 'Service' });
+    }
+    this.#json(res, rec, 201, this.#wire(r, this.add(o)));
+  }
+
+  #replace(res: ServerResponse, rec: RequestRecord, r: ResourceInfo, namespace: string | undefined, name: string, body: Obj): void {
+    const o = this.#admit(res, rec, r, namespace, body);
+    if (!o) return;
+    const md = o.metadata as Meta;
+    if (md.name !== name) {
+      return this.#fail(res, rec, 400, `the name of the object (${String(md.name ?? '')}) does not match the name on the URL (${name})`);
+    }
+    const store = this.#objects.get(r.plural)!;
+    const old = store.get(this.#keyOf(r, o)!);
+    if (!old || !isObj(old.metadata)) {
+      return this.#fail(res, rec, 404, `${this.#qualified(r)} "${name}" not found`, { name, group: r.group, kind: r.plural });
+    }
+    const rv = md.resourceVersion;
+    if (rv === undefined || rv === '') {
+      // Services and namespaces refuse unconditional updates; most other kinds allow them.
+      if (r.plural === 'services' || r.plural === 'namespaces') {
+        return this.#fail(res, rec, 422, `${r.kind} "${name}" is invalid: metadata.resourceVersion: Invalid value: 0x0: must be specified for an update`,
+          { name, kind: r.kind, causes: [{ reason: 'FieldValueInvalid', message: 'must be specified for an update', field: 'metadata.resourceVersion' }] });
+      }
+    } else if (rv !== old.metadata.resourceVersion) {
+      return this.#fail(res, rec, 409,
+        `Operation cannot be fulfilled on ${this.#qualified(r)} "${name}": the object has been modified; please apply your changes to the latest version and try again`,
+        { name, group: r.group, kind: r.plural }, 'Conflict');
+    }
+    // The status is a subresource: a PUT of the object leaves it as it was.
+    if ('status' in old) o.status = structuredClone(old.status);
+    else delete o.status;
+    if (old.metadata.deletionTimestamp !== undefined) md.deletionTimestamp = old.metadata.deletionTimestamp;
+    if (r.plural === 'namespaces') {
+      md.labels = { ...(isObj(md.labels) ? md.labels : {}), 'kubernetes.io/metadata.name': name };
+      o.spec = structuredClone(old.spec);
+    }
+    if (r.plural === 'deployments') {
+      const sameSpec = JSON.stringify(o.spec) === JSON.stringify(old.spec);
+      md.generation = (typeof old.metadata.generation === 'number' ? old.metadata.generation : 1) + (sameSpec ? 0 : 1);
+    }
+    if (r.plural === 'services') {
+      const bad = this.#allocateService(o, old);
+      if (bad) return this.#fail(res, rec, 422, `Service "${name}" is invalid: ${bad}`, { name, kind: 'Service' });
+    }
+    this.#json(res, rec, 200, this.#wire(r, this.update(o)));
+  }
+
+  /** clusterIP and nodePorts as the apiserver allocates them; kept from `old` when unset. Returns an error text. */
+  #allocateService(o: Obj, old: Obj | undefined): string | undefined {
+    if (!isObj(o.spec)) o.spec = {};
+    const spec = o.spec as Obj;
+    const oldSpec = old && isObj(old.spec) ? old.spec : undefined;
+    const type = typeof spec.type === 'string' ? spec.type : 'ClusterIP';
+    spec.type = type;
+    if (type !== 'ExternalName') {
+      if (spec.clusterIP === undefined || spec.clusterIP === '') {
+        if (oldSpec && typeof oldSpec.clusterIP === 'string') spec.clusterIP = oldSpec.clusterIP;
+        else {
+          const n = this.#nextClusterIP++;
+          spec.clusterIP = `10.43.${Math.floor(n / 256) % 256}.${n % 256}`;
+        }
+      } else if (oldSpec && oldSpec.clusterIP !== spec.clusterIP) {
+        return `spec.clusterIP: Invalid value: ${JSON.stringify(spec.clusterIP)}: field is immutable`;
+      }
+      spec.clusterIPs = [spec.clusterIP];
+    }
+    const ports = Array.isArray(spec.ports) ? spec.ports.filter(isObj) : [];
+    const oldPorts = oldSpec && Array.isArray(oldSpec.ports) ? oldSpec.ports.filter(isObj) : [];
+    if (type === 'NodePort' || type === 'LoadBalancer') {
+      const mine = new Set(oldPorts.map((p) => p.nodePort));
+      const taken = new Set<unknown>();
+      for (const svc of this.#objects.get('services')!.values()) {
+        if (svc === old || !isObj(svc.spec) || !Array.isArray(svc.spec.ports)) continue;
+        for (const p of svc.spec.ports) if (isObj(p) && p.nodePort !== undefined) taken.add(p.nodePort);
+      }
+      for (const [i, p] of ports.entries()) {
+        if (p.nodePort === undefined || p.nodePort === 0) {
+          const same = oldPorts.find((q) => q.port === p.port && (q.protocol ?? 'TCP') === (p.protocol ?? 'TCP'));
+          if (same?.nodePort !== undefined) p.nodePort = same.nodePort;
+          else {
+            let n = 30000;
+            while (taken.has(n) || mine.has(n)) n++;
+            p.nodePort = n;
+          }
+        } else if (typeof p.nodePort !== 'number' || p.nodePort < 30000 || p.nodePort > 32767) {
+          return `spec.ports[${i}].nodePort: Invalid value: ${JSON.stringify(p.nodePort)}: provided port is not in the valid range. The range of valid ports is 30000-32767`;
+        } else if (taken.has(p.nodePort)) {
+          return `spec.ports[${i}].nodePort: Invalid value: ${p.nodePort}: provided port is already allocated`;
+        }
+        taken.add(p.nodePort);
+      }
+    }
+    return undefined;
+  }
+
+  #delete(res: ServerResponse, rec: RequestRecord, r: ResourceInfo, namespace: string | undefined, name: string): void {
+    const key = r.namespaced ? `${namespace ?? ''}/${name}` : name;
+    const store = this.#objects.get(r.plural)!;
+    const old = store.get(key);
+    if (!old) return this.#fail(res, rec, 404, `${this.#qualified(r)} "${name}" not found`, { name, group: r.group, kind: r.plural });
+    if (r.plural === 'namespaces') {
+      if (isObj(old.metadata) && old.metadata.deletionTimestamp) {
+        return this.#fail(res, rec, 409, 'The system is ensuring all content is removed from this namespace.  Upon completion, this namespace will automatically be purged by the system.',
+          { name, kind: 'namespaces' }, 'Conflict');
+      }
+      const o = structuredClone(old);
+      (o.metadata as Meta).deletionTimestamp = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+      o.status = { ...(isObj(o.status) ? o.status : {}), phase: 'Terminating' };
+      const stored = this.update(o, 'namespaces');
+      const timer = setTimeout(() => {
+        this.#finalizers.delete(timer);
+        this.#finalizeNamespace(name);
+      }, this.#opts.namespaceFinalizeMs ?? 0);
+      this.#finalizers.add(timer);
+      return this.#json(res, rec, 200, this.#wire(r, stored));
+    }
+    this.remove(r.plural, namespace ?? '', name);
+    if (r.plural === 'pods') return this.#json(res, rec, 200, this.#wire(r, old));
+    const uid = isObj(old.metadata) ? old.metadata.uid : undefined;
+    this.#json(res, rec, 200, {
+      kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success',
+      details: { name, group: r.group, kind: r.plural, ...(uid ? { uid } : {}) },
+    });
+  }
+
+  /** What the namespace controller does: remove every object in the namespace, then the namespace. */
+  #finalizeNamespace(name: string): void {
+    for (const r of this.#resources) {
+      if (!r.namespaced) continue;
+      for (const [key, o] of [...this.#objects.get(r.plural)!]) {
+        if (isObj(o.metadata) && o.metadata.namespace === name) {
+          this.#objects.get(r.plural)!.delete(key);
+          this.#record('DELETED', r, o);
+        }
+      }
+    }
+    this.remove('namespaces', '', name);
+  }
+
+  /** Namespaces still Terminating (deleted, not yet finalized). */
+  get terminatingNamespaces(): number {
+    return this.#finalizers.size;
   }
 
   #version(): Obj {
@@ -693,7 +1065,7 @@ export class FakeApiServer {
         serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress: `127.0.0.1:${this.#port}` }],
       });
     }
-    const groups = [...new Set(FAKE_RESOURCES.filter((r) => r.group).map((r) => `${r.group}/${r.version}`))].map((gv) => {
+    const groups = [...new Set(this.#resources.filter((r) => r.group).map((r) => `${r.group}/${r.version}`))].map((gv) => {
       const [name, version] = gv.split('/') as [string, string];
       return { name, versions: [{ groupVersion: gv, version }], preferredVersion: { groupVersion: gv, version } };
     });
@@ -704,11 +1076,11 @@ export class FakeApiServer {
       return this.#json(res, rec, 200, { kind: 'APIGroup', apiVersion: 'v1', ...g });
     }
     const gv = what.slice(3);
-    const rs = FAKE_RESOURCES.filter((r) => `${r.group}/${r.version}` === gv);
+    const rs = this.#resources.filter((r) => `${r.group}/${r.version}` === gv);
     if (rs.length === 0) return this.#fail(res, rec, 404, 'the server could not find the requested resource');
     return this.#json(res, rec, 200, {
       kind: 'APIResourceList', apiVersion: 'v1', groupVersion: gv.replace(/^\//, ''),
-      resources: rs.map((r) => ({ name: r.plural, singularName: r.singular, namespaced: r.namespaced, kind: r.kind, verbs: ['get', 'list', 'watch'] })),
+      resources: rs.map((r) => ({ name: r.plural, singularName: r.singular, namespaced: r.namespaced, kind: r.kind, verbs: ['create', 'delete', 'get', 'list', 'update', 'watch'] })),
     });
   }
 
@@ -718,13 +1090,14 @@ export class FakeApiServer {
     this.#json(res, rec, 200, this.#wire(r, o));
   }
 
-  #current(r: ResourceInfo, namespace: string | undefined): Obj[] {
+  #current(r: ResourceInfo, namespace: string | undefined, selector?: LabelSelector): Obj[] {
     const m = this.#objects.get(r.plural)!;
     return [...m.keys()].sort().map((k) => m.get(k)!)
-      .filter((o) => namespace === undefined || (isObj(o.metadata) && o.metadata.namespace === namespace));
+      .filter((o) => namespace === undefined || (isObj(o.metadata) && o.metadata.namespace === namespace))
+      .filter((o) => !selector || selector(labelsOf(o)));
   }
 
-  #list(res: ServerResponse, rec: RequestRecord, r: ResourceInfo, namespace: string | undefined, q: Record<string, string>): void {
+  #list(res: ServerResponse, rec: RequestRecord, r: ResourceInfo, namespace: string | undefined, q: Record<string, string>, selector: LabelSelector | undefined): void {
     if (res.destroyed) return;
     const limit = q.limit ? Number.parseInt(q.limit, 10) : 0;
     let rv = this.#rv;
@@ -757,7 +1130,7 @@ export class FakeApiServer {
           return this.#fail(res, rec, 410, `too old resource version: ${want} (${this.#rv})`);
         }
       }
-      items = this.#current(r, namespace).map((o) => this.#listItem(r, o));
+      items = this.#current(r, namespace, selector).map((o) => this.#listItem(r, o));
     }
     let page = items;
     const meta: Obj = { resourceVersion: String(rv) };
@@ -776,7 +1149,7 @@ export class FakeApiServer {
     this.#json(res, rec, 200, { kind: `${r.kind}List`, apiVersion: apiVersionOf(r), metadata: meta, items: page });
   }
 
-  #watch(res: ServerResponse, rec: RequestRecord, r: ResourceInfo, namespace: string | undefined, q: Record<string, string>): void {
+  #watch(res: ServerResponse, rec: RequestRecord, r: ResourceInfo, namespace: string | undefined, q: Record<string, string>, selector: LabelSelector | undefined): void {
     const rvParam = q.resourceVersion;
     let from: number | undefined;
     if (rvParam !== undefined && rvParam !== '' && rvParam !== '0') {
@@ -789,7 +1162,7 @@ export class FakeApiServer {
     rec.status = 200;
     res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private', 'Transfer-Encoding': 'chunked' });
     res.flushHeaders();
-    const w: Watcher = { resource: r, namespace, res, bookmarks: q.allowWatchBookmarks === 'true', timer: undefined };
+    const w: Watcher = { resource: r, namespace, res, bookmarks: q.allowWatchBookmarks === 'true', timer: undefined, selector };
     const errorEvent = (code: number, message: string, details?: Obj): void => {
       res.write(JSON.stringify({ type: 'ERROR', object: statusObj(code, REASONS[code] ?? 'Unknown', message, details) }) + '\n');
       res.end();
@@ -803,11 +1176,11 @@ export class FakeApiServer {
     }
     if (from === undefined) {
       // "Any" resourceVersion: synthetic ADDED for the current state, then live events.
-      for (const o of this.#current(r, namespace)) this.#send(w, { type: 'ADDED', object: this.#wire(r, o) });
+      for (const o of this.#current(r, namespace, selector)) this.#send(w, { type: 'ADDED', object: this.#wire(r, o) });
     } else {
       for (const ev of this.#history) {
         if (ev.rv > from && ev.resource === r.plural && (namespace === undefined || ev.namespace === namespace)) {
-          this.#send(w, { type: ev.type, object: this.#wire(r, ev.object) });
+          this.#sendEvent(w, r, ev);
         }
       }
     }

@@ -135,7 +135,9 @@ t.test('fake API server', async (t) => {
     api.compact();
     const q2 = await rawGet(k, `/api/v1/namespaces/paged/services?limit=2&continue=${q1.metadata.continue}`);
     t.equal(q2.status, 410, 'a continue token past compaction is expired');
-    t.equal((await rawGet(k, '/api/v1/services?labelSelector=a%3Db')).status, 400, 'selectors are refused, not ignored');
+    t.equal((await rawGet(k, '/api/v1/services?fieldSelector=a%3Db')).status, 400, 'field selectors are refused, not ignored');
+    t.equal((await rawGet(k, '/api/v1/services?labelSelector=a%20in%20(b')).status, 400, 'a malformed label selector is refused');
+    t.same((await rawGet(k, '/api/v1/services?labelSelector=nope%3Db')).body.items, [], 'label selectors filter');
   });
 
   t.test('watch: replay from RV, bookmarks, 410 as event or HTTP, too-large RV', async (t) => {
