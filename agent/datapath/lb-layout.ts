@@ -108,7 +108,7 @@ export interface StructLayout {
   fields: Record<string, FieldLayout>;
 }
 
-function layout(name: string, fields: [string, number][]): StructLayout {
+export function layout(name: string, fields: [string, number][]): StructLayout {
   const out: Record<string, FieldLayout> = {};
   let offset = 0;
   let align = 1;

@@ -214,6 +214,12 @@ interface Fns {
   link_create: Fn | undefined;
   link_update: Fn | undefined;
   link_detach: Fn | undefined;
+  // tc (clsact) attachment through netlink, libbpf >= 0.6
+  tc_hook_create: Fn | undefined;
+  tc_hook_destroy: Fn | undefined;
+  tc_attach: Fn | undefined;
+  tc_detach: Fn | undefined;
+  tc_query: Fn | undefined;
   // objects
   object__open_file: Fn;
   object__load: Fn;
@@ -351,6 +357,11 @@ function bind(): Fns {
     link_create: opt('int bpf_link_create(int prog_fd, int target_fd, int type, const void *opts)'),
     link_update: opt('int bpf_link_update(int link_fd, int new_prog_fd, const void *opts)'),
     link_detach: opt('int bpf_link_detach(int link_fd)'),
+    tc_hook_create: opt('int bpf_tc_hook_create(void *hook)'),
+    tc_hook_destroy: opt('int bpf_tc_hook_destroy(void *hook)'),
+    tc_attach: opt('int bpf_tc_attach(const void *hook, void *opts)'),
+    tc_detach: opt('int bpf_tc_detach(const void *hook, const void *opts)'),
+    tc_query: opt('int bpf_tc_query(const void *hook, void *opts)'),
 
     object__open_file: f('bpf_object *bpf_object__open_file(const char *path, const void *opts)'),
     object__load: f('int bpf_object__load(bpf_object *obj)'),
@@ -910,6 +921,82 @@ export function linkUpdate(linkFd: number, newProgFd: number, opts: { oldProgFd?
 /** Force-detach a link (kernel 5.9+): its program stops running, pins stay. */
 export function linkDetach(linkFd: number): void {
   check(need(L().link_detach, 'bpf_link_detach')(linkFd), 'bpf_link_detach', `link fd ${linkFd}`);
+}
+
+// ---------------------------------------------------------------------------
+// tc (clsact) programs: libbpf's bpf_tc_* (netlink in the caller's network
+// namespace). struct bpf_tc_hook { size_t sz; int ifindex; enum attach_point;
+// __u32 parent; } and struct bpf_tc_opts { size_t sz; int prog_fd; __u32
+// flags, prog_id, handle, priority; }, both padded to 8 bytes.
+
+export const TcAttachPoint = { INGRESS: 1, EGRESS: 2 } as const;
+export type TcDirection = 'ingress' | 'egress';
+/** bpf_tc_opts.flags: replace a filter at the same handle/priority in one step. */
+export const BPF_TC_F_REPLACE = 1;
+const TC_HOOK_SIZE = 24;
+const TC_OPTS_SIZE = 32;
+
+function tcHook(ifindex: number, attachPoint: number): Buffer {
+  const b = Buffer.alloc(TC_HOOK_SIZE);
+  b.writeBigUInt64LE(BigInt(TC_HOOK_SIZE), 0);
+  b.writeInt32LE(ifindex, 8);
+  b.writeUInt32LE(attachPoint, 12);
+  return b;
+}
+
+function tcOpts(o: { progFd?: number; flags?: number; handle: number; priority: number }): Buffer {
+  const b = Buffer.alloc(TC_OPTS_SIZE);
+  b.writeBigUInt64LE(BigInt(TC_OPTS_SIZE), 0);
+  b.writeInt32LE(o.progFd ?? 0, 8);
+  b.writeUInt32LE(o.flags ?? 0, 12);
+  b.writeUInt32LE(o.handle, 20);
+  b.writeUInt32LE(o.priority, 24);
+  return b;
+}
+
+const dirPoint = (d: TcDirection) => (d === 'ingress' ? TcAttachPoint.INGRESS : TcAttachPoint.EGRESS);
+
+/** Add the clsact qdisc to a device. true: we added it; false: it was there already. */
+export function tcHookCreate(ifindex: number): boolean {
+  const rc = need(L().tc_hook_create, 'bpf_tc_hook_create')(tcHook(ifindex, TcAttachPoint.INGRESS)) as number;
+  if (rc === -17 /* EEXIST */) return false;
+  check(rc, 'bpf_tc_hook_create', `ifindex ${ifindex}`);
+  return true;
+}
+
+/** Remove the clsact qdisc of a device (and with it every tc filter on both hooks). */
+export function tcHookDestroy(ifindex: number): void {
+  const rc = need(L().tc_hook_destroy, 'bpf_tc_hook_destroy')(tcHook(ifindex, TcAttachPoint.INGRESS | TcAttachPoint.EGRESS)) as number;
+  if (rc === -2 /* ENOENT */ || rc === -19 /* ENODEV */ || rc === -22 /* EINVAL: no clsact */) return;
+  check(rc, 'bpf_tc_hook_destroy', `ifindex ${ifindex}`);
+}
+
+/**
+ * Attach a program as a direct-action filter at (handle, priority). With
+ * replace, a filter already there is swapped in one netlink request (no gap).
+ * Returns the attached program's id.
+ */
+export function tcAttach(ifindex: number, dir: TcDirection, progFd: number, o: { handle: number; priority: number; replace?: boolean }): number {
+  const opts = tcOpts({ progFd, flags: o.replace ? BPF_TC_F_REPLACE : 0, handle: o.handle, priority: o.priority });
+  check(need(L().tc_attach, 'bpf_tc_attach')(tcHook(ifindex, dirPoint(dir)), opts) as number, 'bpf_tc_attach', `ifindex ${ifindex} ${dir}`);
+  return opts.readUInt32LE(16);
+}
+
+/** Remove the filter at (handle, priority). false when there was none (or no device). */
+export function tcDetach(ifindex: number, dir: TcDirection, o: { handle: number; priority: number }): boolean {
+  const rc = need(L().tc_detach, 'bpf_tc_detach')(tcHook(ifindex, dirPoint(dir)), tcOpts(o)) as number;
+  if (rc === -2 || rc === -19 || rc === -22) return false;
+  check(rc, 'bpf_tc_detach', `ifindex ${ifindex} ${dir}`);
+  return true;
+}
+
+/** The program id of the filter at (handle, priority), or undefined when there is none. */
+export function tcQuery(ifindex: number, dir: TcDirection, o: { handle: number; priority: number }): number | undefined {
+  const opts = tcOpts(o);
+  const rc = need(L().tc_query, 'bpf_tc_query')(tcHook(ifindex, dirPoint(dir)), opts) as number;
+  if (rc === -2 || rc === -19 || rc === -22) return undefined;
+  check(rc, 'bpf_tc_query', `ifindex ${ifindex} ${dir}`);
+  return opts.readUInt32LE(16);
 }
 
 /** Open a cgroup2 directory as an fd for attaching (close it with closeFd). */

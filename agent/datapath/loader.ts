@@ -25,6 +25,12 @@ import {
   openCgroup,
   progFdById,
   progInfo,
+  tcAttach,
+  tcDetach,
+  tcHookCreate,
+  tcHookDestroy,
+  tcQuery,
+  type TcDirection,
   type MapInfo,
   type ObjectMap,
   type ObjectProgram,
@@ -574,3 +580,82 @@ export const cgroupSectionAttach: Record<string, number> = {
   'cgroup_skb/egress': AttachType.CGROUP_INET_EGRESS,
   sockops: AttachType.CGROUP_SOCK_OPS,
 };
+
+// ---------------------------------------------------------------------------
+// tc (clsact) attachments. Unlike cgroup programs these are not bpf_links
+// (tc links need kernel 6.6), so nothing is pinned: the filter itself, at a
+// fixed (handle, priority), is the attachment. A restart loads new program
+// instances and swaps each filter with BPF_TC_F_REPLACE in one netlink
+// request, so a device is never without its program. All of this acts on
+// the caller's network namespace.
+
+/** Handle and priority of every kinglet tc filter ("kinglet" = 0xb9 as elsewhere). */
+export const TC_HANDLE = 0xb9;
+export const TC_PRIORITY = 1;
+
+export interface TcAttachment {
+  ifindex: number;
+  direction: TcDirection;
+  program: string;
+  progId: number;
+  /** attached: no kinglet filter was there; replaced: one was, and was swapped in place. */
+  action: 'attached' | 'replaced';
+  /** The clsact qdisc was added by this call (so cleanup may remove it). */
+  createdQdisc: boolean;
+}
+
+/** Attach (or atomically replace) `program` at kinglet's handle/priority on one hook of a device. */
+export function tcAttachProgram(o: { ifindex: number; direction: TcDirection; program: string; progFd: number }): TcAttachment {
+  const createdQdisc = tcHookCreate(o.ifindex);
+  const had = tcQuery(o.ifindex, o.direction, { handle: TC_HANDLE, priority: TC_PRIORITY });
+  let progId: number;
+  try {
+    progId = tcAttach(o.ifindex, o.direction, o.progFd, { handle: TC_HANDLE, priority: TC_PRIORITY, replace: true });
+  } catch (e) {
+    if (createdQdisc) {
+      try {
+        tcHookDestroy(o.ifindex);
+      } catch {
+        // leave it; the device may be gone
+      }
+    }
+    throw new LoaderError('ATTACH', `attaching ${o.program} at tc ${o.direction} of ifindex ${o.ifindex}: ${(e as Error).message}`, { cause: e });
+  }
+  return { ifindex: o.ifindex, direction: o.direction, program: o.program, progId, action: had === undefined ? 'attached' : 'replaced', createdQdisc };
+}
+
+/** Remove kinglet's filter from one hook; with removeQdisc, also the clsact qdisc (all its filters). */
+export function tcDetachProgram(ifindex: number, direction: TcDirection, opts: { removeQdisc?: boolean } = {}): boolean {
+  const had = tcDetach(ifindex, direction, { handle: TC_HANDLE, priority: TC_PRIORITY });
+  if (opts.removeQdisc) tcHookDestroy(ifindex);
+  return had;
+}
+
+/** The program id of kinglet's filter on one hook, or undefined. */
+export function tcQueryProgram(ifindex: number, direction: TcDirection): number | undefined {
+  return tcQuery(ifindex, direction, { handle: TC_HANDLE, priority: TC_PRIORITY });
+}
+
+/** Detach and unpin the pinned links of these programs (e.g. the socket LB when it is switched off). */
+export function removePinnedLinks(root: string, programs: string[]): string[] {
+  const removed: string[] = [];
+  for (const name of programs) {
+    const pin = join(linksDir(root), name);
+    if (!existsSync(pin)) continue;
+    try {
+      const fd = objGet(pin);
+      try {
+        linkDetach(fd);
+      } catch {
+        // older kernel: unpinning the last reference detaches
+      } finally {
+        closeFd(fd);
+      }
+    } catch {
+      // unreadable pin: unlink anyway
+    }
+    unlinkSync(pin);
+    removed.push(pin);
+  }
+  return removed;
+}

@@ -159,4 +159,135 @@ struct kl_lb_aff {
 	__u16 pad;
 };
 
+/* ======================================================================== */
+/* Pod datapath (bpf/pod.bpf.c): tc programs on each pod's host veth and on  */
+/* the node's native device. TypeScript twin: agent/datapath/pod-layout.ts.  */
+
+#define KL_EP4_MAP          kl_ep4_v1
+#define KL_CT4_MAP          kl_ct4_v1
+#define KL_SNAT4_MAP        kl_snat4_v1
+#define KL_CFG_MAP          kl_cfg_v1
+#define KL_DROP_MAP         kl_drop_v1
+
+#define KL_EP_MAX           65536   /* local pod addresses */
+#define KL_CT_MAX           262144  /* tracked flows + service selections (LRU) */
+#define KL_SNAT_MAX         131072  /* masquerade mappings, both directions (LRU) */
+#define KL_DROP_MAX         64      /* drop reasons */
+
+/*
+ * Drop reasons: every drop goes through one exit (kl_drop in lib/verdict.h)
+ * that counts it per reason in KL_DROP_MAP and reports it to the flow-event
+ * hook. Numbers are stable; the agent names them (pod-layout.ts).
+ */
+#define KL_DROP_PARSE           1   /* truncated or malformed IPv4 header */
+#define KL_DROP_SPOOF           2   /* source address is not the pod's own */
+#define KL_DROP_NO_BACKEND      3   /* service without (ready) backends */
+#define KL_DROP_BACKEND_GONE    4   /* slot or backend missing (agent mid-update) */
+#define KL_DROP_REWRITE         5   /* a header or checksum rewrite failed */
+#define KL_DROP_TTL             6   /* TTL exhausted on a BPF-forwarded packet */
+#define KL_DROP_SNAT_NO_PORT    7   /* no free masquerade port for the flow */
+#define KL_DROP_POLICY          8   /* denied by policy (the policy hook) */
+#define KL_DROP_CT_FULL         9   /* conntrack entry could not be created */
+
+/* Verdicts given to the flow-event hook. */
+#define KL_VERDICT_FORWARDED    1
+#define KL_VERDICT_DROPPED      2
+#define KL_VERDICT_REDIRECTED   3
+
+/* struct kl_cfg.redirect: how a packet for a local pod is delivered. */
+#define KL_REDIR_STACK      0   /* TC_ACT_OK: the kernel routes it */
+#define KL_REDIR_NEIGH      1   /* bpf_redirect_neigh to the pod's host veth (5.10+) */
+#define KL_REDIR_PEER       2   /* bpf_redirect_peer into the pod's netns (5.10+) */
+
+/* struct kl_cfg.flags */
+#define KL_CFG_F_MASQ       0x01    /* masquerade pod traffic leaving the cluster CIDR */
+
+/*
+ * skb->mark bits set by from-pod when it has already done the destination
+ * pod's work (conntrack, policy) before handing the packet to the stack or to
+ * bpf_redirect_neigh, so that to-pod on the destination veth does not do it twice.
+ */
+#define KL_MARK_MASK        0x0fff0000
+#define KL_MARK_DELIVERED   0x0b910000
+
+/* Endpoints map: pod IPv4 address (__be32) -> endpoint. */
+struct kl_endpoint {
+	__u32 ifindex;          /* host side of the pod's veth */
+	__u32 identity;         /* security identity (0 until policy exists) */
+	__u8  pod_mac[6];       /* the pod's interface */
+	__u8  host_mac[6];      /* the host side */
+	__u16 flags;            /* reserved */
+	__u16 pad;
+};
+
+/* Conntrack scope (struct kl_ct4_key.scope). */
+#define KL_CT_SCOPE_FLOW    0   /* a flow, keyed in its original direction */
+#define KL_CT_SCOPE_SVC     1   /* a service selection: client tuple to the frontend -> backend */
+
+/* struct kl_ct4_entry.flags */
+#define KL_CT_F_SEEN_REPLY  0x01
+#define KL_CT_F_CLOSING     0x02    /* TCP FIN or RST seen */
+#define KL_CT_F_REV_NAT     0x04    /* replies are shown as coming from nat_addr:nat_port */
+
+/*
+ * Conntrack key: the flow as its initiator sent it. Ports are the L4 ports;
+ * for ICMP echo the identifier is sport of a request and dport of a reply,
+ * so a reply's swapped tuple is its request's key.
+ */
+struct kl_ct4_key {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;
+	__be16 dport;
+	__u8   proto;
+	__u8   scope;           /* KL_CT_SCOPE_* */
+	__u16  pad;
+};
+
+struct kl_ct4_entry {
+	__u64  last_seen_ns;    /* bpf_ktime_get_ns() of the last packet */
+	__u64  created_ns;
+	__u32  packets_fwd;
+	__u32  packets_rev;
+	__be32 nat_addr;        /* FLOW + REV_NAT: the frontend; SVC: the backend */
+	__be16 nat_port;
+	__u16  flags;           /* KL_CT_F_* */
+	__u32  rev_nat_id;      /* the frontend's rev-NAT id (SVC and REV_NAT) */
+	__u32  backend_id;      /* SVC: the chosen backend */
+};
+
+/* Node configuration, one entry (key 0), written by the agent. */
+struct kl_cfg {
+	__be32 node_ip;         /* masquerade address (the native device's) */
+	__be32 cluster_net;     /* cluster CIDR: not masqueraded */
+	__be32 cluster_mask;
+	__be32 pod_net;         /* this node's pod CIDR: the sources that are masqueraded */
+	__be32 pod_mask;
+	__u32  flags;           /* KL_CFG_F_* */
+	__u32  redirect;        /* KL_REDIR_* */
+	__u16  snat_port_min;   /* host order, inclusive */
+	__u16  snat_port_max;
+};
+
+/* Masquerade direction (struct kl_snat4_key.dir). */
+#define KL_SNAT_OUT         0   /* pod -> outside: key is the pod's tuple */
+#define KL_SNAT_IN          1   /* outside -> node: key is the reply's tuple */
+
+struct kl_snat4_key {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;
+	__be16 dport;
+	__u8   proto;
+	__u8   dir;             /* KL_SNAT_* */
+	__u16  pad;
+};
+
+struct kl_snat4_entry {
+	__u64  last_seen_ns;
+	__be32 to_addr;         /* OUT: the node address; IN: the pod */
+	__be16 to_port;         /* OUT: the allocated port; IN: the pod's port */
+	__u16  pad;
+};
+
 #endif /* KINGLET_H */

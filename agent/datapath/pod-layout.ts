@@ -1,0 +1,214 @@
+// The byte layouts of the pod datapath's maps (bpf/pod.bpf.c): the
+// TypeScript twin of the "Pod datapath" part of bpf/include/kinglet.h,
+// pinned against the object's BTF by test/unit/agent/datapath/pod-layout-pin.test.ts.
+// Addresses and ports are network byte order; everything else host order.
+import { endianness } from 'node:os';
+import { layout, LB_MAP_NAMES, type StructLayout, type FieldLayout } from './lb-layout.ts';
+
+const LE = endianness() === 'LE';
+
+// ---- maps ---------------------------------------------------------------------
+
+export const EP4_MAP = 'kl_ep4_v1';
+export const CT4_MAP = 'kl_ct4_v1';
+export const SNAT4_MAP = 'kl_snat4_v1';
+export const CFG_MAP = 'kl_cfg_v1';
+export const DROP_MAP = 'kl_drop_v1';
+
+export const POD_MAP_NAMES = [EP4_MAP, CT4_MAP, SNAT4_MAP, CFG_MAP, DROP_MAP] as const;
+/** Every map in pod.bpf.o: its own and the socket LB's (shared through the pins). */
+export const POD_OBJECT_MAPS = [...LB_MAP_NAMES, ...POD_MAP_NAMES] as const;
+
+export const EP_MAX = 65536;
+export const CT_MAX = 262144;
+export const SNAT_MAX = 131072;
+export const DROP_MAX = 64;
+
+export const POD_OBJECT = 'pod.bpf.o';
+
+/** Programs of pod.bpf.o and where they attach. */
+export const POD_PROGRAMS = {
+  kl_from_pod: { section: 'tc', attach: 'pod veth tc ingress' },
+  kl_to_pod: { section: 'tc', attach: 'pod veth tc egress' },
+  kl_nat_egress: { section: 'tc', attach: 'native device tc egress' },
+  kl_nat_ingress: { section: 'tc', attach: 'native device tc ingress' },
+} as const;
+export type PodProgram = keyof typeof POD_PROGRAMS;
+
+// ---- constants ------------------------------------------------------------------
+
+export const Redirect = { stack: 0, neigh: 1, peer: 2 } as const;
+export type RedirectMode = keyof typeof Redirect;
+export const CFG_F_MASQ = 0x01;
+
+/** Drop reasons by number (kinglet.h KL_DROP_*). */
+export const DROP_REASONS: Record<number, string> = {
+  1: 'malformed IPv4 header',
+  2: 'source address is not the pod\'s',
+  3: 'service has no backends',
+  4: 'service backend missing',
+  5: 'header rewrite failed',
+  6: 'TTL exceeded',
+  7: 'no free masquerade port',
+  8: 'denied by policy',
+  9: 'conntrack table full',
+};
+
+// ---- structs ----------------------------------------------------------------------
+
+export const ENDPOINT = layout('kl_endpoint', [['ifindex', 4], ['identity', 4], ['pod_mac', 6], ['host_mac', 6], ['flags', 2], ['pad', 2]]);
+export const CT4_KEY = layout('kl_ct4_key', [['saddr', 4], ['daddr', 4], ['sport', 2], ['dport', 2], ['proto', 1], ['scope', 1], ['pad', 2]]);
+export const CT4_ENTRY = layout('kl_ct4_entry', [
+  ['last_seen_ns', 8], ['created_ns', 8], ['packets_fwd', 4], ['packets_rev', 4], ['nat_addr', 4], ['nat_port', 2], ['flags', 2],
+  ['rev_nat_id', 4], ['backend_id', 4],
+]);
+export const CFG = layout('kl_cfg', [
+  ['node_ip', 4], ['cluster_net', 4], ['cluster_mask', 4], ['pod_net', 4], ['pod_mask', 4], ['flags', 4], ['redirect', 4],
+  ['snat_port_min', 2], ['snat_port_max', 2],
+]);
+export const SNAT4_KEY = layout('kl_snat4_key', [['saddr', 4], ['daddr', 4], ['sport', 2], ['dport', 2], ['proto', 1], ['dir', 1], ['pad', 2]]);
+export const SNAT4_ENTRY = layout('kl_snat4_entry', [['last_seen_ns', 8], ['to_addr', 4], ['to_port', 2], ['pad', 2]]);
+
+export const POD_STRUCTS: readonly StructLayout[] = [ENDPOINT, CT4_KEY, CT4_ENTRY, CFG, SNAT4_KEY, SNAT4_ENTRY];
+
+export const POD_MAP_TYPES: Record<(typeof POD_MAP_NAMES)[number], { key: StructLayout | 'u32'; value: StructLayout | 'u64'; max: number }> = {
+  [EP4_MAP]: { key: 'u32', value: ENDPOINT, max: EP_MAX },
+  [CT4_MAP]: { key: CT4_KEY, value: CT4_ENTRY, max: CT_MAX },
+  [SNAT4_MAP]: { key: SNAT4_KEY, value: SNAT4_ENTRY, max: SNAT_MAX },
+  [CFG_MAP]: { key: 'u32', value: CFG, max: 1 },
+  [DROP_MAP]: { key: 'u32', value: 'u64', max: DROP_MAX },
+};
+
+// ---- codecs ---------------------------------------------------------------------------
+
+function f(l: StructLayout, name: string): FieldLayout {
+  const x = l.fields[name];
+  if (!x) throw new Error(`${l.name} has no field ${name}`);
+  return x;
+}
+
+/** Network-order bytes of a dotted quad. */
+export function ip4Bytes(addr: string): Buffer {
+  const parts = addr.split('.').map(Number);
+  if (parts.length !== 4 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255)) throw new Error(`not an IPv4 address: ${addr}`);
+  return Buffer.from(parts);
+}
+
+export function ip4Text(b: Uint8Array): string {
+  return Array.from(b.subarray(0, 4)).join('.');
+}
+
+export function macBytes(mac: string): Buffer {
+  const parts = mac.split(':');
+  if (parts.length !== 6 || parts.some((p) => !/^[0-9a-fA-F]{2}$/.test(p))) throw new Error(`not a MAC address: ${mac}`);
+  return Buffer.from(parts.map((p) => parseInt(p, 16)));
+}
+
+export function macText(b: Uint8Array): string {
+  return Array.from(b).map((x) => x.toString(16).padStart(2, '0')).join(':');
+}
+
+/** The endpoints map key: the pod's IPv4 address. */
+export function ep4Key(addr: string): Buffer {
+  return ip4Bytes(addr);
+}
+
+export interface EndpointValue {
+  ifindex: number;
+  identity: number;
+  podMac: string;
+  hostMac: string;
+}
+
+export function encodeEndpoint(v: EndpointValue): Buffer {
+  const b = Buffer.alloc(ENDPOINT.size);
+  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  dv.setUint32(f(ENDPOINT, 'ifindex').offset, v.ifindex, LE);
+  dv.setUint32(f(ENDPOINT, 'identity').offset, v.identity, LE);
+  macBytes(v.podMac).copy(b, f(ENDPOINT, 'pod_mac').offset);
+  macBytes(v.hostMac).copy(b, f(ENDPOINT, 'host_mac').offset);
+  return b;
+}
+
+export function decodeEndpoint(b: Uint8Array): EndpointValue {
+  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const pm = f(ENDPOINT, 'pod_mac'), hm = f(ENDPOINT, 'host_mac');
+  return {
+    ifindex: dv.getUint32(f(ENDPOINT, 'ifindex').offset, LE),
+    identity: dv.getUint32(f(ENDPOINT, 'identity').offset, LE),
+    podMac: macText(b.subarray(pm.offset, pm.offset + 6)),
+    hostMac: macText(b.subarray(hm.offset, hm.offset + 6)),
+  };
+}
+
+export interface NodeConfig {
+  /** Masquerade address; undefined: masquerade off. */
+  nodeIp?: string;
+  clusterCidr: string;
+  /** This node's IPv4 pod CIDR; undefined: masquerade off (nothing to match). */
+  podCidr?: string;
+  masquerade: boolean;
+  redirect: RedirectMode;
+  snatPortMin: number;
+  snatPortMax: number;
+}
+
+/** "10.42.0.0/16" -> network and mask bytes (network order). */
+export function cidr4(cidr: string): { net: Buffer; mask: Buffer; prefix: number } {
+  const [addr, len] = cidr.split('/');
+  const prefix = Number(len);
+  if (!addr || !Number.isInteger(prefix) || prefix < 0 || prefix > 32) throw new Error(`not an IPv4 CIDR: ${cidr}`);
+  const a = ip4Bytes(addr).readUInt32BE(0);
+  const m = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
+  const net = Buffer.alloc(4);
+  const mask = Buffer.alloc(4);
+  net.writeUInt32BE((a & m) >>> 0);
+  mask.writeUInt32BE(m);
+  return { net, mask, prefix };
+}
+
+export function encodeConfig(c: NodeConfig): Buffer {
+  const b = Buffer.alloc(CFG.size);
+  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const on = c.masquerade && !!c.nodeIp && !!c.podCidr;
+  if (c.nodeIp) ip4Bytes(c.nodeIp).copy(b, f(CFG, 'node_ip').offset);
+  const cl = cidr4(c.clusterCidr);
+  cl.net.copy(b, f(CFG, 'cluster_net').offset);
+  cl.mask.copy(b, f(CFG, 'cluster_mask').offset);
+  if (c.podCidr) {
+    const pc = cidr4(c.podCidr);
+    pc.net.copy(b, f(CFG, 'pod_net').offset);
+    pc.mask.copy(b, f(CFG, 'pod_mask').offset);
+  }
+  dv.setUint32(f(CFG, 'flags').offset, on ? CFG_F_MASQ : 0, LE);
+  dv.setUint32(f(CFG, 'redirect').offset, Redirect[c.redirect], LE);
+  dv.setUint16(f(CFG, 'snat_port_min').offset, c.snatPortMin, LE);
+  dv.setUint16(f(CFG, 'snat_port_max').offset, c.snatPortMax, LE);
+  return b;
+}
+
+export interface SnatEntry {
+  dir: 'out' | 'in';
+  proto: number;
+  saddr: string;
+  daddr: string;
+  sport: number;
+  dport: number;
+  toAddr: string;
+  toPort: number;
+}
+
+export function decodeSnat(key: Uint8Array, value: Uint8Array): SnatEntry {
+  const k = Buffer.from(key.buffer, key.byteOffset, key.byteLength);
+  const v = Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+  return {
+    dir: k[f(SNAT4_KEY, 'dir').offset] === 1 ? 'in' : 'out',
+    proto: k[f(SNAT4_KEY, 'proto').offset]!,
+    saddr: ip4Text(k.subarray(0, 4)),
+    daddr: ip4Text(k.subarray(4, 8)),
+    sport: k.readUInt16BE(f(SNAT4_KEY, 'sport').offset),
+    dport: k.readUInt16BE(f(SNAT4_KEY, 'dport').offset),
+    toAddr: ip4Text(v.subarray(f(SNAT4_ENTRY, 'to_addr').offset)),
+    toPort: v.readUInt16BE(f(SNAT4_ENTRY, 'to_port').offset),
+  };
+}

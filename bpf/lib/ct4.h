@@ -1,0 +1,105 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * IPv4 connection tracking in one LRU map per node. A flow is keyed by its
+ * tuple in the direction of its first packet; a packet either matches that
+ * key (forward), or its swapped tuple does (reply), or it starts a new flow.
+ * Entries idle longer than their lifetime count as absent (and are
+ * overwritten); the LRU evicts the rest under pressure.
+ */
+#ifndef KL_CT4_H
+#define KL_CT4_H
+
+#include "pod_maps.h"
+#include "pkt4.h"
+
+#define KL_CT_NEW       0
+#define KL_CT_FORWARD   1
+#define KL_CT_REPLY     2
+
+#define KL_SEC          1000000000ULL
+#define KL_CT_TCP_LIFE  (21600 * KL_SEC)    /* established TCP */
+#define KL_CT_SYN_LIFE  (60 * KL_SEC)       /* TCP not answered yet */
+#define KL_CT_FIN_LIFE  (10 * KL_SEC)       /* TCP after FIN/RST */
+#define KL_CT_ANY_LIFE  (60 * KL_SEC)       /* UDP, ICMP, others */
+
+static __always_inline __u64 kl_ct_lifetime(__u8 proto, __u16 flags)
+{
+	if (proto != IPPROTO_TCP)
+		return KL_CT_ANY_LIFE;
+	if (flags & KL_CT_F_CLOSING)
+		return KL_CT_FIN_LIFE;
+	if (!(flags & KL_CT_F_SEEN_REPLY))
+		return KL_CT_SYN_LIFE;
+	return KL_CT_TCP_LIFE;
+}
+
+static __always_inline int kl_ct_live(const struct kl_ct4_entry *e, __u8 proto, __u64 now)
+{
+	return now - e->last_seen_ns <= kl_ct_lifetime(proto, e->flags);
+}
+
+static __always_inline void kl_ct4_key_of(struct kl_ct4_key *k, const struct pkt4 *p, int swap, __u8 scope)
+{
+	k->saddr = swap ? p->daddr : p->saddr;
+	k->daddr = swap ? p->saddr : p->daddr;
+	k->sport = swap ? p->dport : p->sport;
+	k->dport = swap ? p->sport : p->dport;
+	k->proto = p->proto;
+	k->scope = scope;
+	k->pad = 0;
+}
+
+static __always_inline void kl_ct_touch(struct kl_ct4_entry *e, const struct pkt4 *p, __u64 now, int reply)
+{
+	e->last_seen_ns = now;
+	if (reply) {
+		e->packets_rev++;
+		e->flags |= KL_CT_F_SEEN_REPLY;
+	} else {
+		e->packets_fwd++;
+	}
+	if (p->proto == IPPROTO_TCP && (p->tcp_flags & (KL_TCP_FIN | KL_TCP_RST)))
+		e->flags |= KL_CT_F_CLOSING;
+}
+
+/*
+ * Find this packet's flow, or start one. *dir is KL_CT_FORWARD, KL_CT_REPLY
+ * or KL_CT_NEW. Returns the entry, or NULL when the packet is not tracked
+ * (a fragment or ICMP other than echo: *dir = KL_CT_NEW) or a new entry
+ * could not be stored.
+ */
+static __always_inline struct kl_ct4_entry *kl_ct4_process(const struct pkt4 *p, int *dir)
+{
+	struct kl_ct4_key k;
+	struct kl_ct4_entry *e, fresh = {};
+	__u64 now;
+
+	*dir = KL_CT_NEW;
+	if (p->frag || (p->proto == IPPROTO_ICMP && !p->has_ports))
+		return NULL;
+	now = bpf_ktime_get_ns();
+
+	kl_ct4_key_of(&k, p, 0, KL_CT_SCOPE_FLOW);
+	e = bpf_map_lookup_elem(&KL_CT4_MAP, &k);
+	if (e && kl_ct_live(e, p->proto, now)) {
+		kl_ct_touch(e, p, now, 0);
+		*dir = KL_CT_FORWARD;
+		return e;
+	}
+	kl_ct4_key_of(&k, p, 1, KL_CT_SCOPE_FLOW);
+	e = bpf_map_lookup_elem(&KL_CT4_MAP, &k);
+	if (e && kl_ct_live(e, p->proto, now)) {
+		kl_ct_touch(e, p, now, 1);
+		*dir = KL_CT_REPLY;
+		return e;
+	}
+	kl_ct4_key_of(&k, p, 0, KL_CT_SCOPE_FLOW);
+	fresh.created_ns = now;
+	fresh.last_seen_ns = now;
+	fresh.packets_fwd = 1;
+	if (bpf_map_update_elem(&KL_CT4_MAP, &k, &fresh, BPF_ANY) < 0)
+		return NULL;
+	return bpf_map_lookup_elem(&KL_CT4_MAP, &k);
+}
+
+#endif /* KL_CT4_H */
