@@ -45,6 +45,10 @@ export const commands: Record<string, Command> = {
     summary: 'undo what kinglet install did (--k3s also removes k3s)',
     load: () => import('./commands/uninstall.ts'),
   },
+  'connectivity test': {
+    summary: 'deploy the connectivity checks into the cluster and report PASS / FAIL / SKIP per check',
+    load: () => import('./commands/connectivity-test.ts'),
+  },
 };
 
 function usage(): string {
