@@ -84,5 +84,5 @@ export function jsonReport(info: RunInfo, results: readonly CheckResult[]): Json
 }
 
 function oneLine(s: string): string {
-  return s.replace(/\s*\n\s*/g, ' | ').trim();
+  return s.trim().replace(/\s*\n\s*/g, ' | ');
 }
