@@ -317,7 +317,7 @@ export interface CheckResult {
   verdict: Verdict;
   /** Why it failed or was skipped; optional detail for a pass. */
   reason?: string;
-  /** Time from the start of the run to the verdict (0 for skips). */
+  /** Time from the start of the checks (for the cluster runner: the end of the apply) to the verdict; 0 for skips. */
   durationMs: number;
 }
 
