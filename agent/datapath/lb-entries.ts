@@ -49,16 +49,16 @@ export interface LbEntries {
 }
 
 /** Hands out the lowest free id, never one in use before or freed just now. */
-class IdPool {
+export class IdPool {
   private readonly taken: Set<number>;
   private next = 1;
   constructor(taken: Iterable<number>) {
     this.taken = new Set(taken);
   }
   alloc(): number {
+    // Ids only go up: one handed out is never looked at again (no need to remember it).
     while (this.taken.has(this.next)) this.next++;
-    this.taken.add(this.next);
-    return this.next;
+    return this.next++;
   }
 }
 

@@ -10,23 +10,27 @@
 import type { FrontendChange } from '../model/services.ts';
 import { frontendSortKey } from '../model/services.ts';
 import type { LbFrontend, LbState } from '../model/types.ts';
+import { endianness } from 'node:os';
 import {
   BE_F_TERMINATING, LB4_BE_MAP, LB4_RNAT_MAP, LB4_SVC_MAP, LB6_BE_MAP, LB6_RNAT_MAP, LB6_SVC_MAP, LB_CONFIG_MAPS, SVC_F_AFFINITY,
-  lb4BackendCodec, lb4KeyCodec, lb4RevNatCodec, lb6BackendCodec, lb6KeyCodec, lb6RevNatCodec, protoNumber, svcValueCodec, u32Codec,
-  type LbConfigMapName,
+  LB4_BACKEND, LB4_KEY, LB4_RNAT, LB6_BACKEND, LB6_KEY, LB6_RNAT, LB_SVC,
+  addrBytes, lb4BackendCodec, lb4KeyCodec, lb4RevNatCodec, lb6BackendCodec, lb6KeyCodec, lb6RevNatCodec, protoNumber, svcValueCodec, u32Codec,
+  type LbConfigMapName, type StructLayout,
 } from './lb-layout.ts';
-import { assignSlots, l4Id, lbPhase, type L4Id, type LbAllocation, type MapEntry } from './lb-entries.ts';
-import type { MapAccess, MapDelta } from './reconcile.ts';
+import { assignSlots, emptyAllocation, IdPool, l4Id, lbPhase, type L4Id, type LbAllocation, type MapEntry } from './lb-entries.ts';
+import type { MapAccess, MapDelta, MapPlan, PackedRun } from './reconcile.ts';
 
 /** Lowest-first pool of free ids below a high-water mark (a binary min-heap). */
 class FreeIds {
   readonly #heap: number[] = [];
   #next = 1;
   constructor(used: Iterable<number>) {
-    const set = new Set(used);
+    const ids = Array.from(used);
     let max = 0;
-    for (const id of set) if (id > max) max = id;
-    for (let id = 1; id <= max; id++) if (!set.has(id)) this.#heap.push(id); // ascending: already a heap
+    for (const id of ids) if (id > max) max = id;
+    const taken = new Uint8Array(max + 1);
+    for (const id of ids) taken[id] = 1;
+    for (let id = 1; id <= max; id++) if (taken[id] === 0) this.#heap.push(id); // ascending: already a heap
     this.#next = max + 1;
   }
   alloc(): number {
@@ -79,6 +83,8 @@ interface BackendUse {
   sk: string;
   flags: number;
   more: Map<L4Id, [string, number]> | undefined;
+  /** Position in creation order during LbTable.full (scratch; -1 elsewhere). */
+  ix: number;
 }
 
 function hasUser(u: BackendUse, fid: L4Id): boolean {
@@ -119,6 +125,115 @@ function ownerFlags(u: BackendUse): number {
   return flags;
 }
 
+/** The entries of a full build: the table, and every map entry packed per map and write phase. */
+export interface LbFull {
+  table: LbTable;
+  /** By increasing phase; within a phase, maps in LB_CONFIG_MAPS order; entries in lbEntries' order. */
+  packed: PackedRun[];
+}
+
+const LE = endianness() === 'LE';
+
+function off(l: StructLayout, field: string): number {
+  const f = l.fields[field];
+  if (!f) throw new Error(`${l.name} has no field ${field}`);
+  return f.offset;
+}
+
+const K4 = { size: LB4_KEY.size, addr: off(LB4_KEY, 'addr'), dport: off(LB4_KEY, 'dport'), slot: off(LB4_KEY, 'slot'), proto: off(LB4_KEY, 'proto') };
+const K6 = { size: LB6_KEY.size, addr: off(LB6_KEY, 'addr'), dport: off(LB6_KEY, 'dport'), slot: off(LB6_KEY, 'slot'), proto: off(LB6_KEY, 'proto') };
+const SV = {
+  backend: off(LB_SVC, 'backend_id'), count: off(LB_SVC, 'count'), flags: off(LB_SVC, 'flags'), revNat: off(LB_SVC, 'rev_nat_id'), timeout: off(LB_SVC, 'affinity_timeout'),
+};
+const BE4 = { addr: off(LB4_BACKEND, 'addr'), port: off(LB4_BACKEND, 'port'), proto: off(LB4_BACKEND, 'proto'), flags: off(LB4_BACKEND, 'flags') };
+const BE6 = { addr: off(LB6_BACKEND, 'addr'), port: off(LB6_BACKEND, 'port'), proto: off(LB6_BACKEND, 'proto'), flags: off(LB6_BACKEND, 'flags') };
+const RN4 = { addr: off(LB4_RNAT, 'addr'), port: off(LB4_RNAT, 'port') };
+const RN6 = { addr: off(LB6_RNAT, 'addr'), port: off(LB6_RNAT, 'port') };
+
+/** Fills a packed run entry by entry (k, v: offsets of the current key and value). */
+class RunWriter {
+  readonly keys: Uint8Array;
+  readonly vals: Uint8Array;
+  readonly kv: DataView;
+  readonly vv: DataView;
+  readonly #ks: number;
+  readonly #vs: number;
+  k = 0;
+  v = 0;
+  constructor(r: PackedRun) {
+    this.keys = r.keys;
+    this.vals = r.values;
+    this.kv = new DataView(r.keys.buffer, r.keys.byteOffset, r.keys.byteLength);
+    this.vv = new DataView(r.values.buffer, r.values.byteOffset, r.values.byteLength);
+    this.#ks = r.keySize;
+    this.#vs = r.valueSize;
+  }
+  next(): void {
+    this.k += this.#ks;
+    this.v += this.#vs;
+  }
+}
+
+function putSvc(w: RunWriter, backendId: number, count: number, flags: number, revNatId: number, timeout: number): void {
+  const v = w.v;
+  w.vv.setUint32(v + SV.backend, backendId, LE);
+  w.vv.setUint16(v + SV.count, count, LE);
+  w.vals[v + SV.flags] = flags;
+  w.vv.setUint32(v + SV.revNat, revNatId, LE);
+  w.vv.setUint32(v + SV.timeout, timeout, LE);
+}
+
+/**
+ * The value of a dotted quad as isIP accepts it (four decimal octets, no
+ * leading zeros), or -1 for anything else (left to addrBytes).
+ */
+export function ipv4Value(s: string): number {
+  const n = s.length;
+  if (n < 7 || n > 15) return -1;
+  let v = 0, octet = 0, digits = 0, dots = 0;
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 46) {
+      if (digits === 0 || dots === 3) return -1;
+      v = v * 256 + octet;
+      octet = 0;
+      digits = 0;
+      dots++;
+    } else if (c >= 48 && c <= 57) {
+      if (digits > 0 && octet === 0) return -1;
+      octet = octet * 10 + (c - 48);
+      if (octet > 255) return -1;
+      digits++;
+    } else return -1;
+  }
+  if (digits === 0 || dots !== 3) return -1;
+  return v * 256 + octet;
+}
+
+/** Network-order address bytes at `at` (what addrBytes gives, without a lookup for plain IPv4). */
+function putAddr(buf: Uint8Array, dv: DataView, at: number, address: string, family: 4 | 6): void {
+  if (family === 4) {
+    const v = ipv4Value(address);
+    if (v >= 0) {
+      dv.setUint32(at, v, false);
+      return;
+    }
+  }
+  buf.set(addrBytes(address, family), at);
+}
+
+/** reconcile() plans for a full build (the packed entries as views, in lbEntries' write order). */
+export function lbFullPlans(packed: readonly PackedRun[], open: (name: LbConfigMapName) => MapAccess): MapPlan[] {
+  const desired = new Map<string, MapEntry[]>(LB_CONFIG_MAPS.map((n) => [n, []]));
+  for (const r of packed) {
+    const list = desired.get(r.name)!;
+    for (let i = 0; i < r.count; i++) {
+      list.push({ key: r.keys.subarray(i * r.keySize, (i + 1) * r.keySize), value: r.values.subarray(i * r.valueSize, (i + 1) * r.valueSize) });
+    }
+  }
+  return LB_CONFIG_MAPS.map((name) => ({ name, map: open(name), desired: desired.get(name)!, phase: (key: Uint8Array) => lbPhase(name, key) }));
+}
+
 export type LbDeltaEntries = Record<LbConfigMapName, { desired: MapEntry[]; scope: Uint8Array[] }>;
 
 function emptyDelta(): LbDeltaEntries {
@@ -131,8 +246,8 @@ export class LbTable {
   readonly allocation: LbAllocation;
   readonly #fronts = new Map<L4Id, { fe: LbFrontend; sortKey: string }>();
   readonly #backends = new Map<L4Id, BackendUse>();
-  readonly #beIds: FreeIds;
-  readonly #rnIds: FreeIds;
+  #beIds: FreeIds;
+  #rnIds: FreeIds;
 
   /**
    * The table for `state` as lbEntries() just programmed it with `allocation`
@@ -151,6 +266,154 @@ export class LbTable {
     }
   }
 
+  /**
+   * The table for `state` and every entry of every map, in one pass: the same
+   * ids, slots and entries as lbEntries(state, prev), and the same table as
+   * `new LbTable(state, lbEntries(state, prev).allocation)`, without one
+   * object per entry. The entries come packed, one run per map and write
+   * phase, in the order reconcile() writes them into empty maps.
+   */
+  static full(state: LbState, prev: LbAllocation = emptyAllocation()): LbFull {
+    const alloc = emptyAllocation();
+    const table = new LbTable({ frontends: [] }, alloc);
+    const fronts = table.#fronts, backends = table.#backends;
+
+    // Frontends (the first of equal ones wins) and their backends (listed twice: the
+    // first counts; a backend's flags come from its first use), as the constructor.
+    const fes: LbFrontend[] = [], fids: L4Id[] = [], wants: L4Id[][] = [], wantIx: number[][] = [];
+    const uses: BackendUse[] = [], bids: L4Id[] = [];
+    for (const fe of state.frontends) {
+      const fid = l4Id(fe.family, fe.address, fe.port, fe.protocol);
+      if (fronts.has(fid)) continue;
+      const sortKey = frontendSortKey(fe);
+      fronts.set(fid, { fe, sortKey });
+      const proto = protoNumber(fe.protocol);
+      const want: L4Id[] = [], ix: number[] = [];
+      for (const be of fe.backends) {
+        const bid = l4Id(fe.family, be.address, be.port, fe.protocol);
+        let u = backends.get(bid);
+        if (!u) {
+          u = { family: fe.family, address: be.address, port: be.port, proto, fid: undefined, sk: '', flags: 0, more: undefined, ix: uses.length };
+          backends.set(bid, u);
+          uses.push(u);
+          bids.push(bid);
+        } else if (hasUser(u, fid)) continue;
+        addUser(u, fid, sortKey, be.terminating ? BE_F_TERMINATING : 0);
+        want.push(bid);
+        ix.push(u.ix);
+      }
+      fes.push(fe);
+      fids.push(fid);
+      wants.push(want);
+      wantIx.push(ix);
+    }
+
+    // Ids as lbEntries gives them: kept when still in use, else the lowest not in `prev`, in order.
+    const beIdOf = new Uint32Array(uses.length);
+    const bePool = new IdPool(prev.backends.values());
+    let be4 = 0;
+    for (let i = 0; i < uses.length; i++) {
+      const bid = bids[i]!;
+      let id = prev.backends.get(bid) ?? 0;
+      if (id === 0) id = bePool.alloc();
+      alloc.backends.set(bid, id);
+      beIdOf[i] = id;
+      if (uses[i]!.family === 4) be4++;
+    }
+    const rnIdOf = new Uint32Array(fes.length);
+    const rnPool = new IdPool(prev.frontends.values());
+    for (let i = 0; i < fes.length; i++) {
+      const fid = fids[i]!;
+      let id = prev.frontends.get(fid) ?? 0;
+      if (id === 0) id = rnPool.alloc();
+      alloc.frontends.set(fid, id);
+      rnIdOf[i] = id;
+    }
+    table.#beIds = new FreeIds(alloc.backends.values());
+    table.#rnIds = new FreeIds(alloc.frontends.values());
+
+    // Slots: with no previous layout, the backends in order.
+    const slotsOf: L4Id[][] = new Array(fes.length);
+    let fe4 = 0, slot4 = 0, slot6 = 0;
+    for (let i = 0; i < fes.length; i++) {
+      const fid = fids[i]!;
+      const before = prev.slots.size > 0 ? prev.slots.get(fid) : undefined;
+      const slots = before && before.length > 0 ? assignSlots(before, wants[i]!) : wants[i]!;
+      alloc.slots.set(fid, slots);
+      slotsOf[i] = slots;
+      if (fes[i]!.family === 4) {
+        fe4++;
+        slot4 += slots.length;
+      } else slot6 += slots.length;
+    }
+
+    // Runs in write order: backends, rev-NAT, slots, frontends (slot 0); v4 before v6.
+    const run = (map: LbConfigMapName, phase: number, count: number, keySize: number, valueSize: number): PackedRun => ({
+      name: map, phase, count, keySize, valueSize, keys: new Uint8Array(count * keySize), values: new Uint8Array(count * valueSize),
+    });
+    const fe6 = fes.length - fe4;
+    const rBe = [run(LB4_BE_MAP, 0, be4, 4, LB4_BACKEND.size), run(LB6_BE_MAP, 0, uses.length - be4, 4, LB6_BACKEND.size)];
+    const rRn = [run(LB4_RNAT_MAP, 1, fe4, 4, LB4_RNAT.size), run(LB6_RNAT_MAP, 1, fe6, 4, LB6_RNAT.size)];
+    const rSlot = [run(LB4_SVC_MAP, 2, slot4, LB4_KEY.size, LB_SVC.size), run(LB6_SVC_MAP, 2, slot6, LB6_KEY.size, LB_SVC.size)];
+    const rFront = [run(LB4_SVC_MAP, 3, fe4, LB4_KEY.size, LB_SVC.size), run(LB6_SVC_MAP, 3, fe6, LB6_KEY.size, LB_SVC.size)];
+
+    const beW = [new RunWriter(rBe[0]!), new RunWriter(rBe[1]!)];
+    for (let i = 0; i < uses.length; i++) {
+      const u = uses[i]!;
+      const w = beW[u.family === 4 ? 0 : 1]!;
+      const L = u.family === 4 ? BE4 : BE6;
+      const k = w.k, v = w.v;
+      w.kv.setUint32(k, beIdOf[i]!, LE);
+      putAddr(w.vals, w.vv, v + L.addr, u.address, u.family);
+      w.vv.setUint16(v + L.port, u.port, false);
+      w.vals[v + L.proto] = u.proto;
+      w.vals[v + L.flags] = u.flags;
+      w.next();
+    }
+
+    const rnW = [new RunWriter(rRn[0]!), new RunWriter(rRn[1]!)];
+    const slotW = [new RunWriter(rSlot[0]!), new RunWriter(rSlot[1]!)];
+    const frontW = [new RunWriter(rFront[0]!), new RunWriter(rFront[1]!)];
+    for (let i = 0; i < fes.length; i++) {
+      const fe = fes[i]!;
+      const f = fe.family === 4 ? 0 : 1;
+      const K = f === 0 ? K4 : K6, R = f === 0 ? RN4 : RN6;
+      const revNatId = rnIdOf[i]!;
+      const proto = protoNumber(fe.protocol);
+      const slots = slotsOf[i]!;
+      const affinity = fe.affinityTimeoutSeconds > 0;
+
+      // Slot 0: the frontend, with the count.
+      const fw = frontW[f]!;
+      const fk = fw.k;
+      putAddr(fw.keys, fw.kv, fk + K.addr, fe.address, fe.family);
+      fw.kv.setUint16(fk + K.dport, fe.port, false);
+      fw.keys[fk + K.proto] = proto;
+      putSvc(fw, 0, slots.length, affinity ? SVC_F_AFFINITY : 0, revNatId, affinity ? fe.affinityTimeoutSeconds : 0);
+      fw.next();
+
+      // Slots 1..n: the same key with the slot number, and the backend.
+      const sw = slotW[f]!;
+      const ids = slots === wants[i] ? wantIx[i]! : undefined;
+      const frontKey = slots.length > 0 ? fw.keys.subarray(fk, fk + K.size) : undefined;
+      for (let s = 0; s < slots.length; s++) {
+        const sk = sw.k;
+        sw.keys.set(frontKey!, sk);
+        sw.kv.setUint16(sk + K.slot, s + 1, LE);
+        putSvc(sw, ids ? beIdOf[ids[s]!]! : alloc.backends.get(slots[s]!)!, 0, 0, revNatId, 0);
+        sw.next();
+      }
+
+      const rw = rnW[f]!;
+      rw.kv.setUint32(rw.k, revNatId, LE);
+      putAddr(rw.vals, rw.vv, rw.v + R.addr, fe.address, fe.family);
+      rw.vv.setUint16(rw.v + R.port, fe.port, false);
+      rw.next();
+    }
+
+    return { table, packed: [...rBe, ...rRn, ...rSlot, ...rFront] };
+  }
+
   get frontends(): number {
     return this.#fronts.size;
   }
@@ -162,7 +425,7 @@ export class LbTable {
       const bid = l4Id(fe.family, be.address, be.port, fe.protocol);
       let u = this.#backends.get(bid);
       if (!u) {
-        u = { family: fe.family, address: be.address, port: be.port, proto, fid: undefined, sk: '', flags: 0, more: undefined };
+        u = { family: fe.family, address: be.address, port: be.port, proto, fid: undefined, sk: '', flags: 0, more: undefined, ix: -1 };
         this.#backends.set(bid, u);
       } else if (hasUser(u, fid)) continue; // listed twice: the first counts
       addUser(u, fid, sortKey, be.terminating ? BE_F_TERMINATING : 0);

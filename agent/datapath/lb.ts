@@ -9,9 +9,9 @@ import type { ServiceEntry } from '../api/types.ts';
 import { BpfMap } from './libbpf.ts';
 import { load, LoaderError, type DatapathDescription, type Loaded } from './loader.ts';
 import { LB_CONFIG_MAPS, SOCK_LB_OBJECTS, type LbConfigMapName, type SockLbObject } from './lb-layout.ts';
-import { allocationFromMaps, l4Id, lbEntries, lbPlans, type LbAllocation } from './lb-entries.ts';
-import { reconcile, reconcileDelta, type ReconcileResult } from './reconcile.ts';
-import { LbTable, lbDeltas } from './lb-table.ts';
+import { allocationFromMaps, l4Id, type LbAllocation } from './lb-entries.ts';
+import { reconcile, reconcileDelta, writeFresh, type ReconcileResult } from './reconcile.ts';
+import { LbTable, lbDeltas, lbFullPlans } from './lb-table.ts';
 import type { FrontendChange } from '../model/services.ts';
 import { ShadowMap } from './shadow-map.ts';
 
@@ -87,16 +87,25 @@ export class LbDatapath {
     throw lastErr instanceof Error ? lastErr : new Error(String(lastErr));
   }
 
-  /** Program `state`: compute every entry, diff against every entry of the maps, write only the difference. */
+  /**
+   * Program `state`: compute every entry (the entries lbEntries gives, built
+   * packed together with the table for later updates), diff against every
+   * entry of the maps, write only the difference. Into empty maps (the first
+   * apply on fresh pins) there is nothing to diff: every entry is written,
+   * phase by phase in batches, straight from the packed buffers.
+   */
   apply(state: LbState): LbApplyResult {
     const t0 = performance.now();
     this.#table = undefined;
-    const { maps, allocation } = lbEntries(state, this.#allocation);
-    const result = reconcile(lbPlans(maps, (name) => this.#maps[name]));
-    this.#allocation = allocation;
+    const { table, packed } = LbTable.full(state, this.#allocation);
+    const open = (name: LbConfigMapName) => this.#maps[name];
+    const result = LB_CONFIG_MAPS.every((n) => this.#maps[n].size === 0)
+      ? writeFresh([...LB_CONFIG_MAPS], packed, open as (name: string) => ShadowMap)
+      : reconcile(lbFullPlans(packed, open));
+    this.#allocation = table.allocation;
     this.#state = state;
-    this.#table = new LbTable(state, allocation);
-    return { ...result, frontends: state.frontends.length, backends: allocation.backends.size, durationMs: performance.now() - t0 };
+    this.#table = table;
+    return { ...result, frontends: state.frontends.length, backends: table.allocation.backends.size, durationMs: performance.now() - t0 };
   }
 
   /**

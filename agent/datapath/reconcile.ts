@@ -14,6 +14,12 @@ export interface MapAccess {
   get?(key: Uint8Array): Uint8Array | undefined;
   /** Write many entries in one go (same effect as update() on each, in order). */
   updateBatch?(entries: readonly { key: Uint8Array; value: Uint8Array }[]): void;
+  /**
+   * Write `count` packed entries (keys back to back, values back to back) of
+   * keys the map does not hold: same effect as update() on each, in order.
+   * The buffers must not be modified afterwards.
+   */
+  writePacked?(keys: Uint8Array, values: Uint8Array, count: number): void;
 }
 
 /** Runs of at least this many upserts to one map are written with updateBatch when the map has it. */
@@ -128,6 +134,48 @@ function execute(names: string[], ops: Op[]): ReconcileResult {
 /** Reconcile every plan; returns what was written. A failing write throws (the rest is left for the next run). */
 export function reconcile(plans: MapPlan[]): ReconcileResult {
   return execute(plans.map((p) => p.name), planWrites(plans));
+}
+
+/** `count` entries of one map and one write phase, packed: keys back to back, values back to back. */
+export interface PackedRun {
+  name: string;
+  phase: number;
+  count: number;
+  keySize: number;
+  valueSize: number;
+  keys: Uint8Array;
+  values: Uint8Array;
+}
+
+/**
+ * reconcile() into maps that hold none of the keys (empty maps), without
+ * the diff: every entry is an add. `runs` must come in write order (by
+ * increasing phase, as reconcile() orders upserts) with no key twice; each
+ * run is one writePacked() where the map has it, else update() per entry.
+ */
+export function writeFresh(names: string[], runs: readonly PackedRun[], open: (name: string) => MapAccess): ReconcileResult {
+  const result: ReconcileResult = { added: 0, updated: 0, deleted: 0, byMap: {} };
+  for (const n of names) result.byMap[n] = { added: 0, updated: 0, deleted: 0 };
+  let phase = -Infinity;
+  for (const r of runs) {
+    if (r.phase < phase) throw new Error(`writeFresh: ${r.name} phase ${r.phase} after phase ${phase}`);
+    phase = r.phase;
+    if (r.keys.length !== r.count * r.keySize || r.values.length !== r.count * r.valueSize) throw new Error(`writeFresh: ${r.name}: buffers do not hold ${r.count} entries`);
+  }
+  for (const r of runs) {
+    if (r.count === 0) continue;
+    const map = open(r.name);
+    const counts = (result.byMap[r.name] ??= { added: 0, updated: 0, deleted: 0 });
+    if (map.writePacked) map.writePacked(r.keys, r.values, r.count);
+    else {
+      for (let i = 0; i < r.count; i++) {
+        map.update(r.keys.subarray(i * r.keySize, (i + 1) * r.keySize), r.values.subarray(i * r.valueSize, (i + 1) * r.valueSize));
+      }
+    }
+    counts.added += r.count;
+    result.added += r.count;
+  }
+  return result;
 }
 
 /**

@@ -2,15 +2,28 @@
 // diffs against memory instead of reading every entry back from the kernel.
 // `resync()` re-reads the kernel's contents (at start, and on the periodic
 // resync that catches drift).
+//
+// Entries written packed (writePacked: the first apply into an empty map) are
+// kept as the packed buffers and indexed on first use: the first apply
+// allocates nothing per entry.
 import { bytesKey } from './lb-layout.ts';
 import type { MapAccess } from './reconcile.ts';
 import { mapLookupAll, mapUpdateBatch, type BpfMap } from './libbpf.ts';
 
 const BATCH_CHUNK = 16384;
 
+interface Packed {
+  keys: Uint8Array;
+  values: Uint8Array;
+  count: number;
+}
+
 export class ShadowMap implements MapAccess {
   readonly map: BpfMap;
   readonly #copy = new Map<string, [Uint8Array, Uint8Array]>();
+  /** Packed entries not in #copy yet (keys #copy does not hold). */
+  #pending: Packed[] = [];
+  #pendingCount = 0;
 
   constructor(map: BpfMap) {
     this.map = map;
@@ -20,6 +33,8 @@ export class ShadowMap implements MapAccess {
   /** Replace the copy with what the kernel holds now. */
   resync(): void {
     this.#copy.clear();
+    this.#pending = [];
+    this.#pendingCount = 0;
     const { keySize, valueSize } = this.map.info;
     let batch: ReturnType<typeof mapLookupAll>;
     try {
@@ -37,22 +52,38 @@ export class ShadowMap implements MapAccess {
     }
   }
 
+  /** The copy with every packed entry indexed. */
+  #indexed(): Map<string, [Uint8Array, Uint8Array]> {
+    if (this.#pending.length > 0) {
+      const { keySize, valueSize } = this.map.info;
+      for (const { keys, values, count } of this.#pending) {
+        for (let i = 0; i < count; i++) {
+          const k = keys.subarray(i * keySize, (i + 1) * keySize);
+          this.#copy.set(bytesKey(k), [k, values.subarray(i * valueSize, (i + 1) * valueSize)]);
+        }
+      }
+      this.#pending = [];
+      this.#pendingCount = 0;
+    }
+    return this.#copy;
+  }
+
   get size(): number {
-    return this.#copy.size;
+    return this.#copy.size + this.#pendingCount;
   }
 
   entries(): Iterable<[Uint8Array, Uint8Array]> {
-    return this.#copy.values();
+    return this.#indexed().values();
   }
 
   /** The value as this process last wrote or read it (no system call). */
   get(key: Uint8Array): Uint8Array | undefined {
-    return this.#copy.get(bytesKey(key))?.[1];
+    return this.#indexed().get(bytesKey(key))?.[1];
   }
 
   update(key: Uint8Array, value: Uint8Array): void {
     this.map.set(key, value);
-    this.#copy.set(bytesKey(key), [Uint8Array.from(key), Uint8Array.from(value)]);
+    this.#indexed().set(bytesKey(key), [Uint8Array.from(key), Uint8Array.from(value)]);
   }
 
   /**
@@ -61,6 +92,7 @@ export class ShadowMap implements MapAccess {
    */
   updateBatch(entries: readonly { key: Uint8Array; value: Uint8Array }[]): void {
     const { keySize, valueSize } = this.map.info;
+    const copy = this.#indexed();
     for (let start = 0; start < entries.length; start += BATCH_CHUNK) {
       const part = entries.slice(start, start + BATCH_CHUNK);
       let done = 0;
@@ -82,7 +114,7 @@ export class ShadowMap implements MapAccess {
           // The copy keeps the callers' buffers: encoded entries are never modified after the fact.
           for (let i = 0; i < done; i++) {
             const e = part[i]!;
-            this.#copy.set(bytesKey(e.key), [e.key, e.value]);
+            copy.set(bytesKey(e.key), [e.key, e.value]);
           }
         }
       }
@@ -90,10 +122,46 @@ export class ShadowMap implements MapAccess {
     }
   }
 
+  /**
+   * Write `count` packed entries whose keys the map does not hold (the first
+   * apply into an empty map), in order: bpf_map_update_batch straight from the
+   * buffers, entry by entry where the kernel has no batch ops. The copy keeps
+   * the buffers (they must not be modified afterwards) and indexes them on
+   * first use. A failing write throws; what was written before it is kept.
+   */
+  writePacked(keys: Uint8Array, values: Uint8Array, count: number): void {
+    const { keySize, valueSize } = this.map.info;
+    if (keys.length !== count * keySize || values.length !== count * valueSize) {
+      throw new Error(`${this.map.info.name}: ${count} packed entries of ${keySize}+${valueSize} bytes, got ${keys.length}+${values.length}`);
+    }
+    let written = 0;
+    try {
+      while (written < count) {
+        const end = Math.min(written + BATCH_CHUNK, count);
+        if (this.#batchOk) {
+          try {
+            written += mapUpdateBatch(this.map.fd, keys.subarray(written * keySize, end * keySize),
+              values.subarray(written * valueSize, end * valueSize), end - written);
+          } catch {
+            this.#batchOk = false; // as in updateBatch: the per-entry writes below report a real error
+          }
+        }
+        for (; written < end; written++) {
+          this.map.set(keys.subarray(written * keySize, (written + 1) * keySize), values.subarray(written * valueSize, (written + 1) * valueSize));
+        }
+      }
+    } finally {
+      if (written > 0) {
+        this.#pending.push({ keys: keys.subarray(0, written * keySize), values: values.subarray(0, written * valueSize), count: written });
+        this.#pendingCount += written;
+      }
+    }
+  }
+
   #batchOk = true;
 
   delete(key: Uint8Array): void {
     this.map.delete(key);
-    this.#copy.delete(bytesKey(key));
+    this.#indexed().delete(bytesKey(key));
   }
 }
