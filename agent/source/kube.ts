@@ -364,6 +364,42 @@ interface KindState {
   timer: NodeJS.Timeout | undefined;
   lastError: string | undefined;
   watching: boolean;
+  /** objects in key order, kept up to date by every change once built (snapshot() is on the event path). */
+  sorted: { keys: string[]; objs: KubeObject[] } | undefined;
+}
+
+/** Index of `key` in sorted `keys`, or -(insertion point) - 1. */
+function search(keys: string[], key: string): number {
+  let lo = 0, hi = keys.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >>> 1;
+    const k = keys[mid]!;
+    if (k < key) lo = mid + 1;
+    else if (k > key) hi = mid - 1;
+    else return mid;
+  }
+  return -lo - 1;
+}
+
+function sortedSet(st: KindState, key: string, obj: KubeObject): void {
+  const s = st.sorted;
+  if (!s) return;
+  const i = search(s.keys, key);
+  if (i >= 0) s.objs[i] = obj;
+  else {
+    s.keys.splice(-i - 1, 0, key);
+    s.objs.splice(-i - 1, 0, obj);
+  }
+}
+
+function sortedDelete(st: KindState, key: string): void {
+  const s = st.sorted;
+  if (!s) return;
+  const i = search(s.keys, key);
+  if (i >= 0) {
+    s.keys.splice(i, 1);
+    s.objs.splice(i, 1);
+  }
 }
 
 type WatchCallback = (phase: string, apiObj: any, watchObj?: any) => void;
@@ -530,7 +566,7 @@ export class KubeSource implements Source {
     this.#now = opts.now ?? (() => new Date());
     this.#kinds = WATCHED_RESOURCES.map((res) => ({
       res, objects: new Map(), informer: undefined, listed: false, listRv: undefined, lists: 0, restarts: 0,
-      failures: 0, timer: undefined, lastError: undefined, watching: false,
+      failures: 0, timer: undefined, lastError: undefined, watching: false, sorted: undefined,
     }));
   }
 
@@ -551,7 +587,12 @@ export class KubeSource implements Source {
   snapshot(): Snapshot {
     const out: Snapshot = { services: [], endpointSlices: [], nodes: [], pods: [], namespaces: [], networkPolicies: [] };
     for (const st of this.#kinds) {
-      out[st.res.bucket] = [...st.objects.keys()].sort().map((k) => st.objects.get(k)!);
+      if (!st.sorted) {
+        const keys = [...st.objects.keys()].sort();
+        st.sorted = { keys, objs: keys.map((k) => st.objects.get(k)!) };
+      }
+      // A fresh array each time: consumers keep the previous one to diff against.
+      out[st.res.bucket] = st.sorted.objs.slice();
     }
     return out;
   }
@@ -707,13 +748,18 @@ export class KubeSource implements Source {
       const old = st.objects.get(key);
       if (old === obj || (old && old.metadata?.resourceVersion !== undefined && old.metadata.resourceVersion === obj.metadata?.resourceVersion)) return;
       st.objects.set(key, obj);
+      sortedSet(st, key, obj);
       this.#changed();
     };
     lw.on('add', upsert);
     lw.on('update', upsert);
     lw.on('delete', (o) => {
       if (this.#stopped) return;
-      if (st.objects.delete(keyOf(o as KubeObject))) this.#changed();
+      const key = keyOf(o as KubeObject);
+      if (st.objects.delete(key)) {
+        sortedDelete(st, key);
+        this.#changed();
+      }
     });
     lw.on('error', (err) => this.onInformerError(st, err));
     st.informer = lw;
@@ -752,6 +798,7 @@ export class KubeSource implements Source {
     // Replace the whole kind at once: deletions take effect only now, with the complete new list.
     const wasSynced = this.#kinds.every((s) => s.listed);
     st.objects = next;
+    st.sorted = undefined;
     st.listed = true;
     st.listRv = rv;
     st.lists++;
