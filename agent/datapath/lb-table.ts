@@ -222,6 +222,255 @@ function putAddr(buf: Uint8Array, dv: DataView, at: number, address: string, fam
   buf.set(addrBytes(address, family), at);
 }
 
+/** A full set of entries in arrays: backends in id-allocation order, frontends in state order with their slots' backend ids. */
+interface RunsInput {
+  /** Backend i: family, address, port, IPPROTO, flags, id. */
+  beFamily: ArrayLike<number>;
+  beAddress: ArrayLike<string>;
+  bePort: ArrayLike<number>;
+  beProto: ArrayLike<number>;
+  beFlags: ArrayLike<number>;
+  beIds: ArrayLike<number>;
+  /** IPv4 address values of the backends where known (else -1: parsed again). */
+  beAddr4?: ArrayLike<number>;
+  /** How many backends are IPv4. */
+  be4: number;
+  fronts: readonly LbFrontend[];
+  rnIds: ArrayLike<number>;
+  /** Front i's slots are slotIds[slotStart[i] .. slotStart[i + 1]). */
+  slotStart: ArrayLike<number>;
+  slotIds: ArrayLike<number>;
+}
+
+/** Every entry of every map, packed in write order: backends, rev-NAT, slots, frontends (slot 0); v4 before v6. */
+function encodeRuns(inp: RunsInput): PackedRun[] {
+  let fe4 = 0, slot4 = 0, slot6 = 0;
+  for (let i = 0; i < inp.fronts.length; i++) {
+    const n = inp.slotStart[i + 1]! - inp.slotStart[i]!;
+    if (inp.fronts[i]!.family === 4) {
+      fe4++;
+      slot4 += n;
+    } else slot6 += n;
+  }
+  const run = (map: LbConfigMapName, phase: number, count: number, keySize: number, valueSize: number): PackedRun => ({
+    name: map, phase, count, keySize, valueSize, keys: new Uint8Array(count * keySize), values: new Uint8Array(count * valueSize),
+  });
+  const nBe = inp.beIds.length, fe6 = inp.fronts.length - fe4;
+  const rBe = [run(LB4_BE_MAP, 0, inp.be4, 4, LB4_BACKEND.size), run(LB6_BE_MAP, 0, nBe - inp.be4, 4, LB6_BACKEND.size)];
+  const rRn = [run(LB4_RNAT_MAP, 1, fe4, 4, LB4_RNAT.size), run(LB6_RNAT_MAP, 1, fe6, 4, LB6_RNAT.size)];
+  const rSlot = [run(LB4_SVC_MAP, 2, slot4, LB4_KEY.size, LB_SVC.size), run(LB6_SVC_MAP, 2, slot6, LB6_KEY.size, LB_SVC.size)];
+  const rFront = [run(LB4_SVC_MAP, 3, fe4, LB4_KEY.size, LB_SVC.size), run(LB6_SVC_MAP, 3, fe6, LB6_KEY.size, LB_SVC.size)];
+
+  const beW = [new RunWriter(rBe[0]!), new RunWriter(rBe[1]!)];
+  for (let i = 0; i < nBe; i++) {
+    const family = inp.beFamily[i] === 4 ? 4 : 6;
+    const w = beW[family === 4 ? 0 : 1]!;
+    const L = family === 4 ? BE4 : BE6;
+    const v = w.v;
+    w.kv.setUint32(w.k, inp.beIds[i]!, LE);
+    const a4 = inp.beAddr4 ? inp.beAddr4[i]! : -1;
+    if (a4 >= 0) w.vv.setUint32(v + L.addr, a4, false);
+    else putAddr(w.vals, w.vv, v + L.addr, inp.beAddress[i]!, family);
+    w.vv.setUint16(v + L.port, inp.bePort[i]!, false);
+    w.vals[v + L.proto] = inp.beProto[i]!;
+    w.vals[v + L.flags] = inp.beFlags[i]!;
+    w.next();
+  }
+
+  const rnW = [new RunWriter(rRn[0]!), new RunWriter(rRn[1]!)];
+  const slotW = [new RunWriter(rSlot[0]!), new RunWriter(rSlot[1]!)];
+  const frontW = [new RunWriter(rFront[0]!), new RunWriter(rFront[1]!)];
+  for (let i = 0; i < inp.fronts.length; i++) {
+    const fe = inp.fronts[i]!;
+    const f = fe.family === 4 ? 0 : 1;
+    const K = f === 0 ? K4 : K6, R = f === 0 ? RN4 : RN6;
+    const revNatId = inp.rnIds[i]!;
+    const proto = protoNumber(fe.protocol);
+    const from = inp.slotStart[i]!, to = inp.slotStart[i + 1]!;
+    const affinity = fe.affinityTimeoutSeconds > 0;
+
+    // Slot 0: the frontend, with the count.
+    const fw = frontW[f]!;
+    const fk = fw.k;
+    putAddr(fw.keys, fw.kv, fk + K.addr, fe.address, fe.family);
+    fw.kv.setUint16(fk + K.dport, fe.port, false);
+    fw.keys[fk + K.proto] = proto;
+    putSvc(fw, 0, to - from, affinity ? SVC_F_AFFINITY : 0, revNatId, affinity ? fe.affinityTimeoutSeconds : 0);
+    fw.next();
+
+    // Slots 1..n: the same key with the slot number, and the backend.
+    if (to > from) {
+      const sw = slotW[f]!;
+      const frontKey = fw.keys.subarray(fk, fk + K.size);
+      for (let s = from; s < to; s++) {
+        const sk = sw.k;
+        sw.keys.set(frontKey, sk);
+        sw.kv.setUint16(sk + K.slot, s - from + 1, LE);
+        putSvc(sw, inp.slotIds[s]!, 0, 0, revNatId, 0);
+        sw.next();
+      }
+    }
+
+    const rw = rnW[f]!;
+    rw.kv.setUint32(rw.k, revNatId, LE);
+    putAddr(rw.vals, rw.vv, rw.v + R.addr, fe.address, fe.family);
+    rw.vv.setUint16(rw.v + R.port, fe.port, false);
+    rw.next();
+  }
+  return [...rBe, ...rRn, ...rSlot, ...rFront];
+}
+
+/**
+ * Open-addressing index of non-negative integers below 2^53 (numeric keys
+ * of IPv4 frontends and backends) to positions: no object per entry.
+ */
+class NumIndex {
+  #keys: Float64Array;
+  #vals: Int32Array;
+  #mask: number;
+  #size = 0;
+  constructor(expected: number) {
+    let cap = 16;
+    while (cap < expected * 2) cap *= 2;
+    this.#keys = new Float64Array(cap).fill(-1);
+    this.#vals = new Int32Array(cap);
+    this.#mask = cap - 1;
+  }
+  #slot(k: number): number {
+    const lo = k >>> 0, hi = (k / 4294967296) >>> 0;
+    let h = Math.imul(lo ^ Math.imul(hi, 0x9e3779b1), 0x85ebca6b);
+    h ^= h >>> 13;
+    h = Math.imul(h, 0xc2b2ae35);
+    h ^= h >>> 16;
+    let i = h & this.#mask;
+    const keys = this.#keys;
+    while (keys[i] !== -1 && keys[i] !== k) i = (i + 1) & this.#mask;
+    return i;
+  }
+  /** The position stored for `k`, or -1. */
+  get(k: number): number {
+    const i = this.#slot(k);
+    return this.#keys[i] === k ? this.#vals[i]! : -1;
+  }
+  /** Store `v` for `k` (not present yet). */
+  add(k: number, v: number): void {
+    if ((this.#size + 1) * 2 > this.#keys.length) this.#grow();
+    const i = this.#slot(k);
+    this.#keys[i] = k;
+    this.#vals[i] = v;
+    this.#size++;
+  }
+  #grow(): void {
+    const keys = this.#keys, vals = this.#vals;
+    this.#keys = new Float64Array(keys.length * 2).fill(-1);
+    this.#vals = new Int32Array(keys.length * 2);
+    this.#mask = keys.length * 2 - 1;
+    for (let i = 0; i < keys.length; i++) {
+      if (keys[i] === -1) continue;
+      const j = this.#slot(keys[i]!);
+      this.#keys[j] = keys[i]!;
+      this.#vals[j] = vals[i]!;
+    }
+  }
+}
+
+/**
+ * The numeric key of (IPv4 address, port, protocol) when the address is a
+ * plain dotted quad and the port an integer port (equal keys exactly when
+ * the l4Id strings are equal), else -1.
+ */
+function l4Num(address: string, port: number, protocol: string): number {
+  const a = ipv4Value(address);
+  if (a < 0 || !Number.isInteger(port) || port < 0 || port > 65535) return -1;
+  const p = protocol === 'TCP' ? 0 : protocol === 'UDP' ? 1 : -1;
+  if (p < 0) return -1;
+  return a * 131072 + port * 2 + p;
+}
+
+/** The first apply into empty maps with nothing allocated before: the entries now, the table when needed. */
+export interface LbFirst {
+  packed: PackedRun[];
+  frontends: number;
+  backends: number;
+  /**
+   * The table (and allocation) of this build, as LbTable.full(state) gives
+   * it; computed on the first call (from a copy of the frontend list).
+   */
+  table: () => LbTable;
+}
+
+/**
+ * LbTable.full(state) with no previous allocation, the entries only: the
+ * same packed runs (ids are handed out from 1 in order, slots in backend
+ * order), deduplicating IPv4 frontends and backends on numeric keys, so no
+ * object is made per entry. The table, whose maps are keyed by strings,
+ * is built when first asked for.
+ */
+export function lbFirst(state: LbState): LbFirst {
+  const list = state.frontends.slice();
+  let nBackends = 0;
+  for (const fe of list) nBackends += fe.backends.length;
+  const feNum = new NumIndex(list.length), beNum = new NumIndex(nBackends);
+  const feStr = new Map<string, number>(), beStr = new Map<string, number>();
+
+  const fronts: LbFrontend[] = [];
+  const slotStart: number[] = [0];
+  const slotIds: number[] = [];
+  const beFamily: number[] = [], beAddress: string[] = [], bePort: number[] = [], beProto: number[] = [], beFlags: number[] = [];
+  const beAddr4: number[] = [];
+  const lastUser: number[] = [];
+  let be4 = 0;
+  for (const fe of list) {
+    const fk = fe.family === 4 ? l4Num(fe.address, fe.port, fe.protocol) : -1;
+    if (fk >= 0) {
+      if (feNum.get(fk) >= 0) continue;
+      feNum.add(fk, fronts.length);
+    } else {
+      const fid = l4Id(fe.family, fe.address, fe.port, fe.protocol);
+      if (feStr.has(fid)) continue;
+      feStr.set(fid, fronts.length);
+    }
+    const fi = fronts.length;
+    fronts.push(fe);
+    const proto = protoNumber(fe.protocol);
+    for (const be of fe.backends) {
+      const bk = fe.family === 4 ? l4Num(be.address, be.port, fe.protocol) : -1;
+      let bi: number;
+      if (bk >= 0) bi = beNum.get(bk);
+      else bi = beStr.get(l4Id(fe.family, be.address, be.port, fe.protocol)) ?? -1;
+      if (bi < 0) {
+        bi = beFamily.length;
+        if (bk >= 0) beNum.add(bk, bi);
+        else beStr.set(l4Id(fe.family, be.address, be.port, fe.protocol), bi);
+        // The first use sets the flags.
+        beFamily.push(fe.family);
+        beAddress.push(be.address);
+        bePort.push(be.port);
+        beProto.push(proto);
+        beFlags.push(be.terminating ? BE_F_TERMINATING : 0);
+        beAddr4.push(bk >= 0 ? Math.floor(bk / 131072) : -1);
+        lastUser.push(fi);
+        if (fe.family === 4) be4++;
+      } else if (lastUser[bi] === fi) continue; // listed twice: the first counts
+      else lastUser[bi] = fi;
+      slotIds.push(bi + 1); // ids from 1 in order of first use
+    }
+    slotStart.push(slotIds.length);
+  }
+  const beIds = new Uint32Array(beFamily.length);
+  for (let i = 0; i < beIds.length; i++) beIds[i] = i + 1;
+  const rnIds = new Uint32Array(fronts.length);
+  for (let i = 0; i < rnIds.length; i++) rnIds[i] = i + 1;
+  const packed = encodeRuns({ beFamily, beAddress, bePort, beProto, beFlags, beIds, beAddr4, be4, fronts, rnIds, slotStart, slotIds });
+  let table: LbTable | undefined;
+  return {
+    packed,
+    frontends: fronts.length,
+    backends: beIds.length,
+    table: () => (table ??= LbTable.full({ frontends: list }, emptyAllocation(), false).table),
+  };
+}
+
 /** reconcile() plans for a full build (the packed entries as views, in lbEntries' write order). */
 export function lbFullPlans(packed: readonly PackedRun[], open: (name: LbConfigMapName) => MapAccess): MapPlan[] {
   const desired = new Map<string, MapEntry[]>(LB_CONFIG_MAPS.map((n) => [n, []]));
@@ -271,9 +520,10 @@ export class LbTable {
    * ids, slots and entries as lbEntries(state, prev), and the same table as
    * `new LbTable(state, lbEntries(state, prev).allocation)`, without one
    * object per entry. The entries come packed, one run per map and write
-   * phase, in the order reconcile() writes them into empty maps.
+   * phase, in the order reconcile() writes them into empty maps (none when
+   * `encode` is false: the table alone).
    */
-  static full(state: LbState, prev: LbAllocation = emptyAllocation()): LbFull {
+  static full(state: LbState, prev: LbAllocation = emptyAllocation(), encode = true): LbFull {
     const alloc = emptyAllocation();
     const table = new LbTable({ frontends: [] }, alloc);
     const fronts = table.#fronts, backends = table.#backends;
@@ -333,85 +583,29 @@ export class LbTable {
     table.#rnIds = new FreeIds(alloc.frontends.values());
 
     // Slots: with no previous layout, the backends in order.
-    const slotsOf: L4Id[][] = new Array(fes.length);
-    let fe4 = 0, slot4 = 0, slot6 = 0;
+    const slotStart = new Uint32Array(fes.length + 1);
+    const slotIds: number[] = [];
     for (let i = 0; i < fes.length; i++) {
       const fid = fids[i]!;
       const before = prev.slots.size > 0 ? prev.slots.get(fid) : undefined;
-      const slots = before && before.length > 0 ? assignSlots(before, wants[i]!) : wants[i]!;
-      alloc.slots.set(fid, slots);
-      slotsOf[i] = slots;
-      if (fes[i]!.family === 4) {
-        fe4++;
-        slot4 += slots.length;
-      } else slot6 += slots.length;
-    }
-
-    // Runs in write order: backends, rev-NAT, slots, frontends (slot 0); v4 before v6.
-    const run = (map: LbConfigMapName, phase: number, count: number, keySize: number, valueSize: number): PackedRun => ({
-      name: map, phase, count, keySize, valueSize, keys: new Uint8Array(count * keySize), values: new Uint8Array(count * valueSize),
-    });
-    const fe6 = fes.length - fe4;
-    const rBe = [run(LB4_BE_MAP, 0, be4, 4, LB4_BACKEND.size), run(LB6_BE_MAP, 0, uses.length - be4, 4, LB6_BACKEND.size)];
-    const rRn = [run(LB4_RNAT_MAP, 1, fe4, 4, LB4_RNAT.size), run(LB6_RNAT_MAP, 1, fe6, 4, LB6_RNAT.size)];
-    const rSlot = [run(LB4_SVC_MAP, 2, slot4, LB4_KEY.size, LB_SVC.size), run(LB6_SVC_MAP, 2, slot6, LB6_KEY.size, LB_SVC.size)];
-    const rFront = [run(LB4_SVC_MAP, 3, fe4, LB4_KEY.size, LB_SVC.size), run(LB6_SVC_MAP, 3, fe6, LB6_KEY.size, LB_SVC.size)];
-
-    const beW = [new RunWriter(rBe[0]!), new RunWriter(rBe[1]!)];
-    for (let i = 0; i < uses.length; i++) {
-      const u = uses[i]!;
-      const w = beW[u.family === 4 ? 0 : 1]!;
-      const L = u.family === 4 ? BE4 : BE6;
-      const k = w.k, v = w.v;
-      w.kv.setUint32(k, beIdOf[i]!, LE);
-      putAddr(w.vals, w.vv, v + L.addr, u.address, u.family);
-      w.vv.setUint16(v + L.port, u.port, false);
-      w.vals[v + L.proto] = u.proto;
-      w.vals[v + L.flags] = u.flags;
-      w.next();
-    }
-
-    const rnW = [new RunWriter(rRn[0]!), new RunWriter(rRn[1]!)];
-    const slotW = [new RunWriter(rSlot[0]!), new RunWriter(rSlot[1]!)];
-    const frontW = [new RunWriter(rFront[0]!), new RunWriter(rFront[1]!)];
-    for (let i = 0; i < fes.length; i++) {
-      const fe = fes[i]!;
-      const f = fe.family === 4 ? 0 : 1;
-      const K = f === 0 ? K4 : K6, R = f === 0 ? RN4 : RN6;
-      const revNatId = rnIdOf[i]!;
-      const proto = protoNumber(fe.protocol);
-      const slots = slotsOf[i]!;
-      const affinity = fe.affinityTimeoutSeconds > 0;
-
-      // Slot 0: the frontend, with the count.
-      const fw = frontW[f]!;
-      const fk = fw.k;
-      putAddr(fw.keys, fw.kv, fk + K.addr, fe.address, fe.family);
-      fw.kv.setUint16(fk + K.dport, fe.port, false);
-      fw.keys[fk + K.proto] = proto;
-      putSvc(fw, 0, slots.length, affinity ? SVC_F_AFFINITY : 0, revNatId, affinity ? fe.affinityTimeoutSeconds : 0);
-      fw.next();
-
-      // Slots 1..n: the same key with the slot number, and the backend.
-      const sw = slotW[f]!;
-      const ids = slots === wants[i] ? wantIx[i]! : undefined;
-      const frontKey = slots.length > 0 ? fw.keys.subarray(fk, fk + K.size) : undefined;
-      for (let s = 0; s < slots.length; s++) {
-        const sk = sw.k;
-        sw.keys.set(frontKey!, sk);
-        sw.kv.setUint16(sk + K.slot, s + 1, LE);
-        putSvc(sw, ids ? beIdOf[ids[s]!]! : alloc.backends.get(slots[s]!)!, 0, 0, revNatId, 0);
-        sw.next();
+      const want = wants[i]!;
+      if (before && before.length > 0) {
+        const slots = assignSlots(before, want);
+        alloc.slots.set(fid, slots);
+        for (const bid of slots) slotIds.push(alloc.backends.get(bid)!);
+      } else {
+        alloc.slots.set(fid, want);
+        for (const ix of wantIx[i]!) slotIds.push(beIdOf[ix]!);
       }
-
-      const rw = rnW[f]!;
-      rw.kv.setUint32(rw.k, revNatId, LE);
-      putAddr(rw.vals, rw.vv, rw.v + R.addr, fe.address, fe.family);
-      rw.vv.setUint16(rw.v + R.port, fe.port, false);
-      rw.next();
+      slotStart[i + 1] = slotIds.length;
     }
-
-    return { table, packed: [...rBe, ...rRn, ...rSlot, ...rFront] };
+    if (!encode) return { table, packed: [] };
+    const packed = encodeRuns({
+      beFamily: uses.map((u) => u.family), beAddress: uses.map((u) => u.address), bePort: uses.map((u) => u.port),
+      beProto: uses.map((u) => u.proto), beFlags: uses.map((u) => u.flags), beIds: beIdOf, be4,
+      fronts: fes, rnIds: rnIdOf, slotStart, slotIds,
+    });
+    return { table, packed };
   }
 
   get frontends(): number {

@@ -11,7 +11,7 @@ import { load, LoaderError, type DatapathDescription, type Loaded } from './load
 import { LB_CONFIG_MAPS, SOCK_LB_OBJECTS, type LbConfigMapName, type SockLbObject } from './lb-layout.ts';
 import { allocationFromMaps, l4Id, type LbAllocation } from './lb-entries.ts';
 import { reconcile, reconcileDelta, writeFresh, type ReconcileResult } from './reconcile.ts';
-import { LbTable, lbDeltas, lbFullPlans } from './lb-table.ts';
+import { LbTable, lbDeltas, lbFirst, lbFullPlans } from './lb-table.ts';
 import type { FrontendChange } from '../model/services.ts';
 import { ShadowMap } from './shadow-map.ts';
 
@@ -42,6 +42,8 @@ export class LbDatapath {
   #state: LbState | undefined = { frontends: [] };
   /** The entries as last programmed, for incremental updates; undefined: the next update() is a full apply. */
   #table: LbTable | undefined;
+  /** After a first apply into empty maps: the table (and allocation) of it, built on first use. */
+  #pendingTable: (() => LbTable) | undefined;
 
   private constructor(loaded: Loaded, variant: SockLbObject) {
     this.loaded = loaded;
@@ -88,19 +90,34 @@ export class LbDatapath {
   }
 
   /**
-   * Program `state`: compute every entry (the entries lbEntries gives, built
-   * packed together with the table for later updates), diff against every
-   * entry of the maps, write only the difference. Into empty maps (the first
-   * apply on fresh pins) there is nothing to diff: every entry is written,
-   * phase by phase in batches, straight from the packed buffers.
+   * Program `state`: compute every entry (the entries lbEntries gives,
+   * built packed together with the table for later updates), diff against
+   * every entry of the maps, write only the difference. Into empty maps
+   * with nothing allocated (the first apply on fresh pins) there is nothing
+   * to diff: every entry is written, phase by phase in batches, straight
+   * from the packed buffers, and the table for later updates is built when
+   * first needed (the next update, apply or services()).
    */
   apply(state: LbState): LbApplyResult {
     const t0 = performance.now();
+    this.#settle();
     this.#table = undefined;
+    const open = (name: string) => this.#maps[name as LbConfigMapName];
+    if (LB_CONFIG_MAPS.every((n) => this.#maps[n].size === 0)) {
+      const a = this.#allocation;
+      if (a.backends.size === 0 && a.frontends.size === 0 && a.slots.size === 0) {
+        const first = lbFirst(state);
+        const result = writeFresh([...LB_CONFIG_MAPS], first.packed, open);
+        this.#pendingTable = first.table;
+        this.#state = state;
+        // Do the deferred work when the process is idle, so the first change does not wait for it.
+        setTimeout(() => this.prepare(), 0).unref();
+        return { ...result, frontends: state.frontends.length, backends: first.backends, durationMs: performance.now() - t0 };
+      }
+    }
     const { table, packed } = LbTable.full(state, this.#allocation);
-    const open = (name: LbConfigMapName) => this.#maps[name];
     const result = LB_CONFIG_MAPS.every((n) => this.#maps[n].size === 0)
-      ? writeFresh([...LB_CONFIG_MAPS], packed, open as (name: string) => ShadowMap)
+      ? writeFresh([...LB_CONFIG_MAPS], packed, open)
       : reconcile(lbFullPlans(packed, open));
     this.#allocation = table.allocation;
     this.#state = state;
@@ -109,14 +126,40 @@ export class LbDatapath {
   }
 
   /**
+   * Do what a first apply into empty maps left for later: build the table
+   * for incremental updates and index the shadow copies. Runs by itself
+   * once the event loop is idle after such an apply; otherwise on first use.
+   */
+  prepare(): void {
+    if (this.#closed) return;
+    this.#settle();
+    for (const m of Object.values(this.#maps)) m.prepare();
+  }
+
+  #closed = false;
+
+  /** Build the table of a first apply, if still pending. */
+  #settle(): void {
+    const pending = this.#pendingTable;
+    if (!pending) return;
+    this.#pendingTable = undefined;
+    this.#table = pending();
+    this.#allocation = this.#table.allocation;
+  }
+
+  /**
    * Program what changed since the last apply/update (as LbModel.update
    * reports it): only the entries of the changed frontends, and of backends
    * whose use changed, are encoded and compared. The first call, and the
-   * first after resync() or a failed write, is a full apply of `state`.
+   * first after resync() or a failed write, is a full apply of `state`; so
+   * is a change into empty maps with nothing programmed.
    */
   update(u: { changes: ReadonlyMap<string, FrontendChange>; readonly state: LbState }): LbApplyResult {
+    this.#settle();
     const table = this.#table;
     if (!table) return this.apply(u.state);
+    // Nothing programmed: the whole state is new, which apply() writes without a diff.
+    if (table.frontends === 0 && u.changes.size > 0 && LB_CONFIG_MAPS.every((n) => this.#maps[n].size === 0)) return this.apply(u.state);
     const t0 = performance.now();
     let result: ReconcileResult;
     try {
@@ -132,12 +175,14 @@ export class LbDatapath {
 
   /** Re-read the kernel's map contents, so the next apply (or update) repairs any drift. */
   resync(): void {
+    this.#settle();
     for (const m of Object.values(this.#maps)) m.resync();
     this.#table = undefined;
   }
 
   /** The frontends as last programmed, with their ids (the rev-NAT id). */
   services(): ServiceEntry[] {
+    this.#settle();
     this.#state ??= this.#table?.state() ?? { frontends: [] };
     return this.#state.frontends.map((fe) => ({
       id: this.#allocation.frontends.get(l4Id(fe.family, fe.address, fe.port, fe.protocol)) ?? 0,
@@ -163,6 +208,7 @@ export class LbDatapath {
 
   /** Close handles; the pinned programs and maps keep working. */
   close(): void {
+    this.#closed = true;
     this.loaded.close();
   }
 }

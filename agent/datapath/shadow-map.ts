@@ -12,6 +12,21 @@ import { mapLookupAll, mapUpdateBatch, type BpfMap } from './libbpf.ts';
 
 const BATCH_CHUNK = 16384;
 
+/** bytesKey(b), made in one go for the key sizes of the LB maps (4, 12 and 24 bytes). */
+function keyOf(b: Uint8Array): string {
+  const u = (i: number) => b[i]! | (b[i + 1]! << 8);
+  switch (b.length) {
+    case 4:
+      return String.fromCharCode(u(0), u(2));
+    case 12:
+      return String.fromCharCode(u(0), u(2), u(4), u(6), u(8), u(10));
+    case 24:
+      return String.fromCharCode(u(0), u(2), u(4), u(6), u(8), u(10), u(12), u(14), u(16), u(18), u(20), u(22));
+    default:
+      return bytesKey(b);
+  }
+}
+
 interface Packed {
   keys: Uint8Array;
   values: Uint8Array;
@@ -41,15 +56,20 @@ export class ShadowMap implements MapAccess {
       batch = mapLookupAll(this.map.fd, keySize, valueSize);
     } catch {
       // Batch lookups need 5.6+: read key by key instead.
-      for (const [k, v] of this.map.entries()) this.#copy.set(bytesKey(k), [k, v]);
+      for (const [k, v] of this.map.entries()) this.#copy.set(keyOf(k), [k, v]);
       return;
     }
     const { keys, values, count } = batch;
     for (let i = 0; i < count; i++) {
       const k = Uint8Array.prototype.slice.call(keys, i * keySize, (i + 1) * keySize);
       const v = Uint8Array.prototype.slice.call(values, i * valueSize, (i + 1) * valueSize);
-      this.#copy.set(bytesKey(k), [k, v]);
+      this.#copy.set(keyOf(k), [k, v]);
     }
+  }
+
+  /** Index the entries written packed now rather than on first use (when idle). */
+  prepare(): void {
+    this.#indexed();
   }
 
   /** The copy with every packed entry indexed. */
@@ -59,7 +79,7 @@ export class ShadowMap implements MapAccess {
       for (const { keys, values, count } of this.#pending) {
         for (let i = 0; i < count; i++) {
           const k = keys.subarray(i * keySize, (i + 1) * keySize);
-          this.#copy.set(bytesKey(k), [k, values.subarray(i * valueSize, (i + 1) * valueSize)]);
+          this.#copy.set(keyOf(k), [k, values.subarray(i * valueSize, (i + 1) * valueSize)]);
         }
       }
       this.#pending = [];
@@ -78,12 +98,12 @@ export class ShadowMap implements MapAccess {
 
   /** The value as this process last wrote or read it (no system call). */
   get(key: Uint8Array): Uint8Array | undefined {
-    return this.#indexed().get(bytesKey(key))?.[1];
+    return this.#indexed().get(keyOf(key))?.[1];
   }
 
   update(key: Uint8Array, value: Uint8Array): void {
     this.map.set(key, value);
-    this.#indexed().set(bytesKey(key), [Uint8Array.from(key), Uint8Array.from(value)]);
+    this.#indexed().set(keyOf(key), [Uint8Array.from(key), Uint8Array.from(value)]);
   }
 
   /**
@@ -114,7 +134,7 @@ export class ShadowMap implements MapAccess {
           // The copy keeps the callers' buffers: encoded entries are never modified after the fact.
           for (let i = 0; i < done; i++) {
             const e = part[i]!;
-            copy.set(bytesKey(e.key), [e.key, e.value]);
+            copy.set(keyOf(e.key), [e.key, e.value]);
           }
         }
       }
@@ -162,6 +182,6 @@ export class ShadowMap implements MapAccess {
 
   delete(key: Uint8Array): void {
     this.map.delete(key);
-    this.#indexed().delete(bytesKey(key));
+    this.#indexed().delete(keyOf(key));
   }
 }

@@ -41,6 +41,10 @@ try {
   const t0 = performance.now();
   const r = mode === 'apply' ? lb.apply(u.state) : lb.update(u);
   console.log(`first ${mode}: ${r.added} added in ${(performance.now() - t0).toFixed(1)} ms`);
+  // What the first apply deferred (the table for updates, the shadow index): idle time in the agent.
+  const t2 = performance.now();
+  lb.prepare();
+  console.log(`deferred work (LbDatapath.prepare): ${(performance.now() - t2).toFixed(1)} ms`);
   if (process.env.AGAIN) {
     const t1 = performance.now();
     const r2 = lb.apply(u.state);

@@ -83,4 +83,16 @@ t.test('first apply into empty pinned maps: the reference entries, byte for byte
   const refill = lb.apply(s);
   t.equal(refill.added, total);
   t.same(kernelContents(lb), want, 'programmed from empty again: the same entries');
+
+  // Through update(): everything removed (incremental deletes), then everything added (into empty maps: apply).
+  const removed = lb.update({ changes: new Map(s.frontends.map((f) => [frontendSortKey(f), { before: f, after: undefined }])), state: { frontends: [] } });
+  t.equal(removed.deleted, total);
+  t.ok(lb.fill().every((m) => m.entries === 0), 'empty');
+  const added = lb.update({ changes: new Map(s.frontends.map((f) => [frontendSortKey(f), { before: undefined, after: f }])), state: s });
+  t.equal(added.added, total);
+  t.same(kernelContents(lb), want, 'update into empty maps: the same entries');
+  const oneChange = s.frontends.find((f) => f.backends.length > 2)!;
+  const moved = { ...oneChange, backends: [{ ...oneChange.backends[0]!, address: oneChange.family === 4 ? '10.99.0.1' : 'fd00:99::1' }, ...oneChange.backends.slice(1)] };
+  const r = lb.update({ changes: new Map([[frontendSortKey(oneChange), { before: oneChange, after: moved }]]), state: { frontends: s.frontends.map((f) => (f === oneChange ? moved : f)) } });
+  t.same({ added: r.added, updated: r.updated, deleted: r.deleted }, { added: 1, updated: 1, deleted: 1 }, 'then one endpoint moved: a handful of writes');
 });

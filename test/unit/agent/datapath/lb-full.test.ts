@@ -4,7 +4,7 @@
 // the same order, the same counts, ids, slots and table.
 import t from 'tap';
 import { emptyAllocation, lbEntries, lbPlans, type LbAllocation } from '../../../../agent/datapath/lb-entries.ts';
-import { LbTable, ipv4Value, lbDeltas, lbFullPlans } from '../../../../agent/datapath/lb-table.ts';
+import { LbTable, ipv4Value, lbDeltas, lbFirst, lbFullPlans } from '../../../../agent/datapath/lb-table.ts';
 import { MemoryMap, reconcile, reconcileDelta, writeFresh } from '../../../../agent/datapath/reconcile.ts';
 import {
   LB4_BE_MAP, LB4_SVC_MAP, LB6_BE_MAP, LB6_SVC_MAP, LB_CONFIG_MAPS, addrBytes, lb4KeyCodec, lb6KeyCodec, svcValueCodec, toHex, u32Codec,
@@ -241,4 +241,38 @@ t.test('an address the layout refuses throws before anything is written, as lbEn
   };
   t.throws(() => lbEntries(state));
   t.throws(() => LbTable.full(state));
+});
+
+t.test('lbFirst (numeric keys, table on demand) gives the runs of LbTable.full from nothing, byte for byte, and the same table', async (t) => {
+  const runText = (rs: { name: string; phase: number; count: number; keys: Uint8Array; values: Uint8Array }[]) =>
+    rs.map((r) => `${r.name}/${r.phase}/${r.count}/${toHex(r.keys)}/${toHex(r.values)}`);
+  for (let seed = 1; seed <= 400; seed++) {
+    const rnd = prng(9000 + seed);
+    const state = randomState(rnd);
+    const full = LbTable.full(state);
+    const first = lbFirst(state);
+    if (JSON.stringify(runText(first.packed)) !== JSON.stringify(runText(full.packed))) {
+      t.same(runText(first.packed), runText(full.packed), `seed ${seed}: runs`);
+      return;
+    }
+    t.equal(first.frontends, full.table.frontends, `seed ${seed}: frontends`);
+    t.equal(first.backends, full.table.allocation.backends.size, `seed ${seed}: backends`);
+    const table = first.table();
+    t.equal(first.table(), table, 'built once');
+    if (allocText(table.allocation) !== allocText(full.table.allocation) || JSON.stringify(table.state()) !== JSON.stringify(full.table.state())) {
+      t.equal(allocText(table.allocation), allocText(full.table.allocation), `seed ${seed}: allocation`);
+      return;
+    }
+  }
+  // Many IPv4 services (the numeric index grows several times), a few odd spellings falling back to strings.
+  const frontends: LbFrontend[] = [];
+  for (let i = 0; i < 3000; i++) {
+    const backends: LbBackend[] = [];
+    for (let j = 0; j < 4; j++) backends.push({ address: `10.42.${(i * 4 + j) >> 8 & 255}.${(i * 4 + j) & 255}`, port: 8080 + (i % 3), terminating: j === 3 });
+    if (i % 100 === 0) backends.push({ address: '::ffff:10.42.0.1', port: 8080, terminating: false }, backends[0]!);
+    frontends.push({ service: `a/s${i}`, portName: '', type: 'ClusterIP', family: 4, address: i % 500 === 0 ? `::ffff:10.96.${i >> 8}.${i & 255}` : `10.96.${i >> 8}.${i & 255}`, port: 80, protocol: i % 2 ? 'UDP' : 'TCP', backends, affinityTimeoutSeconds: 0 });
+  }
+  const big: LbState = { frontends };
+  t.same(runText(lbFirst(big).packed), runText(LbTable.full(big).packed), '3000 services: the same runs');
+  t.equal(allocText(lbFirst(big).table().allocation), allocText(LbTable.full(big).table.allocation), 'and the same allocation');
 });
