@@ -6,9 +6,12 @@ import type { Source } from './source/types.ts';
 import type { Logger } from './log.ts';
 import { Controller } from './controller.ts';
 import { ApiServer, HttpError } from './api/server.ts';
-import type { AgentStatus, EndpointInfo, NodeInfo } from './api/types.ts';
-import { DEFAULT_STATE_DIR, EndpointStore, EndpointValidationError, conflicts, validateRegistration } from './endpoints.ts';
-import { listLinks } from './datapath/iproute.ts';
+import type { AgentStatus, NodeInfo } from './api/types.ts';
+import { DEFAULT_STATE_DIR } from './endpoints.ts';
+import { PodNetwork, type NodeView } from './pod-network.ts';
+import type { RedirectMode } from './datapath/pod-layout.ts';
+import { removePinnedLinks } from './datapath/loader.ts';
+import { SOCK_LB_PROGRAMS } from './datapath/lb-layout.ts';
 import { LbModel } from './model/services.ts';
 import { LbDatapath, type LbApplyResult } from './datapath/lb.ts';
 
@@ -30,6 +33,16 @@ export interface AgentOptions {
   debounceMs?: number;
   /** Where the agent keeps its own state (endpoints). Default /var/lib/kinglet/agent. */
   stateDir?: string;
+  /** Attach the socket LB to the cgroup (default true). Off: services are translated per packet in tc. */
+  socketLb?: boolean;
+  /** Pod networking (endpoints, tc programs, masquerade, routes). Default on. */
+  podNetwork?: boolean;
+  /** Native device for masquerade: a name, 'none', or undefined for the default route's device. */
+  nativeDevice?: string;
+  clusterCidr?: string;
+  redirect?: RedirectMode | 'auto';
+  /** Allow changing sysctls and routes when running in the initial network namespace. */
+  manageSysctls?: boolean;
 }
 
 export class Agent {
@@ -43,12 +56,11 @@ export class Agent {
   #warned = new Set<string>();
   #resyncDue = false;
   readonly #model = new LbModel();
-  readonly #endpoints: EndpointStore;
+  #pods: PodNetwork | undefined;
 
   constructor(opts: AgentOptions) {
     this.#o = opts;
     this.#nodeName = opts.nodeName ?? hostname();
-    this.#endpoints = new EndpointStore(opts.stateDir ?? DEFAULT_STATE_DIR);
   }
 
   get datapath(): LbDatapath | undefined {
@@ -57,9 +69,11 @@ export class Agent {
 
   async start(): Promise<void> {
     const { log } = this.#o;
+    const socketLb = this.#o.socketLb ?? true;
     this.#lb = LbDatapath.open({
       bpfRoot: this.#o.bpfRoot,
-      cgroup: this.#o.cgroup,
+      // Without the socket LB the object is loaded for its maps (the tc LB reads them) and attached nowhere.
+      cgroup: socketLb ? this.#o.cgroup : '',
       objectDir: this.#o.objectDir,
       object: this.#o.object,
       replaceIncompatible: this.#o.replaceIncompatible,
@@ -67,6 +81,23 @@ export class Agent {
     });
     for (const a of this.#lb.describe().attachments) {
       log('info', `program ${a.action}`, { program: a.program, attach: a.attachType, cgroup: a.cgroup, linkId: a.linkId });
+    }
+    if (!socketLb) {
+      const removed = removePinnedLinks(this.#o.bpfRoot, Object.keys(SOCK_LB_PROGRAMS));
+      log('info', 'socket LB off: services are translated per packet by the pod programs', { detachedLinks: removed.length });
+    }
+    if (this.#o.podNetwork ?? true) {
+      this.#pods = await PodNetwork.start({
+        bpfRoot: this.#o.bpfRoot,
+        stateDir: this.#o.stateDir ?? DEFAULT_STATE_DIR,
+        objectDir: this.#o.objectDir,
+        replaceIncompatible: this.#o.replaceIncompatible,
+        nativeDevice: this.#o.nativeDevice,
+        clusterCidr: this.#o.clusterCidr,
+        redirect: this.#o.redirect,
+        manageSysctls: this.#o.manageSysctls,
+        log,
+      });
     }
     this.#controller = new Controller({
       name: 'lb-services',
@@ -85,7 +116,6 @@ export class Agent {
       t.unref();
       this.#resyncTimer = t;
     }
-    await this.#loadEndpoints();
     this.#api = this.#routes();
     await this.#api.listen(this.#o.apiSocket);
     await this.#o.source.start(() => this.#controller?.trigger());
@@ -94,11 +124,27 @@ export class Agent {
   }
 
   #resyncTimer: NodeJS.Timeout | undefined;
+  #forceRoutes = false;
+
+  /** Every node's pod CIDRs and InternalIPs (for routes and this node's configuration). */
+  #nodeView(): NodeView {
+    const nodes = this.#o.source.snapshot().nodes.map((n) => {
+      const spec = (n.spec ?? {}) as { podCIDR?: string; podCIDRs?: string[] };
+      const status = (n.status ?? {}) as { addresses?: { type?: string; address?: string }[] };
+      return {
+        name: n.metadata?.name ?? '',
+        podCIDRs: spec.podCIDRs ?? (spec.podCIDR ? [spec.podCIDR] : []),
+        internalIPs: (status.addresses ?? []).filter((a) => a.type === 'InternalIP' && typeof a.address === 'string').map((a) => a.address!),
+      };
+    });
+    return { self: this.#nodeName, nodes };
+  }
 
   async #reconcile(): Promise<void> {
     const lb = this.#lb!;
     if (this.#resyncDue) {
       this.#resyncDue = false;
+      this.#forceRoutes = true;
       lb.resync();
     }
     // Incremental: only the objects that changed since the last reconcile are
@@ -113,8 +159,11 @@ export class Agent {
       if (!this.#warned.has(k)) this.#o.log('warn', 'skipped', { object: w.object, reason: w.reason });
     }
     this.#warned = current;
+    const resynced = this.#lastApply === undefined;
     const r = lb.update(u);
     this.#lastApply = { ...r, at: new Date().toISOString() };
+    await this.#pods?.syncNodes(this.#nodeView(), resynced || this.#forceRoutes);
+    this.#forceRoutes = false;
     if (r.added + r.updated + r.deleted > 0) {
       this.#o.log('info', 'services programmed', {
         frontends: r.frontends,
@@ -125,39 +174,6 @@ export class Agent {
         ms: Math.round(r.durationMs * 100) / 100,
       });
     }
-  }
-
-  /** Read the persisted endpoints and drop those whose host veth is gone (the pod went while we were down). */
-  async #loadEndpoints(): Promise<void> {
-    const eps = this.#endpoints.load();
-    if (eps.length === 0) return;
-    const present = new Set((await listLinks()).map((l) => l.ifname));
-    const gone = eps.filter((e) => !present.has(e.hostIfname));
-    for (const e of gone) this.#o.log('info', 'endpoint dropped: its host interface is gone', { containerId: e.containerId, hostIfname: e.hostIfname });
-    this.#endpoints.deleteMany(gone.map((e) => e.containerId));
-    this.#o.log('info', 'endpoints restored', { count: this.#endpoints.size, dropped: gone.length });
-  }
-
-  #putEndpoint(containerId: string, body: unknown): EndpointInfo {
-    let reg;
-    try {
-      reg = validateRegistration(containerId, body);
-    } catch (e) {
-      if (e instanceof EndpointValidationError) throw new HttpError(400, e.message, e.hint);
-      throw e;
-    }
-    const clash = conflicts(reg, this.#endpoints.list());
-    if (clash.length > 0) throw new HttpError(409, clash.join('; '), 'delete the other endpoint first (CNI DEL), or run CNI GC');
-    const prev = this.#endpoints.get(containerId);
-    const info: EndpointInfo = { ...reg, identity: 0, programs: [], createdAt: prev?.createdAt ?? new Date().toISOString() };
-    this.#endpoints.put(info);
-    this.#o.log('info', prev ? 'endpoint updated' : 'endpoint added', { containerId, hostIfname: info.hostIfname, addresses: info.addresses });
-    return info;
-  }
-
-  #deleteEndpoint(containerId: string): undefined {
-    if (this.#endpoints.delete(containerId)) this.#o.log('info', 'endpoint removed', { containerId });
-    return undefined;
   }
 
   /** Resolves when no reconcile is pending (tests). */
@@ -202,6 +218,7 @@ export class Agent {
           { name: 'ClusterIP (socket LB, TCP+UDP, v4+v6)', enabled: !!lb, detail: lb ? 'translated once at connect()' : 'not loaded' },
           { name: 'connect to a service without backends', enabled: !!variant, detail: variant?.setRetval ? 'refused: ECONNREFUSED' : 'refused: EPERM (kernel < 5.18 has no bpf_set_retval)' },
           { name: 'session affinity', enabled: !!variant, detail: variant?.netnsCookie ? 'per client network namespace' : 'per node (kernel < 5.7 has no netns cookie)' },
+          { name: 'ClusterIP per packet (tc, IPv4)', enabled: !!this.#pods, detail: this.#pods ? `for flows the socket LB did not translate${(this.#o.socketLb ?? true) ? '' : ' (socket LB off: all of them)'}` : 'pod datapath not loaded' },
           { name: 'NodePort / ExternalIP / LoadBalancer', enabled: false, detail: 'not implemented yet' },
         ],
       },
@@ -221,6 +238,7 @@ export class Agent {
       },
       controllers: ctl ? [ctl] : [],
       ...(node.podCIDRs.length ? { ipam: { podCIDRs: node.podCIDRs } } : {}),
+      ...(this.#pods ? { podNetwork: this.#pods.status() } : {}),
     };
   }
 
@@ -232,9 +250,17 @@ export class Agent {
         if (!this.#o.source.status().synced) throw new HttpError(503, 'the agent has not synced with its source yet', 'retry in a moment');
         return this.#node();
       })
-      .route('GET', '/v1/endpoints', () => this.#endpoints.list())
-      .route('PUT', '/v1/endpoints/{containerId}', (r) => this.#putEndpoint(r.params.containerId ?? '', r.body))
-      .route('DELETE', '/v1/endpoints/{containerId}', (r) => this.#deleteEndpoint(r.params.containerId ?? ''));
+      .route('GET', '/v1/endpoints', () => this.#pods?.list() ?? [])
+      .route('PUT', '/v1/endpoints/{containerId}', (r) => this.#podsOrFail().put(r.params.containerId ?? '', r.body))
+      .route('DELETE', '/v1/endpoints/{containerId}', async (r) => {
+        await this.#podsOrFail().delete(r.params.containerId ?? '');
+        return undefined;
+      });
+  }
+
+  #podsOrFail(): PodNetwork {
+    if (!this.#pods) throw new HttpError(503, 'pod networking is not running in this agent', 'start the agent without --pod-network=false');
+    return this.#pods;
   }
 
   /** Stop watching and serving. The datapath stays pinned and attached. */
@@ -243,6 +269,7 @@ export class Agent {
     await this.#controller?.stop();
     await this.#o.source.stop();
     await this.#api?.close();
+    await this.#pods?.close();
     this.#lb?.close();
   }
 }

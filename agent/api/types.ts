@@ -43,9 +43,14 @@ export interface EndpointRegistration {
 export interface EndpointInfo extends EndpointRegistration {
   /** Numeric identity the datapath uses for this endpoint (0 until policy exists). */
   identity: number;
-  /** Programs attached to the host side, e.g. ["tc/ingress:from-pod"]. */
+  /** Programs attached to the host side, e.g. ["tc/ingress:kl_from_pod"]. */
   programs: string[];
   createdAt: string;
+  /** The host veth's ifindex when it was programmed. */
+  ifindex?: number;
+  /** MAC of the pod's interface and of the host side (redirect_peer writes them). */
+  podMac?: string;
+  hostMac?: string;
 }
 
 export interface ServiceBackendEntry {
@@ -91,4 +96,15 @@ export interface AgentStatus {
   services: { frontends: number; backends: number; lastApply?: { at: string; added: number; updated: number; deleted: number; durationMs: number } };
   controllers: { name: string; runs: number; failures: number; lastRun?: string; lastSuccess?: string; lastError?: string }[];
   ipam?: { podCIDRs: string[] };
+  /** Pod networking (absent when the pod datapath is not loaded). */
+  podNetwork?: {
+    endpoints: number;
+    redirect: string;
+    /** tc programs on the native device (the pod veths' are per endpoint: kinglet endpoint list). */
+    tc: { device: string; direction: string; program: string; progId: number }[];
+    masquerade: { enabled: boolean; device?: string; nodeIP?: string; clusterCIDR: string; podCIDR?: string; reason?: string };
+    routes: { installed: string[]; errors: string[]; skipped: string[]; reason?: string };
+    ipForward: { value: string; managed: boolean; reason?: string };
+    drops: { reason: string; count: number }[];
+  };
 }

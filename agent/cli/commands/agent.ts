@@ -7,6 +7,8 @@ import { DEFAULT_BPF_ROOT, cleanup } from '../../datapath/loader.ts';
 import { isLevel, jsonLogger } from '../../log.ts';
 import type { Source } from '../../source/types.ts';
 import { DEFAULT_STATE_DIR } from '../../endpoints.ts';
+import { DEFAULT_CLUSTER_CIDR, cleanupPodNetwork } from '../../pod-network.ts';
+import { cidr4 } from '../../datapath/pod-layout.ts';
 
 const HELP = `usage: kinglet agent --source dir:<path>|kube [options]
 
@@ -19,6 +21,13 @@ const HELP = `usage: kinglet agent --source dir:<path>|kube [options]
   --cgroup <dir>        cgroup2 directory the socket LB attaches to (default: the cgroup2 root)
   --api-socket <path>   the local API for the CLI (default ${DEFAULT_API_SOCKET}, mode 0600)
   --state-dir <dir>     the agent's own state: registered pod endpoints (default ${DEFAULT_STATE_DIR})
+  --socket-lb=true|false  translate ClusterIPs at connect() in the cgroup (default true); false: per packet in tc
+  --native-device <if>  the node's uplink for masquerade (default: the default route's device; "none": no masquerade)
+  --cluster-cidr <cidr> pod traffic to addresses outside it is masqueraded (default ${DEFAULT_CLUSTER_CIDR})
+  --pod-redirect <mode> how local pods are reached: auto, peer, neigh, stack (default auto: the best the kernel has)
+  --pod-network=true|false  pod endpoints, tc programs, masquerade and node routes (default true)
+  --manage-sysctls      in the initial network namespace, also turn on ip_forward, install node routes and
+                        pick the native device by itself (in any other namespace the agent always does)
   --object <file>       force a socket-LB object variant (default: the best this kernel loads)
   --replace-incompatible-maps  replace pinned maps whose layout changed (their entries are lost)
   --resync <seconds>    full resync period (default 60)
@@ -49,6 +58,12 @@ export async function run(args: string[], io: Io): Promise<number> {
       cgroup: { type: 'string' },
       'api-socket': { type: 'string', default: DEFAULT_API_SOCKET },
       'state-dir': { type: 'string', default: DEFAULT_STATE_DIR },
+      'socket-lb': { type: 'string', default: 'true' },
+      'native-device': { type: 'string' },
+      'cluster-cidr': { type: 'string', default: DEFAULT_CLUSTER_CIDR },
+      'pod-redirect': { type: 'string', default: 'auto' },
+      'pod-network': { type: 'string', default: 'true' },
+      'manage-sysctls': { type: 'boolean', default: false },
       object: { type: 'string' },
       'replace-incompatible-maps': { type: 'boolean', default: false },
       resync: { type: 'string', default: '60' },
@@ -66,13 +81,28 @@ export async function run(args: string[], io: Io): Promise<number> {
   }
   const bpfRoot = values['bpf-root'];
   if (values.cleanup) {
+    const pods = await cleanupPodNetwork(values['state-dir']);
     const report = cleanup(bpfRoot);
-    if (values.json) printJson(io, report);
+    report.errors.push(...pods.errors);
+    if (values.json) printJson(io, { ...report, tc: pods.detached });
     else {
-      io.out(`removed ${report.links.length} link(s) and ${report.maps.length} map(s) under ${bpfRoot}\n`);
+      io.out(`removed ${report.links.length} link(s), ${report.maps.length} map(s) under ${bpfRoot} and ${pods.detached.length} tc program(s)\n`);
       for (const e of report.errors) io.err(`error: ${e}\n`);
     }
     return report.errors.length ? 1 : 0;
+  }
+  const bool = (name: string, v: string) => {
+    if (v !== 'true' && v !== 'false') throw new UsageError(`--${name} must be true or false (got "${v}")`);
+    return v === 'true';
+  };
+  const socketLb = bool('socket-lb', values['socket-lb']);
+  const podNetwork = bool('pod-network', values['pod-network']);
+  const redirect = values['pod-redirect'];
+  if (!['auto', 'peer', 'neigh', 'stack'].includes(redirect)) throw new UsageError(`--pod-redirect must be auto, peer, neigh or stack (got "${redirect}")`);
+  try {
+    cidr4(values['cluster-cidr']);
+  } catch {
+    throw new UsageError(`--cluster-cidr must be an IPv4 CIDR like 10.42.0.0/16 (got "${values['cluster-cidr']}")`);
   }
   const level = values['log-level'];
   if (!isLevel(level)) throw new UsageError(`--log-level must be one of debug, info, warn, error (got "${level}")`);
@@ -109,6 +139,12 @@ export async function run(args: string[], io: Io): Promise<number> {
     cgroup: values.cgroup ?? (await cgroup2Root()),
     apiSocket: values['api-socket'],
     stateDir: values['state-dir'],
+    socketLb,
+    podNetwork,
+    nativeDevice: values['native-device'],
+    clusterCidr: values['cluster-cidr'],
+    redirect: redirect as 'auto' | 'peer' | 'neigh' | 'stack',
+    manageSysctls: values['manage-sysctls'],
     nodeName: values['node-name'],
     object: values.object,
     replaceIncompatible: values['replace-incompatible-maps'],

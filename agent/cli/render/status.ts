@@ -41,5 +41,17 @@ export function renderStatus(st: AgentStatus, now: Date = new Date()): string {
     out.push(`${''.padEnd(24)}- ${c.name}: ${c.runs} runs, ${c.failures} failures, last ${since(c.lastRun, now)}${c.lastError ? `, error: ${c.lastError}` : ''}`);
   }
   line('IPAM', st.ipam ? st.ipam.podCIDRs.join(', ') : 'no pod range yet (pod networking not configured)');
+  const pn = st.podNetwork;
+  if (pn) {
+    line('Endpoints', `${pn.endpoints} (local delivery: ${pn.redirect === 'stack' ? 'kernel stack' : `bpf_redirect_${pn.redirect}`})`);
+    const m = pn.masquerade;
+    line('Masquerade', m.enabled ? `BPF   ${m.podCIDR} -> ${m.nodeIP} on ${m.device}, except to ${m.clusterCIDR}` : `Disabled   (${m.reason ?? 'off'})`);
+    for (const p of pn.tc) out.push(`${''.padEnd(24)}- ${p.program.padEnd(20)} tc ${p.direction.padEnd(8)} ${p.device}, prog ${p.progId}`);
+    line('Node routes', pn.routes.reason ? `unmanaged (${pn.routes.reason})` : `${pn.routes.installed.length} installed`);
+    for (const r of pn.routes.installed) out.push(`${''.padEnd(24)}- ${r}`);
+    for (const e of pn.routes.errors) out.push(`${''.padEnd(24)}! ${e}`);
+    line('IP forwarding', pn.ipForward.value === '1' ? 'on' : `off${pn.ipForward.reason ? ` (${pn.ipForward.reason})` : ''}`);
+    if (pn.drops.length) line('Drops', pn.drops.map((d) => `${d.reason}: ${d.count}`).join(', '));
+  }
   return out.join('\n') + '\n';
 }

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { netns, rootSkipReason, scratchBpffs, veth } from '../../../lib/sandbox.ts';
 
 const skip = rootSkipReason();
-const helper = fileURLToPath(new URL('./tc-helper.ts', import.meta.url));
+const helper = fileURLToPath(new URL('../../../lib/tc-helper.ts', import.meta.url));
 const repo = fileURLToPath(new URL('../../../../', import.meta.url));
 
 t.test('tc attach, atomic replace, query, detach in a namespace', { skip }, async (t) => {

@@ -5,8 +5,8 @@
 //   tc-helper.ts <bpfRoot> detach <ifname> [--qdisc]
 //   tc-helper.ts <bpfRoot> native <ifname>     -> attach the masquerade pair
 import { execFileSync } from 'node:child_process';
-import { PodDatapath } from '../../../../agent/datapath/pod.ts';
-import { tcDetachProgram } from '../../../../agent/datapath/loader.ts';
+import { PodDatapath } from '../../agent/datapath/pod.ts';
+import { tcDetachProgram } from '../../agent/datapath/loader.ts';
 
 const [bpfRoot, op, ifname, flag] = process.argv.slice(2);
 const links = JSON.parse(execFileSync('ip', ['-json', 'link', 'show', 'dev', ifname!], { encoding: 'utf8' })) as { ifindex: number }[];
