@@ -52,11 +52,13 @@ t.test('first apply into empty pinned maps: the reference entries, byte for byte
     lb.close();
     cleanup(bpfRoot);
   });
-  const s = state(3000);
+  // Big enough that the largest runs span more than one batch (16384 entries).
+  const s = state(8000);
   const ref = lbEntries(s);
   const want = Object.fromEntries(LB_CONFIG_MAPS.map((n) => [n, ref.maps[n].map((e) => `${toHex(e.key)}=${toHex(e.value)}`).sort()]));
   const total = LB_CONFIG_MAPS.reduce((a, n) => a + ref.maps[n].length, 0);
   t.ok(ref.maps.kl_lb6_svc_v1.length > 0 && ref.maps.kl_lb4_svc_v1.length > 0, 'both families');
+  t.ok(ref.maps.kl_lb4_svc_v1.length - 6400 > 16384 && ref.maps.kl_lb4_be_v1.length > 16384, 'runs over one batch');
 
   const first = lb.apply(s);
   t.same({ added: first.added, updated: first.updated, deleted: first.deleted }, { added: total, updated: 0, deleted: 0 });
