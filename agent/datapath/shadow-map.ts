@@ -12,10 +12,10 @@ import { mapLookupAll, mapUpdateBatch, type BpfMap } from './libbpf.ts';
 
 const BATCH_CHUNK = 16384;
 
-/** bytesKey(b), made in one go for the key sizes of the LB maps (4, 12 and 24 bytes). */
-function keyOf(b: Uint8Array): string {
-  const u = (i: number) => b[i]! | (b[i + 1]! << 8);
-  switch (b.length) {
+/** bytesKey of the `size` bytes at `at`, made in one go for the key sizes of the LB maps (4, 12 and 24 bytes). */
+function keyAt(b: Uint8Array, at: number, size: number): string {
+  const u = (i: number) => b[at + i]! | (b[at + i + 1]! << 8);
+  switch (size) {
     case 4:
       return String.fromCharCode(u(0), u(2));
     case 12:
@@ -23,9 +23,17 @@ function keyOf(b: Uint8Array): string {
     case 24:
       return String.fromCharCode(u(0), u(2), u(4), u(6), u(8), u(10), u(12), u(14), u(16), u(18), u(20), u(22));
     default:
-      return bytesKey(b);
+      return bytesKey(b.subarray(at, at + size));
   }
 }
+
+function keyOf(b: Uint8Array): string {
+  return keyAt(b, 0, b.length);
+}
+
+/** Entries of a packed segment are stored as segment << SEG_SHIFT | position (small integers, no object each). */
+const SEG_SHIFT = 21;
+const POS_MASK = (1 << SEG_SHIFT) - 1;
 
 interface Packed {
   keys: Uint8Array;
@@ -35,7 +43,10 @@ interface Packed {
 
 export class ShadowMap implements MapAccess {
   readonly map: BpfMap;
-  readonly #copy = new Map<string, [Uint8Array, Uint8Array]>();
+  /** Key -> [key, value], or the place of an entry in a packed segment. */
+  readonly #copy = new Map<string, [Uint8Array, Uint8Array] | number>();
+  /** Packed segments entries of #copy refer to. */
+  #segs: Packed[] = [];
   /** Packed entries not in #copy yet (keys #copy does not hold). */
   #pending: Packed[] = [];
   #pendingCount = 0;
@@ -48,6 +59,7 @@ export class ShadowMap implements MapAccess {
   /** Replace the copy with what the kernel holds now. */
   resync(): void {
     this.#copy.clear();
+    this.#segs = [];
     this.#pending = [];
     this.#pendingCount = 0;
     const { keySize, valueSize } = this.map.info;
@@ -73,14 +85,21 @@ export class ShadowMap implements MapAccess {
   }
 
   /** The copy with every packed entry indexed. */
-  #indexed(): Map<string, [Uint8Array, Uint8Array]> {
+  #indexed(): Map<string, [Uint8Array, Uint8Array] | number> {
     if (this.#pending.length > 0) {
       const { keySize, valueSize } = this.map.info;
-      for (const { keys, values, count } of this.#pending) {
-        for (let i = 0; i < count; i++) {
-          const k = keys.subarray(i * keySize, (i + 1) * keySize);
-          this.#copy.set(keyOf(k), [k, values.subarray(i * valueSize, (i + 1) * valueSize)]);
+      if (this.#copy.size === 0) this.#segs = []; // no entry refers to the old ones
+      for (const seg of this.#pending) {
+        const keys = seg.keys;
+        if (seg.count > POS_MASK + 1 || this.#segs.length >= 1 << (31 - SEG_SHIFT)) {
+          // Out of places to number: entries as pairs of views.
+          for (let i = 0; i < seg.count; i++) {
+            this.#copy.set(keyAt(keys, i * keySize, keySize), [keys.subarray(i * keySize, (i + 1) * keySize), seg.values.subarray(i * valueSize, (i + 1) * valueSize)]);
+          }
+          continue;
         }
+        const base = (this.#segs.push(seg) - 1) << SEG_SHIFT;
+        for (let i = 0; i < seg.count; i++) this.#copy.set(keyAt(keys, i * keySize, keySize), base | i);
       }
       this.#pending = [];
       this.#pendingCount = 0;
@@ -88,17 +107,31 @@ export class ShadowMap implements MapAccess {
     return this.#copy;
   }
 
+  #value(e: [Uint8Array, Uint8Array] | number): Uint8Array {
+    if (typeof e !== 'number') return e[1];
+    const seg = this.#segs[e >>> SEG_SHIFT]!, i = e & POS_MASK, n = this.map.info.valueSize;
+    return seg.values.subarray(i * n, (i + 1) * n);
+  }
+
   get size(): number {
     return this.#copy.size + this.#pendingCount;
   }
 
-  entries(): Iterable<[Uint8Array, Uint8Array]> {
-    return this.#indexed().values();
+  *entries(): Iterable<[Uint8Array, Uint8Array]> {
+    const { keySize } = this.map.info;
+    for (const e of this.#indexed().values()) {
+      if (typeof e !== 'number') yield e;
+      else {
+        const i = e & POS_MASK;
+        yield [this.#segs[e >>> SEG_SHIFT]!.keys.subarray(i * keySize, (i + 1) * keySize), this.#value(e)];
+      }
+    }
   }
 
   /** The value as this process last wrote or read it (no system call). */
   get(key: Uint8Array): Uint8Array | undefined {
-    return this.#indexed().get(keyOf(key))?.[1];
+    const e = this.#indexed().get(keyOf(key));
+    return e === undefined ? undefined : this.#value(e);
   }
 
   update(key: Uint8Array, value: Uint8Array): void {
