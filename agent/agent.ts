@@ -212,6 +212,7 @@ export class Agent {
       startedAt: this.#startedAt.toISOString(),
       uptimeSeconds: Math.round((Date.now() - this.#startedAt.getTime()) / 1000),
       source: { ...src },
+      capabilities: [...(lb ? ['clusterip'] : []), ...(this.#pods ? ['pod-network', 'masquerade'] : [])],
       kubeProxyReplacement: {
         mode: 'Partial',
         features: [

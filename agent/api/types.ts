@@ -81,6 +81,12 @@ export interface AgentStatus {
   uptimeSeconds: number;
   /** Where Kubernetes objects come from, and whether the first full list is done. */
   source: { kind: string; endpoint: string; synced: boolean; lastSync?: string; lastError?: string; malformed: number; [k: string]: unknown };
+  /**
+   * What this datapath does, as stable names the connectivity runners read:
+   * 'clusterip', 'pod-network', 'masquerade' today; 'networkpolicy',
+   * 'nodeport', 'hostport' once those features exist.
+   */
+  capabilities: string[];
   kubeProxyReplacement: {
     /** "True" when every service type kinglet handles is handled in BPF here. */
     mode: 'True' | 'Partial' | 'False';

@@ -22,6 +22,7 @@ export function renderStatus(st: AgentStatus, now: Date = new Date()): string {
   if (typeof src.endpointReason === 'string') out.push(`${''.padEnd(24)}(${src.endpointReason})`);
   if (src.lastError) out.push(`${''.padEnd(24)}last error: ${src.lastError}`);
   if (src.malformed) out.push(`${''.padEnd(24)}${src.malformed} malformed object(s) skipped`);
+  line('Capabilities', st.capabilities.length ? st.capabilities.join(', ') : 'none');
   const kpr = st.kubeProxyReplacement;
   line('KubeProxyReplacement', `${kpr.mode}   [${kpr.features.filter((f) => f.enabled).map((f) => f.name).join(', ')}]`);
   for (const f of kpr.features) out.push(`${''.padEnd(24)}- ${f.name}: ${f.enabled ? 'yes' : 'no'} (${f.detail})`);

@@ -10,6 +10,7 @@ const base = (): AgentStatus => ({
   startedAt: '2026-11-23T12:00:00.000Z',
   uptimeSeconds: 60,
   source: { kind: 'kube', endpoint: 'https://127.0.0.1:6444', endpointReason: 'k3s kubeconfig: straight to the apiserver', version: 'v1.31.2+k3s1', synced: true, lastSync: '2026-11-23T12:00:50.000Z', malformed: 0 },
+  capabilities: ['clusterip', 'pod-network'],
   kubeProxyReplacement: { mode: 'Partial', features: [{ name: 'ClusterIP', enabled: true, detail: 'socket LB' }, { name: 'NodePort', enabled: false, detail: 'not yet' }] },
   datapath: {
     bpfRoot: '/sys/fs/bpf/kinglet',
@@ -30,6 +31,7 @@ t.test('a healthy agent, like cilium status', async (t) => {
   t.match(out, /^Agent:\s+OK\s+kinglet 0\.1\.0 on node node-a/m);
   t.match(out, /^Kubernetes:\s+OK\s+https:\/\/127\.0\.0\.1:6444 \[v1\.31\.2\+k3s1\], last sync 10s ago$/m);
   t.match(out, /\(k3s kubeconfig: straight to the apiserver\)/);
+  t.match(out, /^Capabilities:\s+clusterip, pod-network$/m);
   t.match(out, /^KubeProxyReplacement:\s+Partial\s+\[ClusterIP\]$/m, 'only enabled features in the summary');
   t.match(out, /- NodePort: no \(not yet\)/);
   t.match(out, /kl_lb4_svc_v1\s+2621\/262144 \(1\.00%\)/, 'map fill level');
