@@ -249,7 +249,7 @@ export function planAgent(i: PlanInput, dirs: CniDirs): PhasePlan {
     ? `CNI dirs from k3s's containerd config: bin ${dirs.binDir}, conf ${dirs.confDir}`
     : `CNI dirs assumed (bin ${dirs.binDir}, conf ${dirs.confDir}); a real run reads them from ${K3S_CONTAINERD_CONFIG} once k3s has started`);
   const name = nodeName(i);
-  const exec = cliArgv(s.nodeBin, s.bundleDir, ['agent', '--source', 'kube', '--kubeconfig', AGENT_KUBECONFIG, '--node-name', name]);
+  const exec = cliArgv(s.nodeBin, s.bundleDir, ['agent', '--source', 'kube', '--kubeconfig', AGENT_KUBECONFIG, '--node-name', name, '--manage-sysctls']);
   p.steps.push(
     { id: 'agent.etc', title: 'kinglet configuration directory', kind: 'dir', path: ETC_DIR, mode: 0o755 },
     { id: 'agent.cni-bin-dir', title: 'CNI plugin directory', kind: 'dir', path: dirs.binDir, mode: 0o755 },

@@ -20,12 +20,13 @@ for (const [host, init] of [['debian12', 'systemd'], ['alpine', 'openrc']] as co
     t.ok(at >= 0, 'runs `kinglet agent`');
     const { values } = parseArgs({
       args: words.slice(at + 1),
-      options: { source: { type: 'string' }, kubeconfig: { type: 'string' }, 'node-name': { type: 'string' } },
+      options: { source: { type: 'string' }, kubeconfig: { type: 'string' }, 'node-name': { type: 'string' }, 'manage-sysctls': { type: 'boolean' } },
       strict: true,
     });
     t.equal(values.source, 'kube', '--source kube (the agent refuses to start without a source)');
     t.equal(values.kubeconfig, '/etc/kinglet/agent.kubeconfig');
     t.ok(values['node-name'], 'the node name is passed');
+    t.equal(values['manage-sysctls'], true, 'on a real node the agent owns ip_forward, node routes and the uplink');
     t.match(content, init === 'systemd' ? /^Restart=always$/m : /^supervisor=supervise-daemon$/m, 'restarted on failure');
   });
 }
