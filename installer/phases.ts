@@ -9,8 +9,8 @@ import type { HostFacts } from './facts.ts';
 import { elMajor, has, isMountedAs, kernelVerdict } from './facts.ts';
 import {
   AGENT_KUBECONFIG, BPFFS, CGROUP2_MOUNT, ETC_DIR, K3S_CONTAINERD_CONFIG, K3S_KUBECONFIG, K3S_MANIFESTS,
-  RESUME_ENV, STATE_DIR, agentKubeconfig, agentOpenrcScript, agentSystemdUnit, cliArgv, conflist, envFile,
-  rbacManifest, resumeLocalScript, resumeSystemdUnit,
+  RESUME_ENV, STATE_DIR, agentKubeconfig, agentOpenrcScript, agentSystemdUnit, cliArgv, cniWrapper, conflist, envFile,
+  resumeLocalScript, resumeSystemdUnit,
 } from './render.ts';
 import type { Settings } from './settings.ts';
 import type { PhaseName, PhasePlan, Plan, Problem, Step } from './steps.ts';
@@ -253,12 +253,12 @@ export function planAgent(i: PlanInput, dirs: CniDirs): PhasePlan {
   p.steps.push(
     { id: 'agent.etc', title: 'kinglet configuration directory', kind: 'dir', path: ETC_DIR, mode: 0o755 },
     { id: 'agent.cni-bin-dir', title: 'CNI plugin directory', kind: 'dir', path: dirs.binDir, mode: 0o755 },
-    { id: 'agent.cni-plugin', title: 'install the kinglet-cni plugin', kind: 'copy', from: 'bin/kinglet-cni', path: `${dirs.binDir}/kinglet-cni`, mode: 0o755 },
+    { id: 'agent.cni-plugin', title: 'the kinglet-cni plugin (runs the bundle with its own Node.js)', kind: 'file', path: `${dirs.binDir}/kinglet-cni`, mode: 0o755, content: cniWrapper(s.nodeBin, s.bundleDir) },
     { id: 'agent.cni-conf-dir', title: 'CNI config directory', kind: 'dir', path: dirs.confDir, mode: 0o755 },
     { id: 'agent.conflist', title: "kinglet's CNI network config", kind: 'file', path: `${dirs.confDir}/05-kinglet.conflist`, mode: 0o644, content: conflist(AGENT_SOCKET) },
   );
   if (r === 'server') {
-    p.steps.push({ id: 'agent.rbac', title: "the agent's RBAC (auto-deployed by k3s)", kind: 'file', path: `${K3S_MANIFESTS}/kinglet-rbac.yaml`, mode: 0o600, content: rbacManifest() });
+    p.steps.push({ id: 'agent.rbac', title: "the agent's RBAC (auto-deployed by k3s)", kind: 'copy', from: 'manifests/agent-rbac.yaml', path: `${K3S_MANIFESTS}/kinglet-rbac.yaml`, mode: 0o600 });
   }
   p.steps.push({ id: 'agent.kubeconfig', title: "the agent's kubeconfig (direct to the API server)", kind: 'file', path: AGENT_KUBECONFIG, mode: 0o600, content: agentKubeconfig(r) });
   if (f.init === 'openrc') {

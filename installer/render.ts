@@ -117,18 +117,21 @@ export function conflist(agentSocket: string): string {
   return JSON.stringify({
     cniVersion: '1.0.0',
     name: 'kinglet',
-    plugins: [{ type: 'kinglet-cni', agentSocket }],
+    // loopback: k3s ships it beside its other CNI plugins; pods need lo up.
+    plugins: [{ type: 'kinglet-cni', agentSocket }, { type: 'loopback' }],
   }, null, 2) + '\n';
 }
 
 /**
  * The agent talks to the API server directly (kube-proxy is gone, so never
  * through the kubernetes ClusterIP): k3s's own listener on a server, the
- * k3s agent's local load balancer on an agent. It authenticates as the node,
- * with the client certificate k3s issues to the kubelet.
+ * k3s agent's local load balancer on an agent; both on 127.0.0.1:6444. It
+ * authenticates as the node (group system:nodes, which manifests/agent-rbac.yaml
+ * binds to the agent's read-only role) with the client certificate k3s issues
+ * to the kubelet: present on every node, so no token has to be carried around.
  */
-export function agentKubeconfig(role: 'server' | 'agent'): string {
-  const server = role === 'server' ? 'https://127.0.0.1:6443' : 'https://127.0.0.1:6444';
+export function agentKubeconfig(_role: 'server' | 'agent'): string {
+  const server = 'https://127.0.0.1:6444';
   const dir = '/var/lib/rancher/k3s/agent';
   return stringify({
     apiVersion: 'v1',
@@ -140,26 +143,16 @@ export function agentKubeconfig(role: 'server' | 'agent'): string {
   });
 }
 
-/** Read access for agents (authenticated as their node) to what the datapath is computed from. */
-export function rbacManifest(): string {
-  const role = {
-    apiVersion: 'rbac.authorization.k8s.io/v1',
-    kind: 'ClusterRole',
-    metadata: { name: 'kinglet-agent', labels: { 'app.kubernetes.io/name': 'kinglet' } },
-    rules: [
-      { apiGroups: [''], resources: ['services', 'endpoints', 'pods', 'namespaces', 'nodes'], verbs: ['get', 'list', 'watch'] },
-      { apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: ['get', 'list', 'watch'] },
-      { apiGroups: ['networking.k8s.io'], resources: ['networkpolicies'], verbs: ['get', 'list', 'watch'] },
-      { apiGroups: [''], resources: ['nodes/status'], verbs: ['patch'] },
-      { apiGroups: [''], resources: ['events'], verbs: ['create', 'patch'] },
-    ],
-  };
-  const binding = {
-    apiVersion: 'rbac.authorization.k8s.io/v1',
-    kind: 'ClusterRoleBinding',
-    metadata: { name: 'kinglet-agent', labels: { 'app.kubernetes.io/name': 'kinglet' } },
-    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'kinglet-agent' },
-    subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'Group', name: 'system:nodes' }],
-  };
-  return `# Written by kinglet install (k3s auto-deploys this directory).\n${stringify(role)}---\n${stringify(binding)}`;
+/**
+ * The CNI plugin as containerd runs it: a shell wrapper that runs the bundle's
+ * plugin with kinglet's own Node.js (containerd's PATH may have none, or an
+ * old one).
+ */
+export function cniWrapper(nodeBin: string, bundleDir: string): string {
+  return [
+    '#!/bin/sh',
+    '# Written by kinglet install; removed by kinglet uninstall.',
+    `exec ${shellLine([nodeBin, `${bundleDir}/agent/cni/kinglet-cni`])} "$@"`,
+    '',
+  ].join('\n');
 }

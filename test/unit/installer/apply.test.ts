@@ -2,7 +2,7 @@
 // land where they should, a second run is a no-op, a run cut by the kernel
 // reboot resumes, uninstall removes what install added.
 import t from 'tap';
-import { mkdtemp, mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runWith as install } from '../../../agent/cli/commands/install.ts';
@@ -29,8 +29,8 @@ async function scratch(t: { teardown(fn: () => unknown): void }): Promise<{ root
   const bundle = join(base, 'bundle');
   await mkdir(join(root, 'etc'), { recursive: true });
   await writeFile(join(root, 'etc/fstab'), '/dev/sda1 / ext4 defaults 0 1\n');
-  await mkdir(join(bundle, 'bin'), { recursive: true });
-  await writeFile(join(bundle, 'bin/kinglet-cni'), '#!/bin/sh\necho fake cni plugin\n', { mode: 0o755 });
+  await mkdir(join(bundle, 'manifests'), { recursive: true });
+  await copyFile(new URL('../../../manifests/agent-rbac.yaml', import.meta.url), join(bundle, 'manifests/agent-rbac.yaml'));
   return { root, bundle };
 }
 
@@ -48,10 +48,10 @@ t.test('alpine server: files land, second run is a no-op, uninstall restores', a
   t.equal(await install([], o1.io, deps(root, r1, facts, env, bundle)), 0, o1.err.join(''));
   const after = await tree(root);
   // CNI dirs come from the containerd config k3s wrote, not the defaults.
-  t.match(after['/var/lib/rancher/k3s/data/cni-test/kinglet-cni'], /^755 #!\/bin\/sh/);
+  t.match(after['/var/lib/rancher/k3s/data/cni-test/kinglet-cni'], /^755 #!\/bin\/sh\n.*\nexec \/opt\/kinglet\/node\/bin\/node \S+\/bundle\/agent\/cni\/kinglet-cni "\$@"\n$/s, 'a wrapper that runs the bundle with its own node');
   t.match(after['/var/lib/rancher/k3s/agent/etc/cni/net.d/05-kinglet.conflist'], /^644 .*"type": "kinglet-cni"/s);
   t.match(after['/etc/init.d/kinglet-agent'], /^755 #!\/sbin\/openrc-run/);
-  t.match(after['/etc/kinglet/agent.kubeconfig'], /^600 .*https:\/\/127\.0\.0\.1:6443/s);
+  t.match(after['/etc/kinglet/agent.kubeconfig'], /^600 .*https:\/\/127\.0\.0\.1:6444.*client-kubelet\.crt/s);
   t.match(after['/var/lib/rancher/k3s/server/manifests/kinglet-rbac.yaml'], /^600 .*system:nodes/s);
   t.match(after['/etc/fstab'], /bpffs \/sys\/fs\/bpf bpf/);
   t.match(after['/var/lib/kinglet/state.json'], /^600 /);

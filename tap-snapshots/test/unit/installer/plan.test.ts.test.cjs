@@ -55,14 +55,14 @@ exports[`test/unit/installer/plan.test.ts > TAP > alpine (OpenRC) > human plan 1
         dir     /etc/kinglet (0755)
   [agent.cni-bin-dir] CNI plugin directory
         dir     /var/lib/rancher/k3s/data/cni (0755)
-  [agent.cni-plugin] install the kinglet-cni plugin
-        copy    <bundle>/bin/kinglet-cni -> /var/lib/rancher/k3s/data/cni/kinglet-cni (0755)
+  [agent.cni-plugin] the kinglet-cni plugin (runs the bundle with its own Node.js)
+        file    /var/lib/rancher/k3s/data/cni/kinglet-cni (0755, 142 bytes)
   [agent.cni-conf-dir] CNI config directory
         dir     /var/lib/rancher/k3s/agent/etc/cni/net.d (0755)
   [agent.conflist] kinglet's CNI network config
-        file    /var/lib/rancher/k3s/agent/etc/cni/net.d/05-kinglet.conflist (0644, 157 bytes)
+        file    /var/lib/rancher/k3s/agent/etc/cni/net.d/05-kinglet.conflist (0644, 195 bytes)
   [agent.rbac] the agent's RBAC (auto-deployed by k3s)
-        file    /var/lib/rancher/k3s/server/manifests/kinglet-rbac.yaml (0600, 1147 bytes)
+        copy    <bundle>/manifests/agent-rbac.yaml -> /var/lib/rancher/k3s/server/manifests/kinglet-rbac.yaml (0600)
   [agent.kubeconfig] the agent's kubeconfig (direct to the API server)
         file    /etc/kinglet/agent.kubeconfig (0600, 448 bytes)
   [agent.service] the agent service (OpenRC)
@@ -127,14 +127,14 @@ exports[`test/unit/installer/plan.test.ts > TAP > centos 7, 3.10, BIOS (grubby),
         dir     /etc/kinglet (0755)
   [agent.cni-bin-dir] CNI plugin directory
         dir     /var/lib/rancher/k3s/data/cni (0755)
-  [agent.cni-plugin] install the kinglet-cni plugin
-        copy    <bundle>/bin/kinglet-cni -> /var/lib/rancher/k3s/data/cni/kinglet-cni (0755)
+  [agent.cni-plugin] the kinglet-cni plugin (runs the bundle with its own Node.js)
+        file    /var/lib/rancher/k3s/data/cni/kinglet-cni (0755, 142 bytes)
   [agent.cni-conf-dir] CNI config directory
         dir     /var/lib/rancher/k3s/agent/etc/cni/net.d (0755)
   [agent.conflist] kinglet's CNI network config
-        file    /var/lib/rancher/k3s/agent/etc/cni/net.d/05-kinglet.conflist (0644, 157 bytes)
+        file    /var/lib/rancher/k3s/agent/etc/cni/net.d/05-kinglet.conflist (0644, 195 bytes)
   [agent.rbac] the agent's RBAC (auto-deployed by k3s)
-        file    /var/lib/rancher/k3s/server/manifests/kinglet-rbac.yaml (0600, 1147 bytes)
+        copy    <bundle>/manifests/agent-rbac.yaml -> /var/lib/rancher/k3s/server/manifests/kinglet-rbac.yaml (0600)
   [agent.kubeconfig] the agent's kubeconfig (direct to the API server)
         file    /etc/kinglet/agent.kubeconfig (0600, 448 bytes)
   [agent.service] the agent service (systemd)
@@ -197,14 +197,14 @@ exports[`test/unit/installer/plan.test.ts > TAP > centos 7, 3.10, UEFI (no grubb
         dir     /etc/kinglet (0755)
   [agent.cni-bin-dir] CNI plugin directory
         dir     /var/lib/rancher/k3s/data/cni (0755)
-  [agent.cni-plugin] install the kinglet-cni plugin
-        copy    <bundle>/bin/kinglet-cni -> /var/lib/rancher/k3s/data/cni/kinglet-cni (0755)
+  [agent.cni-plugin] the kinglet-cni plugin (runs the bundle with its own Node.js)
+        file    /var/lib/rancher/k3s/data/cni/kinglet-cni (0755, 142 bytes)
   [agent.cni-conf-dir] CNI config directory
         dir     /var/lib/rancher/k3s/agent/etc/cni/net.d (0755)
   [agent.conflist] kinglet's CNI network config
-        file    /var/lib/rancher/k3s/agent/etc/cni/net.d/05-kinglet.conflist (0644, 157 bytes)
+        file    /var/lib/rancher/k3s/agent/etc/cni/net.d/05-kinglet.conflist (0644, 195 bytes)
   [agent.rbac] the agent's RBAC (auto-deployed by k3s)
-        file    /var/lib/rancher/k3s/server/manifests/kinglet-rbac.yaml (0600, 1147 bytes)
+        copy    <bundle>/manifests/agent-rbac.yaml -> /var/lib/rancher/k3s/server/manifests/kinglet-rbac.yaml (0600)
   [agent.kubeconfig] the agent's kubeconfig (direct to the API server)
         file    /etc/kinglet/agent.kubeconfig (0600, 448 bytes)
   [agent.service] the agent service (systemd)
@@ -251,12 +251,12 @@ exports[`test/unit/installer/plan.test.ts > TAP > debian 12 arm64, agent joining
         dir     /etc/kinglet (0755)
   [agent.cni-bin-dir] CNI plugin directory
         dir     /var/lib/rancher/k3s/data/cni (0755)
-  [agent.cni-plugin] install the kinglet-cni plugin
-        copy    <bundle>/bin/kinglet-cni -> /var/lib/rancher/k3s/data/cni/kinglet-cni (0755)
+  [agent.cni-plugin] the kinglet-cni plugin (runs the bundle with its own Node.js)
+        file    /var/lib/rancher/k3s/data/cni/kinglet-cni (0755, 142 bytes)
   [agent.cni-conf-dir] CNI config directory
         dir     /var/lib/rancher/k3s/agent/etc/cni/net.d (0755)
   [agent.conflist] kinglet's CNI network config
-        file    /var/lib/rancher/k3s/agent/etc/cni/net.d/05-kinglet.conflist (0644, 157 bytes)
+        file    /var/lib/rancher/k3s/agent/etc/cni/net.d/05-kinglet.conflist (0644, 195 bytes)
   [agent.kubeconfig] the agent's kubeconfig (direct to the API server)
         file    /etc/kinglet/agent.kubeconfig (0600, 448 bytes)
   [agent.service] the agent service (systemd)
@@ -309,14 +309,14 @@ exports[`test/unit/installer/plan.test.ts > TAP > rhel 8 (cgroup v1 host) > huma
         dir     /etc/kinglet (0755)
   [agent.cni-bin-dir] CNI plugin directory
         dir     /var/lib/rancher/k3s/data/cni (0755)
-  [agent.cni-plugin] install the kinglet-cni plugin
-        copy    <bundle>/bin/kinglet-cni -> /var/lib/rancher/k3s/data/cni/kinglet-cni (0755)
+  [agent.cni-plugin] the kinglet-cni plugin (runs the bundle with its own Node.js)
+        file    /var/lib/rancher/k3s/data/cni/kinglet-cni (0755, 142 bytes)
   [agent.cni-conf-dir] CNI config directory
         dir     /var/lib/rancher/k3s/agent/etc/cni/net.d (0755)
   [agent.conflist] kinglet's CNI network config
-        file    /var/lib/rancher/k3s/agent/etc/cni/net.d/05-kinglet.conflist (0644, 157 bytes)
+        file    /var/lib/rancher/k3s/agent/etc/cni/net.d/05-kinglet.conflist (0644, 195 bytes)
   [agent.rbac] the agent's RBAC (auto-deployed by k3s)
-        file    /var/lib/rancher/k3s/server/manifests/kinglet-rbac.yaml (0600, 1147 bytes)
+        copy    <bundle>/manifests/agent-rbac.yaml -> /var/lib/rancher/k3s/server/manifests/kinglet-rbac.yaml (0600)
   [agent.kubeconfig] the agent's kubeconfig (direct to the API server)
         file    /etc/kinglet/agent.kubeconfig (0600, 448 bytes)
   [agent.service] the agent service (systemd)
@@ -364,14 +364,14 @@ exports[`test/unit/installer/plan.test.ts > TAP > rocky 9 > human plan 1`] = `
         dir     /etc/kinglet (0755)
   [agent.cni-bin-dir] CNI plugin directory
         dir     /var/lib/rancher/k3s/data/cni (0755)
-  [agent.cni-plugin] install the kinglet-cni plugin
-        copy    <bundle>/bin/kinglet-cni -> /var/lib/rancher/k3s/data/cni/kinglet-cni (0755)
+  [agent.cni-plugin] the kinglet-cni plugin (runs the bundle with its own Node.js)
+        file    /var/lib/rancher/k3s/data/cni/kinglet-cni (0755, 142 bytes)
   [agent.cni-conf-dir] CNI config directory
         dir     /var/lib/rancher/k3s/agent/etc/cni/net.d (0755)
   [agent.conflist] kinglet's CNI network config
-        file    /var/lib/rancher/k3s/agent/etc/cni/net.d/05-kinglet.conflist (0644, 157 bytes)
+        file    /var/lib/rancher/k3s/agent/etc/cni/net.d/05-kinglet.conflist (0644, 195 bytes)
   [agent.rbac] the agent's RBAC (auto-deployed by k3s)
-        file    /var/lib/rancher/k3s/server/manifests/kinglet-rbac.yaml (0600, 1147 bytes)
+        copy    <bundle>/manifests/agent-rbac.yaml -> /var/lib/rancher/k3s/server/manifests/kinglet-rbac.yaml (0600)
   [agent.kubeconfig] the agent's kubeconfig (direct to the API server)
         file    /etc/kinglet/agent.kubeconfig (0600, 448 bytes)
   [agent.service] the agent service (systemd)
@@ -419,14 +419,14 @@ exports[`test/unit/installer/plan.test.ts > TAP > ubuntu 22.04, extra k3s flags 
         dir     /etc/kinglet (0755)
   [agent.cni-bin-dir] CNI plugin directory
         dir     /var/lib/rancher/k3s/data/cni (0755)
-  [agent.cni-plugin] install the kinglet-cni plugin
-        copy    <bundle>/bin/kinglet-cni -> /var/lib/rancher/k3s/data/cni/kinglet-cni (0755)
+  [agent.cni-plugin] the kinglet-cni plugin (runs the bundle with its own Node.js)
+        file    /var/lib/rancher/k3s/data/cni/kinglet-cni (0755, 142 bytes)
   [agent.cni-conf-dir] CNI config directory
         dir     /var/lib/rancher/k3s/agent/etc/cni/net.d (0755)
   [agent.conflist] kinglet's CNI network config
-        file    /var/lib/rancher/k3s/agent/etc/cni/net.d/05-kinglet.conflist (0644, 157 bytes)
+        file    /var/lib/rancher/k3s/agent/etc/cni/net.d/05-kinglet.conflist (0644, 195 bytes)
   [agent.rbac] the agent's RBAC (auto-deployed by k3s)
-        file    /var/lib/rancher/k3s/server/manifests/kinglet-rbac.yaml (0600, 1147 bytes)
+        copy    <bundle>/manifests/agent-rbac.yaml -> /var/lib/rancher/k3s/server/manifests/kinglet-rbac.yaml (0600)
   [agent.kubeconfig] the agent's kubeconfig (direct to the API server)
         file    /etc/kinglet/agent.kubeconfig (0600, 448 bytes)
   [agent.service] the agent service (systemd)
