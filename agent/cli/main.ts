@@ -49,6 +49,22 @@ export const commands: Record<string, Command> = {
     summary: 'deploy the connectivity checks into the cluster and report PASS / FAIL / SKIP per check',
     load: () => import('./commands/connectivity-test.ts'),
   },
+  lab: {
+    summary: 'a kinglet cluster on this box without k3s: lab up, the connectivity checks, lab down',
+    load: () => import('./commands/lab.ts'),
+  },
+  'lab up': {
+    summary: 'create the lab (nodes as network namespaces, real agents, pods via the CNI plugin) and leave it running',
+    load: () => import('./commands/lab-up.ts'),
+  },
+  'lab test': {
+    summary: 'run the connectivity checks against the lab',
+    load: () => import('./commands/lab-test.ts'),
+  },
+  'lab down': {
+    summary: 'remove the lab (idempotent, also after a crashed lab up)',
+    load: () => import('./commands/lab-down.ts'),
+  },
 };
 
 function usage(): string {

@@ -1,0 +1,2 @@
+// kinglet lab test (see lab.ts).
+export { runTest as run } from './lab.ts';
