@@ -109,13 +109,15 @@ async function withInterrupt<T>(io: Io, fn: (signal: AbortSignal) => Promise<T>)
   }
 }
 
-async function doUp(io: Io, name: string, nodes: number, signal: AbortSignal): Promise<LabState> {
+async function doUp(io: Io, name: string, nodes: number, signal: AbortSignal, downAfter = false): Promise<LabState> {
   const { up, LabError, LabAborted } = await import('../../lab/lab.ts');
   try {
     return await up({ name, nodes, signal, step: progress(io) });
   } catch (e) {
     if (e instanceof LabError) throw new CommandError(e.message, { cause: e });
-    if (e instanceof LabAborted) throw new CommandError(`interrupted; remove what was made with: kinglet lab down${name === DEFAULT_LAB_NAME ? '' : ` --name ${name}`}`, { cause: e });
+    if (e instanceof LabAborted) {
+      throw new CommandError(downAfter ? 'interrupted' : `interrupted; remove what was made with: kinglet lab down${name === DEFAULT_LAB_NAME ? '' : ` --name ${name}`}`, { cause: e });
+    }
     throw e;
   }
 }
@@ -213,7 +215,7 @@ export async function run(args: string[], io: Io): Promise<number> {
   let status = 1;
   await withInterrupt(io, async (signal) => {
     try {
-      const st = await doUp(io, o.name, o.nodes, signal);
+      const st = await doUp(io, o.name, o.nodes, signal, !o.keep);
       status = await doTest(io, st, o.json, signal);
     } catch (e) {
       if (e instanceof CommandError) io.err(`kinglet lab: ${e.message}\n`);
