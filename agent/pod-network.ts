@@ -138,6 +138,13 @@ export class PodNetwork {
     const dp = PodDatapath.open({ bpfRoot: o.bpfRoot, objectDir: o.objectDir, replaceIncompatible: o.replaceIncompatible, log: (m, f) => o.log('info', m, f) });
     const pn = new PodNetwork(o, dp);
     try {
+      // The pod CIDR comes from this node's Node object, which the agent has
+      // not read yet. Until it has (syncNodes), keep the one the previous
+      // agent wrote: a configuration without it turns masquerade off, and
+      // the replies of masqueraded flows would reach the node untranslated
+      // (and new flows leave with the pod's address) while the agent starts.
+      const podCidr = dp.writtenPodCidr();
+      if (podCidr) pn.#config.podCidr = podCidr;
       pn.#sysctls();
       await pn.#restoreEndpoints();
       await pn.#attachNative();

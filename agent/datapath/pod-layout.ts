@@ -187,6 +187,20 @@ export function encodeConfig(c: NodeConfig): Buffer {
   return b;
 }
 
+/** The pod CIDR a written configuration holds ("10.42.1.0/24"), or undefined when it has none. */
+export function configPodCidr(b: Uint8Array): string | undefined {
+  if (b.byteLength < CFG.size) return undefined;
+  const v = Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+  const mask = v.readUInt32BE(f(CFG, 'pod_mask').offset);
+  if (mask === 0) return undefined;
+  const off = f(CFG, 'pod_net').offset;
+  const net = v.subarray(off, off + 4);
+  const cidr = `${ip4Text(net)}/${Math.clz32(~mask)}`;
+  // Only what encodeConfig writes: a contiguous mask and the network address.
+  const c = cidr4(cidr);
+  return c.mask.readUInt32BE(0) === mask && c.net.equals(net) ? cidr : undefined;
+}
+
 export interface SnatEntry {
   dir: 'out' | 'in';
   proto: number;

@@ -9,7 +9,7 @@ import { load, tcAttachProgram, tcDetachProgram, tcQueryProgram, type Loaded, ty
 import { DEFAULT_BPF_OBJECT_DIR } from './lb.ts';
 import {
   CFG_MAP, CT4_MAP, DROP_MAP, DROP_REASONS, EP4_MAP, POD_OBJECT, SNAT4_MAP,
-  decodeEndpoint, decodeSnat, encodeConfig, encodeEndpoint, ep4Key, ip4Text,
+  configPodCidr, decodeEndpoint, decodeSnat, encodeConfig, encodeEndpoint, ep4Key, ip4Text,
   type EndpointValue, type NodeConfig, type PodProgram, type SnatEntry,
 } from './pod-layout.ts';
 
@@ -103,6 +103,12 @@ export class PodDatapath {
     const out = new Map<string, EndpointValue>();
     for (const [k, v] of this.#ep.entries()) out.set(ip4Text(k), decodeEndpoint(v));
     return out;
+  }
+
+  /** The pod CIDR of the configuration in the map (written by this or an earlier agent), if any. */
+  writtenPodCidr(): string | undefined {
+    const b = this.#cfg.get(Buffer.alloc(4));
+    return b ? configPodCidr(b) : undefined;
   }
 
   /** Write the node configuration when it differs from what was written. Returns true when written. */

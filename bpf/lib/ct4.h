@@ -4,7 +4,9 @@
  * tuple in the direction of its first packet; a packet either matches that
  * key (forward), or its swapped tuple does (reply), or it starts a new flow.
  * Entries idle longer than their lifetime count as absent (and are
- * overwritten); the LRU evicts the rest under pressure.
+ * overwritten); the LRU evicts the rest under pressure. A TCP SYN that
+ * reuses the tuple of a flow that has been answered or closed starts a new
+ * flow (see kl_ct_reopens).
  */
 #ifndef KL_CT4_H
 #define KL_CT4_H
@@ -63,6 +65,26 @@ static __always_inline void kl_ct_touch(struct kl_ct4_entry *e, const struct pkt
 }
 
 /*
+ * A TCP SYN without ACK opens a connection. On a tuple whose entry has seen
+ * a reply or a FIN/RST it is a new connection reusing the tuple (a client
+ * port picked again while the old flow's entry is still alive), not part of
+ * the old flow: it must not inherit that flow's state, above all not its
+ * reverse NAT (the SYN-ACK would be shown as coming from the old flow's
+ * frontend, the client answers with RST, and every SYN retransmission
+ * keeps the stale entry alive). An entry that has seen neither is this
+ * connection's own (a retransmitted SYN).
+ */
+static __always_inline int kl_tcp_bare_syn(const struct pkt4 *p)
+{
+	return p->proto == IPPROTO_TCP && (p->tcp_flags & (KL_TCP_SYN | KL_TCP_ACK | KL_TCP_RST)) == KL_TCP_SYN;
+}
+
+static __always_inline int kl_ct_reopens(const struct kl_ct4_entry *e, int syn)
+{
+	return syn && (e->flags & (KL_CT_F_SEEN_REPLY | KL_CT_F_CLOSING));
+}
+
+/*
  * Find this packet's flow, or start one. *dir is KL_CT_FORWARD, KL_CT_REPLY
  * or KL_CT_NEW. Returns the entry, or NULL when the packet is not tracked
  * (a fragment or ICMP other than echo: *dir = KL_CT_NEW) or a new entry
@@ -73,15 +95,17 @@ static __always_inline struct kl_ct4_entry *kl_ct4_process(const struct pkt4 *p,
 	struct kl_ct4_key k;
 	struct kl_ct4_entry *e, fresh = {};
 	__u64 now;
+	int syn;
 
 	*dir = KL_CT_NEW;
 	if (p->frag || (p->proto == IPPROTO_ICMP && !p->has_ports))
 		return NULL;
 	now = bpf_ktime_get_ns();
+	syn = kl_tcp_bare_syn(p);
 
 	kl_ct4_key_of(&k, p, 0, KL_CT_SCOPE_FLOW);
 	e = bpf_map_lookup_elem(&KL_CT4_MAP, &k);
-	if (e && kl_ct_live(e, p->proto, now)) {
+	if (e && kl_ct_live(e, p->proto, now) && !kl_ct_reopens(e, syn)) {
 		kl_ct_touch(e, p, now, 0);
 		*dir = KL_CT_FORWARD;
 		return e;
@@ -89,10 +113,15 @@ static __always_inline struct kl_ct4_entry *kl_ct4_process(const struct pkt4 *p,
 	kl_ct4_key_of(&k, p, 1, KL_CT_SCOPE_FLOW);
 	e = bpf_map_lookup_elem(&KL_CT4_MAP, &k);
 	if (e && kl_ct_live(e, p->proto, now)) {
-		kl_ct_touch(e, p, now, 1);
-		*dir = KL_CT_REPLY;
-		return e;
+		if (!syn) {
+			kl_ct_touch(e, p, now, 1);
+			*dir = KL_CT_REPLY;
+			return e;
+		}
+		/* A bare SYN is never a reply: a new connection the other way round. */
+		bpf_map_delete_elem(&KL_CT4_MAP, &k);
 	}
+	/* New flow, or a new connection on a reused tuple: a fresh entry replaces the old one. */
 	kl_ct4_key_of(&k, p, 0, KL_CT_SCOPE_FLOW);
 	fresh.created_ns = now;
 	fresh.last_seen_ns = now;

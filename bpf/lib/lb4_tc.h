@@ -62,10 +62,10 @@ static __always_inline int kl_lb4_tc(struct __sk_buff *ctx, struct pkt4 *p, stru
 	affinity = front->flags & KL_SVC_F_AFFINITY;
 	now = bpf_ktime_get_ns();
 
-	/* The backend this flow already uses, while it still exists. */
+	/* The backend this flow already uses, while it still exists (a new connection on a closed flow's tuple picks anew). */
 	kl_ct4_key_of(&sk, p, 0, KL_CT_SCOPE_SVC);
 	se = bpf_map_lookup_elem(&KL_CT4_MAP, &sk);
-	if (se && se->rev_nat_id == rev_nat_id && kl_ct_live(se, p->proto, now)) {
+	if (se && se->rev_nat_id == rev_nat_id && kl_ct_live(se, p->proto, now) && !kl_ct_reopens(se, kl_tcp_bare_syn(p))) {
 		__u32 id = se->backend_id;
 
 		be = bpf_map_lookup_elem(&KL_LB4_BE_MAP, &id);

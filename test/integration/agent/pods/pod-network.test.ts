@@ -12,6 +12,18 @@ import { cluster, clusterIpService, endpointSlice, kinglet, type EchoAnswer } fr
 import type { AgentStatus, EndpointInfo } from '../../../../agent/api/types.ts';
 
 const skip = rootSkipReason();
+/** One TCP connection from local port 23456 (argv: host port), answered like echo-peer's client. */
+const SAME_PORT_CLIENT = `
+const net = require('node:net');
+const [host, port] = process.argv.slice(1);
+const s = net.connect({ host, port: Number(port), localPort: 23456 });
+let d = '';
+const done = (r) => { clearTimeout(timer); console.log(JSON.stringify(r)); s.destroy(); };
+const timer = setTimeout(() => done({ error: 'TIMEOUT' }), 3000);
+s.on('data', (x) => { d += x; });
+s.on('end', () => done({ ...JSON.parse(d), remote: s.remoteAddress + ':' + s.remotePort }));
+s.on('error', (e) => done({ error: e.code }));
+`;
 const VIP = '10.43.0.10';
 const hostOf = (a: EchoAnswer) => a.peer?.split(':')[0];
 const servers = (rs: EchoAnswer[]) => [...new Set(rs.map((r) => r.server ?? `error:${r.error}`))].sort();
@@ -108,6 +120,18 @@ t.test('two nodes: pods, services, masquerade, restart, cleanup', { skip }, asyn
     t.same(servers(udp!), ['a2', 'b1', 'b2']);
     t.same([...new Set(tcp!.map((a) => a.remote))], [`${VIP}:80`], 'the client sees the ClusterIP as its peer (reverse NAT)');
     t.same([...new Set(udp!.map((a) => a.remote))], [`${VIP}:80`], 'UDP replies come from the ClusterIP');
+  });
+
+  await t.test('a new connection on the tuple of a closed ClusterIP flow is its own flow, not reverse-translated', async (t) => {
+    // Same client port twice: first to the ClusterIP (translated in tc, its
+    // conntrack entry kept ~10 s after the FIN), then straight to the
+    // backend it reached. The second must not inherit the first's reverse NAT.
+    const run = async (host: string, port: number) => JSON.parse(await c.exec(a1, [process.execPath, '-e', SAME_PORT_CLIENT, host, String(port)])) as EchoAnswer;
+    const first = await run(VIP, 80);
+    t.equal(first.remote, `${VIP}:80`, `translated (${JSON.stringify(first)})`);
+    const backend = { a2, b1, b2 }[first.server as 'a2' | 'b1' | 'b2']!;
+    const second = await run(backend.ip, 8080);
+    t.same({ server: second.server, remote: second.remote, error: second.error }, { server: backend.name, remote: `${backend.ip}:8080`, error: undefined }, 'answered by the backend itself');
   });
 
   await t.test('socket LB forced off: --socket-lb=false, the tc LB serves even the cgroup\'s processes', async (t) => {

@@ -8,7 +8,7 @@ import { execa } from 'execa';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { LB_MAP_TYPES, LB_STRUCTS, type StructLayout } from '../../../../agent/datapath/lb-layout.ts';
-import { POD_MAP_TYPES, POD_OBJECT, POD_OBJECT_MAPS, POD_PROGRAMS, POD_STRUCTS, encodeConfig, encodeEndpoint, decodeEndpoint, cidr4 } from '../../../../agent/datapath/pod-layout.ts';
+import { POD_MAP_TYPES, POD_OBJECT, POD_OBJECT_MAPS, POD_PROGRAMS, POD_STRUCTS, encodeConfig, encodeEndpoint, decodeEndpoint, cidr4, configPodCidr } from '../../../../agent/datapath/pod-layout.ts';
 
 const bpfDir = fileURLToPath(new URL('../../../../bpf/', import.meta.url));
 
@@ -82,4 +82,6 @@ t.test('codecs', async (t) => {
   t.equal(cfg.readUInt32LE(24), 2, 'redirect peer');
   const off = encodeConfig({ clusterCidr: '10.42.0.0/16', masquerade: true, redirect: 'stack', snatPortMin: 1, snatPortMax: 2 });
   t.equal(off.readUInt32LE(20), 0, 'no node ip or pod CIDR: masquerade off');
+  t.equal(configPodCidr(cfg), '10.42.1.0/24', 'the pod CIDR read back from a written configuration (kept across an agent restart)');
+  t.equal(configPodCidr(off), undefined, 'none written');
 });
