@@ -13,7 +13,7 @@ import type { ServiceEntry } from '../../agent/api/types.ts';
 
 export const repo = fileURLToPath(new URL('../../', import.meta.url));
 export const kinglet = join(repo, 'agent', 'cli', 'kinglet.ts');
-export const peer = join(repo, 'test', 'integration', 'bpf', 'lb-peer.ts');
+export const peer = join(repo, 'test', 'lib', 'lb-peer.ts');
 export const CLUSTER_IP = '10.96.0.10';
 
 export interface Result { server?: string; error?: string; peer?: string }

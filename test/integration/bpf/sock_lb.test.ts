@@ -18,7 +18,7 @@ import type { LbBackend, LbFrontend, LbState, L4Protocol } from '../../../agent/
 
 const skip = rootSkipReason();
 const repo = fileURLToPath(new URL('../../../', import.meta.url));
-const peer = fileURLToPath(new URL('./lb-peer.ts', import.meta.url));
+const peer = fileURLToPath(new URL('../../lib/lb-peer.ts', import.meta.url));
 const TCP_PORT = 8080;
 const UDP_PORT = 5353;
 

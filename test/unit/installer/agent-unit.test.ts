@@ -3,7 +3,7 @@
 // node's name, restart on failure, and no secret on its command line.
 import t from 'tap';
 import { planAgent } from '../../../installer/phases.ts';
-import { fixture, input } from './helpers.ts';
+import { fixture, input } from '../../lib/installer-helpers.ts';
 import { parseArgs } from 'node:util';
 
 for (const [host, init] of [['debian12', 'systemd'], ['alpine', 'openrc']] as const) {

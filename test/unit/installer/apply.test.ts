@@ -10,7 +10,7 @@ import { runWith as uninstall } from '../../../agent/cli/commands/uninstall.ts';
 import { runWith as kernelUpgrade } from '../../../agent/cli/commands/kernel-upgrade.ts';
 import { loadState } from '../../../installer/apply.ts';
 import type { HostFacts } from '../../../installer/facts.ts';
-import { deps, fixture, io, RecordingRunner, simulateHost } from './helpers.ts';
+import { deps, fixture, io, RecordingRunner, simulateHost } from '../../lib/installer-helpers.ts';
 
 async function tree(dir: string, base = dir): Promise<Record<string, string>> {
   const out: Record<string, string> = {};

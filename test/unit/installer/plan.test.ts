@@ -4,7 +4,7 @@ import t from 'tap';
 import { planInstall } from '../../../installer/phases.ts';
 import { settingsFromEnv } from '../../../installer/settings.ts';
 import { fatalProblems, redactPlan, renderPlan } from '../../../installer/steps.ts';
-import { fixture, input } from './helpers.ts';
+import { fixture, input } from '../../lib/installer-helpers.ts';
 
 const EL7 = { KINGLET_KERNEL_MIRROR: 'https://mirror.example.org/elrepo/kernel/el7/x86_64' };
 const cases: [string, string, Record<string, string>][] = [

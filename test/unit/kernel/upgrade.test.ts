@@ -2,7 +2,7 @@
 import t from 'tap';
 import { planKernelUpgrade } from '../../../kernel/upgrade.ts';
 import { describe } from '../../../installer/steps.ts';
-import { fixture } from '../installer/helpers.ts';
+import { fixture } from '../../lib/installer-helpers.ts';
 
 const ELREPO = 'https://www.elrepo.org';
 const old = { release: '4.18.0-80.el8.x86_64', meetsMinimum: false };

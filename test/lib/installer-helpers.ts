@@ -3,14 +3,14 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Runner, RunResult } from '../../../installer/apply.ts';
-import type { Deps } from '../../../installer/cli.ts';
-import type { HostFacts } from '../../../installer/facts.ts';
-import { parseFacts } from '../../../installer/facts.ts';
-import type { PlanInput } from '../../../installer/phases.ts';
-import { resumeEnv, settingsFromEnv } from '../../../installer/settings.ts';
+import type { Runner, RunResult } from '../../installer/apply.ts';
+import type { Deps } from '../../installer/cli.ts';
+import type { HostFacts } from '../../installer/facts.ts';
+import { parseFacts } from '../../installer/facts.ts';
+import type { PlanInput } from '../../installer/phases.ts';
+import { resumeEnv, settingsFromEnv } from '../../installer/settings.ts';
 
-export const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), '../../fixtures/installer');
+export const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), '../fixtures/installer');
 export const BUNDLE = '/opt/kinglet';
 export const NODE = '/opt/kinglet/node/bin/node';
 
