@@ -17,13 +17,17 @@ t.test('status and service list read the agent over its socket', async (t) => {
   let healthy = true;
   const server = new ApiServer()
     .route('GET', '/v1/services', () => [])
+    .route('GET', '/v1/endpoints', () => [])
     .route('GET', '/v1/status', () => ({ healthy, problems: healthy ? [] : ['x'] }));
   await server.listen(sock);
   t.teardown(() => server.close());
 
   let r = io();
-  t.equal(await main(['service', 'list', '--api-socket', sock, '--json'], r.io), 0);
-  t.same(JSON.parse(r.o.out), []);
+  for (const cmd of [['service', 'list'], ['endpoint', 'list']]) {
+    r = io();
+    t.equal(await main([...cmd, '--api-socket', sock, '--json'], r.io), 0);
+    t.same(JSON.parse(r.o.out), [], `${cmd.join(' ')} --json`);
+  }
   r = io();
   t.equal(await main(['status', '--api-socket', sock, '--json'], r.io), 0, 'healthy: exit 0');
   healthy = false;
@@ -33,7 +37,7 @@ t.test('status and service list read the agent over its socket', async (t) => {
 });
 
 t.test('an absent agent is an error that says what to do, exit 1', async (t) => {
-  for (const cmd of [['status'], ['service', 'list']]) {
+  for (const cmd of [['status'], ['service', 'list'], ['endpoint', 'list']]) {
     const r = io();
     t.equal(await main([...cmd, '--api-socket', '/nonexistent/agent.sock'], r.io), 1);
     t.match(r.o.err, /agent is not running.*start it/);
