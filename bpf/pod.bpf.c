@@ -4,7 +4,7 @@
  *
  *   kl_from_pod    tc ingress of a pod's host veth (packets the pod sends)
  *   kl_to_pod      tc egress of a pod's host veth (packets the stack sends to the pod)
- *   kl_nat_egress  tc egress of the node's native device (masquerade)
+ *   kl_nat_egress  tc egress of the node's native device (masquerade of flows pods opened)
  *   kl_nat_ingress tc ingress of the node's native device (replies to masqueraded flows)
  *
  * from-pod: source check, egress policy hook, per-packet service LB for

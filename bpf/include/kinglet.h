@@ -200,7 +200,7 @@ struct kl_lb_aff {
 #define KL_REDIR_PEER       2   /* bpf_redirect_peer into the pod's netns (5.10+) */
 
 /* struct kl_cfg.flags */
-#define KL_CFG_F_MASQ       0x01    /* masquerade pod traffic leaving the cluster CIDR */
+#define KL_CFG_F_MASQ       0x01    /* masquerade connections pods open to outside the cluster CIDR (not replies) */
 
 /*
  * skb->mark bits set by from-pod when it has already done the destination

@@ -131,4 +131,31 @@ static __always_inline struct kl_ct4_entry *kl_ct4_process(const struct pkt4 *p,
 	return bpf_map_lookup_elem(&KL_CT4_MAP, &k);
 }
 
+/*
+ * Did the peer open this packet's connection? True when the packet's own
+ * tuple is no live flow but its swapped tuple is: the flow was keyed by a
+ * packet going the other way, i.e. towards this packet's source. For a packet
+ * a local pod sends, that is a connection opened towards the pod (kl_to_pod,
+ * or the client pod's kl_from_pod on this node, tracked its first packet);
+ * the packet is a reply. Read-only: the packet's program already touched the
+ * entry. Untracked packets (fragments, ICMP other than echo) answer false.
+ */
+static __always_inline int kl_ct4_opened_by_peer(const struct pkt4 *p)
+{
+	struct kl_ct4_key k;
+	struct kl_ct4_entry *e;
+	__u64 now;
+
+	if (p->frag || !p->has_ports)
+		return 0;
+	now = bpf_ktime_get_ns();
+	kl_ct4_key_of(&k, p, 0, KL_CT_SCOPE_FLOW);
+	e = bpf_map_lookup_elem(&KL_CT4_MAP, &k);
+	if (e && kl_ct_live(e, p->proto, now))
+		return 0; /* the source's own flow (it wins in kl_ct4_process too) */
+	kl_ct4_key_of(&k, p, 1, KL_CT_SCOPE_FLOW);
+	e = bpf_map_lookup_elem(&KL_CT4_MAP, &k);
+	return e && kl_ct_live(e, p->proto, now);
+}
+
 #endif /* KL_CT4_H */

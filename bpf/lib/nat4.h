@@ -1,8 +1,12 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * IPv4 masquerade on the node's native device: traffic of this node's pods
- * to destinations outside the cluster CIDR leaves with the node address and
- * a port from the masquerade range; replies are mapped back on the way in.
+ * IPv4 masquerade on the node's native device: connections this node's pods
+ * open to destinations outside the cluster CIDR leave with the node address
+ * and a port from the masquerade range; replies are mapped back on the way
+ * in. What a pod sends in answer to a connection opened towards it (a node's
+ * own process, or anything routed in from outside the cluster CIDR) leaves
+ * unchanged: its peer addressed the pod and expects the pod's address back.
+ * The direction comes from the pod conntrack (kl_ct4_opened_by_peer).
  * Two LRU entries per flow: OUT (the pod's tuple -> node port) and IN (the
  * reply's tuple -> the pod). A port is claimed by inserting its IN entry with
  * BPF_NOEXIST, so two CPUs can never hand out the same one.
@@ -12,6 +16,7 @@
 
 #include "pod_maps.h"
 #include "pkt4.h"
+#include "ct4.h"
 #include "verdict.h"
 
 #define KL_SNAT_TRIES 32
@@ -28,7 +33,13 @@ kl_snat_key(struct kl_snat4_key *k, __be32 s, __be32 d, __be16 sp, __be16 dp, __
 	k->pad = 0;
 }
 
-/* Is this packet one to masquerade? Pods of this node, to outside the cluster. */
+/*
+ * Is this packet one to masquerade? Pods of this node, to outside the
+ * cluster, in a flow the pod opened: never the replies of a connection that
+ * came in to the pod (another node's address is outside the cluster CIDR
+ * too; SNATing the pod's SYN-ACK to the node address makes the client
+ * answer with RST).
+ */
 static __always_inline int kl_snat_wanted(const struct kl_cfg *cfg, const struct pkt4 *p)
 {
 	if (!(cfg->flags & KL_CFG_F_MASQ) || !cfg->node_ip)
@@ -36,6 +47,8 @@ static __always_inline int kl_snat_wanted(const struct kl_cfg *cfg, const struct
 	if (!kl_in_net(p->saddr, cfg->pod_net, cfg->pod_mask))
 		return 0;
 	if (kl_in_net(p->daddr, cfg->cluster_net, cfg->cluster_mask))
+		return 0;
+	if (kl_ct4_opened_by_peer(p))
 		return 0;
 	return 1;
 }

@@ -24,10 +24,7 @@ const skip = rootSkipReason();
  * report of the lab's commit): reported as tap TODOs, not hidden. Remove an
  * entry when its fix lands.
  */
-const KNOWN_DATAPATH_BUGS: Record<string, string> = {
-  'host-to-b-multi-node-clusterip': 'masquerade SNATs the replies of connections a node opened to a pod on another node (kl_snat_wanted has no conntrack direction)',
-  'host-to-b-multi-node-headless': 'masquerade SNATs the replies of connections a node opened to a pod on another node (kl_snat_wanted has no conntrack direction)',
-};
+const KNOWN_DATAPATH_BUGS: Record<string, string> = {};
 
 const kl = (args: string[]) => execa(process.execPath, [kinglet, ...args], { reject: false });
 const ipForward = () => readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim();

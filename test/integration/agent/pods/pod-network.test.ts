@@ -8,7 +8,7 @@ import { execa } from 'execa';
 import { readFile } from 'node:fs/promises';
 import { rootSkipReason } from '../../../lib/sandbox.ts';
 import { waitFor } from '../../../lib/wait.ts';
-import { cluster, clusterIpService, endpointSlice, kinglet, type EchoAnswer } from '../../../lib/cluster.ts';
+import { cluster, clusterIpService, endpointSlice, echoPeer, kinglet, type EchoAnswer } from '../../../lib/cluster.ts';
 import type { AgentStatus, EndpointInfo } from '../../../../agent/api/types.ts';
 
 const skip = rootSkipReason();
@@ -99,6 +99,29 @@ t.test('two nodes: pods, services, masquerade, restart, cleanup', { skip }, asyn
     t.pass('ICMP echo is masqueraded too');
     const routes = await ext.ns.run(['ip', 'route', 'show']);
     t.notMatch(routes, /10\.42\./, 'the external host has no route to the pods');
+  });
+
+  await t.test('a node reaches a pod on the other node: the pod\'s replies are not masqueraded', async (t) => {
+    // n1's own process (its namespace, outside any pod) to b1 on n2: n1's
+    // address is outside the cluster CIDR, but the connection came in to b1,
+    // so b1's replies must leave n2 with b1's address (a SYN-ACK from n2's
+    // address would be answered with RST; a UDP reply would come from the
+    // wrong peer).
+    const ops = [{ op: 'tcp', host: b1.ip, port: 8080, n: 5 }, { op: 'udp', host: b1.ip, port: 8080, n: 5 }];
+    const out = await n1.ns.run([process.execPath, echoPeer, 'client', JSON.stringify(ops)]);
+    const [tcp, udp] = JSON.parse(out.trim().split('\n').pop()!) as EchoAnswer[][];
+    t.same(servers(tcp!), ['b1'], `TCP answered (${JSON.stringify(tcp)})`);
+    t.same(servers(udp!), ['b1'], `UDP answered (${JSON.stringify(udp)})`);
+    t.same([...new Set([...tcp!, ...udp!].map(hostOf))], [n1.ip], 'b1 sees n1\'s address');
+    t.same([...new Set([...tcp!, ...udp!].map((a) => a.remote))], [`${b1.ip}:8080`], 'the replies come from b1 itself');
+    // And the other way round: n2's own process to a2 on n1 (redirect peer).
+    const back = await n2.ns.run([process.execPath, echoPeer, 'client', JSON.stringify([{ op: 'tcp', host: a2.ip, port: 8080, n: 3 }])]);
+    const [toA2] = JSON.parse(back.trim().split('\n').pop()!) as EchoAnswer[][];
+    t.same(servers(toA2!), ['a2'], 'n2 -> a2 on n1');
+    t.same([...new Set(toA2!.map((a) => a.remote))], [`${a2.ip}:8080`]);
+    // Masquerade of what the pods open is unchanged meanwhile.
+    const [ext1] = await c.echo(b1, [{ op: 'tcp', host: ext.ip, port: 8080, n: 2 }]);
+    t.same([...new Set(ext1!.map(hostOf))], [n2.ip], 'b1 -> external still leaves with n2\'s address');
   });
 
   await c.writeObjects([clusterIpService('echo', VIP), endpointSlice('echo', [a2.ip, b1.ip, b2.ip])]);
