@@ -1,6 +1,9 @@
 // Host facts: everything a planner may know about the machine. Gathered by
 // installer/gather.ts on a real host, or read from a JSON file (`--facts`)
 // for plan-only runs and tests. Planners never look anywhere else.
+import { checkKernel, MINIMUM_KERNEL, type KernelCheck } from '../kernel/check.ts';
+import { parseOsRelease, type OsRelease } from '../kernel/os-release.ts';
+import { KernelVersionError } from '../kernel/version.ts';
 
 export type InitSystem = 'systemd' | 'openrc' | 'unknown';
 
@@ -25,12 +28,10 @@ export interface HostFacts {
   kernel: {
     /** uname -r */
     release: string;
-    /**
-     * Whether the running kernel meets kinglet's minimum, as decided by
-     * `kinglet kernel check` (kernel/check.ts). Filled by the gatherer; set
-     * by hand in fixtures.
-     */
-    meetsMinimum: boolean;
+    /** uname -v (Debian's carries the upstream patch level). */
+    version?: string;
+    /** /proc/version_signature (Ubuntu). */
+    versionSignature?: string;
   };
   memoryMiB: number;
   cpus: number;
@@ -64,21 +65,44 @@ export interface HostFacts {
   cgroup2Supported: boolean;
 }
 
-export const KERNEL_MINIMUM = '4.9.17';
+export const KERNEL_MINIMUM = MINIMUM_KERNEL;
 
 export interface KernelVerdict {
   ok: boolean;
   release: string;
   minimum: string;
+  /** kernel/check.ts's one-sentence verdict (or why the strings could not be read). */
+  reason: string;
+  /** The full check; absent when the kernel strings are not kernel versions. */
+  check?: KernelCheck;
+}
+
+/** The facts' distribution as os-release, parsed by the same code `kinglet kernel check --os-release` uses. */
+export function osReleaseOf(f: HostFacts): OsRelease {
+  const q = (v: string): string => JSON.stringify(v);
+  const lines = [`ID=${q(f.os.id)}`, `ID_LIKE=${q(f.os.idLike.join(' '))}`, `VERSION_ID=${q(f.os.versionId)}`, `PRETTY_NAME=${q(f.os.prettyName)}`];
+  return parseOsRelease(lines.join('\n') + '\n');
 }
 
 /**
- * The minimum-version decision, in one place. Today it trusts the fact the
- * gatherer filled from `kinglet kernel check`; when kernel/check.ts lands
- * this is the single call to switch to its API (no version parsing here).
+ * The minimum-version decision: kernel/check.ts's checkKernel on the facts'
+ * kernel strings and os-release, so the installer and `kinglet kernel check`
+ * cannot disagree. Strings that are not kernel versions are not ok.
  */
 export function kernelVerdict(f: HostFacts): KernelVerdict {
-  return { ok: f.kernel.meetsMinimum, release: f.kernel.release, minimum: KERNEL_MINIMUM };
+  const k = f.kernel;
+  try {
+    const check = checkKernel({
+      release: k.release,
+      ...(k.version ? { version: k.version } : {}),
+      ...(k.versionSignature ? { versionSignature: k.versionSignature } : {}),
+      osRelease: osReleaseOf(f),
+    });
+    return { ok: check.ok, release: check.release, minimum: check.minimum, reason: check.reason, check };
+  } catch (e) {
+    if (!(e instanceof KernelVersionError)) throw e;
+    return { ok: false, release: k.release, minimum: MINIMUM_KERNEL, reason: `cannot read kernel "${k.release}": ${e.message}` };
+  }
 }
 
 export function has(f: HostFacts, cmd: string): boolean {

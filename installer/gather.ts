@@ -7,7 +7,6 @@ import { readFile, readdir } from 'node:fs/promises';
 import os from 'node:os';
 import { promisify } from 'node:util';
 import si from 'systeminformation';
-import { checkKernel } from '../kernel/check.ts';
 import { readHostKernel, readHostOsRelease } from '../kernel/host.ts';
 import { parseCniDirs } from './containerd.ts';
 import type { HostFacts, InitSystem, MountFact } from './facts.ts';
@@ -80,7 +79,6 @@ export async function gatherFacts(): Promise<HostFacts> {
   const [osInfo, mem, cpu, osRel, kern, cmds, initInfo] = await Promise.all([
     si.osInfo(), si.mem(), si.cpu(), readHostOsRelease(), readHostKernel(), commandsFound(), initSystem(),
   ]);
-  const check = checkKernel({ ...kern, ...(osRel ? { osRelease: osRel } : {}) });
   const mounts = parseMounts((await text('/proc/self/mounts')) ?? '');
   const fstab = parseMounts((await text('/etc/fstab')) ?? '');
   let unitFiles: string[] = [];
@@ -114,7 +112,7 @@ export async function gatherFacts(): Promise<HostFacts> {
       prettyName: osRel?.prettyName ?? `${osInfo.distro} ${osInfo.release}`,
     },
     arch: os.machine(),
-    kernel: { release: kern.release, meetsMinimum: check.ok },
+    kernel: { ...kern },
     memoryMiB: Math.round(mem.total / 1048576),
     cpus: cpu.cores,
     init: initInfo.init,

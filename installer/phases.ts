@@ -64,7 +64,8 @@ export function planPreflight(i: PlanInput): PhasePlan {
   if (!has(f, 'ip')) fatal('iproute2 (`ip`) is missing; the agent and the CNI plugin use it', pkgFor(f, 'iproute2'));
   if (!has(f, 'mount')) fatal('`mount` is missing', 'install util-linux (or busybox mount)');
   const v = kernelVerdict(f);
-  p.notes.push(v.ok ? `kernel ${v.release} >= ${v.minimum}` : `kernel ${v.release} < ${v.minimum}: the kernel phase upgrades it`);
+  if (!v.check) fatal(v.reason, 'run `kinglet kernel check --release "$(uname -r)" --version "$(uname -v)"` on the host and report what it says');
+  else p.notes.push(v.ok ? v.reason : `${v.reason}: the kernel phase upgrades it`);
   const airgap = i.settings.k3s.skipDownload || i.settings.k3s.installScriptPath !== undefined;
   if (!airgap && !has(f, 'curl') && !has(f, 'wget')) fatal('neither curl nor wget is installed to fetch k3s', pkgFor(f, 'curl'));
   if (f.k3s.installed) {

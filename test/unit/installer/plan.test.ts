@@ -1,6 +1,8 @@
 // Plan snapshots for the reference hosts: what `kinglet install --dry-run`
 // would do, step by step, for each fixture in test/fixtures/installer.
 import t from 'tap';
+import { checkKernel } from '../../../kernel/check.ts';
+import { kernelVerdict, osReleaseOf } from '../../../installer/facts.ts';
 import { planInstall } from '../../../installer/phases.ts';
 import { settingsFromEnv } from '../../../installer/settings.ts';
 import { fatalProblems, redactPlan, renderPlan } from '../../../installer/steps.ts';
@@ -59,7 +61,7 @@ t.test('refusals name their fix', async (t) => {
   const busy = { ...deb, portsInUse: [6443] };
   t.match(fatalProblems(planInstall(input(busy)))[0]?.message, /port 6443/);
 
-  const oldUbuntu = { ...(await fixture('ubuntu2204')), kernel: { release: '4.4.0-210-generic', meetsMinimum: false } };
+  const oldUbuntu = { ...(await fixture('ubuntu2204')), kernel: { release: '4.4.0-210-generic' } };
   t.match(fatalProblems(planInstall(input(oldUbuntu)))[0]?.fix, /linux-generic-hwe-22.04/);
 
   const airgap = fatalProblems(planInstall(input(deb, { INSTALL_K3S_SKIP_DOWNLOAD: 'true' })));
@@ -87,4 +89,24 @@ t.test('skipped phases are shown as skipped', async (t) => {
   t.same(plan.phases.find((p) => p.phase === 'k3s'), { phase: 'k3s', steps: [], notes: ['skipped (KINGLET_SKIP)'], problems: [] });
   t.throws(() => settingsFromEnv({ KINGLET_SKIP: 'kernal' }, '/opt/kinglet', 'node'), /unknown phase "kernal"/);
   t.throws(() => settingsFromEnv({ KINGLET_KERNEL_CHANNEL: 'rt' }, '/opt/kinglet', 'node'), /"lt".*"ml"/);
+});
+
+t.test('the kernel decision is kernel/check.ts\'s, on the facts\' strings', async (t) => {
+  for (const name of ['alpine', 'centos7-bios', 'centos7-uefi', 'debian12', 'rhel8', 'rocky9', 'ubuntu2204']) {
+    const f = await fixture(name);
+    const direct = checkKernel({ ...f.kernel, osRelease: osReleaseOf(f) });
+    const v = kernelVerdict(f);
+    t.equal(v.ok, direct.ok, `${name}: same verdict`);
+    t.equal(v.reason, direct.reason, `${name}: same reason`);
+  }
+  const deb = await fixture('debian12');
+  // A release candidate of the minimum sorts below it: not ok, and the kernel phase has to act.
+  const rc = kernelVerdict({ ...deb, kernel: { release: '4.9.17-rc3' } });
+  t.notOk(rc.ok);
+  t.match(rc.reason, /release candidate/);
+  // Debian's uname -v moves the effective version past the release string's base.
+  t.match(kernelVerdict(deb).reason, /6\.1\.90/);
+  const junk = fatalProblems(planInstall(input({ ...deb, kernel: { release: 'not-a-kernel' } })));
+  t.match(junk[0]?.message, /cannot read kernel "not-a-kernel"/);
+  t.match(junk[0]?.fix, /kinglet kernel check/);
 });

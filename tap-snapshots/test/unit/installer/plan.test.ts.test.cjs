@@ -28,7 +28,7 @@ exports[`test/unit/installer/plan.test.ts > TAP > air-gapped k3s: local script, 
 exports[`test/unit/installer/plan.test.ts > TAP > alpine (OpenRC) > human plan 1`] = `
 == preflight
   note  Alpine Linux v3.20 (x86_64), kernel 6.6.31-0-lts, 1 CPU, 1024 MiB, init openrc, BIOS; role server
-  note  kernel 6.6.31-0-lts >= 4.9.17
+  note  kernel 6.6.31 (release 6.6.31-0-lts) meets the minimum 4.9.17
   (nothing to do)
 == kernel
   note  kernel 6.6.31-0-lts meets the minimum 4.9.17: no upgrade
@@ -86,7 +86,7 @@ exports[`test/unit/installer/plan.test.ts > TAP > centos 7, 3.10, BIOS (grubby),
   warn  this kernel has no cgroup v2: socket load balancing is unavailable, kinglet falls back to tc load balancing
         fix: use a kernel with cgroup2 (4.5+) to enable socket LB
   note  CentOS Linux 7 (Core) (x86_64), kernel 3.10.0-1160.el7.x86_64, 2 CPU, 4096 MiB, init systemd, BIOS; role server
-  note  kernel 3.10.0-1160.el7.x86_64 < 4.9.17: the kernel phase upgrades it
+  note  kernel 3.10.0 (release 3.10.0-1160.el7.x86_64) is below the minimum 4.9.17; a Red Hat EL7 vendor kernel with backports, counted as its upstream base 3.10.0: the kernel phase upgrades it
 == kernel
   note  kernel 3.10.0-1160.el7.x86_64 is older than 4.9.17: installing kernel-lt on EL7 from https://mirror.example.org/elrepo/kernel/el7/x86_64
   [kernel.key] import the kernel repository signing key
@@ -158,7 +158,7 @@ exports[`test/unit/installer/plan.test.ts > TAP > centos 7, 3.10, UEFI (no grubb
   warn  this kernel has no cgroup v2: socket load balancing is unavailable, kinglet falls back to tc load balancing
         fix: use a kernel with cgroup2 (4.5+) to enable socket LB
   note  CentOS Linux 7 (Core) (x86_64), kernel 3.10.0-1160.el7.x86_64, 2 CPU, 4096 MiB, init systemd, UEFI; role server
-  note  kernel 3.10.0-1160.el7.x86_64 < 4.9.17: the kernel phase upgrades it
+  note  kernel 3.10.0 (release 3.10.0-1160.el7.x86_64) is below the minimum 4.9.17; a Red Hat EL7 vendor kernel with backports, counted as its upstream base 3.10.0: the kernel phase upgrades it
 == kernel
   note  kernel 3.10.0-1160.el7.x86_64 is older than 4.9.17: installing kernel-ml on EL7 from /srv/kernels
   [kernel.install] install kernel-ml from the local RPMs in /srv/kernels
@@ -228,7 +228,7 @@ exports[`test/unit/installer/plan.test.ts > TAP > debian 12 arm64, agent joining
   warn  another CNI config is present: /etc/cni/net.d/10-flannel.conflist
         fix: remove it (or uninstall the CNI that wrote it) so containerd picks kinglet's conflist
   note  Debian GNU/Linux 12 (bookworm) (aarch64), kernel 6.1.0-21-arm64, 2 CPU, 4096 MiB, init systemd, BIOS; role agent
-  note  kernel 6.1.0-21-arm64 >= 4.9.17
+  note  kernel 6.1.90 (release 6.1.0-21-arm64, upstream patch level from Debian's uname -v) meets the minimum 4.9.17
 == kernel
   note  kernel 6.1.0-21-arm64 meets the minimum 4.9.17: no upgrade
   (nothing to do)
@@ -278,7 +278,7 @@ exports[`test/unit/installer/plan.test.ts > TAP > debian 12 arm64, agent joining
 exports[`test/unit/installer/plan.test.ts > TAP > rhel 8 (cgroup v1 host) > human plan 1`] = `
 == preflight
   note  Red Hat Enterprise Linux 8.9 (Ootpa) (x86_64), kernel 4.18.0-513.5.1.el8_9.x86_64, 2 CPU, 4096 MiB, init systemd, BIOS; role server
-  note  kernel 4.18.0-513.5.1.el8_9.x86_64 >= 4.9.17
+  note  kernel 4.18.0 (release 4.18.0-513.5.1.el8_9.x86_64) meets the minimum 4.9.17; a Red Hat EL8 vendor kernel with backports, counted as its upstream base 4.18.0
   (nothing to do)
 == kernel
   note  kernel 4.18.0-513.5.1.el8_9.x86_64 meets the minimum 4.9.17: no upgrade
@@ -338,7 +338,7 @@ exports[`test/unit/installer/plan.test.ts > TAP > rhel 8 (cgroup v1 host) > huma
 exports[`test/unit/installer/plan.test.ts > TAP > rocky 9 > human plan 1`] = `
 == preflight
   note  Rocky Linux 9.3 (Blue Onyx) (x86_64), kernel 5.14.0-362.8.1.el9_3.x86_64, 2 CPU, 4096 MiB, init systemd, UEFI; role server
-  note  kernel 5.14.0-362.8.1.el9_3.x86_64 >= 4.9.17
+  note  kernel 5.14.0 (release 5.14.0-362.8.1.el9_3.x86_64) meets the minimum 4.9.17; a Red Hat EL9 vendor kernel with backports, counted as its upstream base 5.14.0
   (nothing to do)
 == kernel
   note  kernel 5.14.0-362.8.1.el9_3.x86_64 meets the minimum 4.9.17: no upgrade
@@ -393,7 +393,7 @@ exports[`test/unit/installer/plan.test.ts > TAP > rocky 9 > human plan 1`] = `
 exports[`test/unit/installer/plan.test.ts > TAP > ubuntu 22.04, extra k3s flags > human plan 1`] = `
 == preflight
   note  Ubuntu 22.04.4 LTS (x86_64), kernel 5.15.0-105-generic, 2 CPU, 4096 MiB, init systemd, BIOS; role server
-  note  kernel 5.15.0-105-generic >= 4.9.17
+  note  kernel 5.15.149 (release 5.15.0-105-generic, upstream patch level from /proc/version_signature) meets the minimum 4.9.17
   (nothing to do)
 == kernel
   note  kernel 5.15.0-105-generic meets the minimum 4.9.17: no upgrade
