@@ -218,6 +218,10 @@ export async function applyStep(ctx: ApplyContext, s: Step): Promise<{ outcome: 
       throw new ApplyError(`${s.title}: gave up after ${s.timeoutSec}s`, s.fix);
     }
     case 'check': {
+      if (s.needs !== undefined && !(await exists(hostPath(ctx.root, s.needs)))) {
+        ctx.log(`    skipped: ${s.needs} does not exist, so \`${s.title}\` cannot run here`);
+        return { outcome: 'skipped', undo: [] };
+      }
       const r = await ctx.runner.run(s.argv);
       if (r.exitCode !== 0 || (s.match !== undefined && !new RegExp(s.match).test(r.stdout))) {
         const got = r.stdout.trim().split('\n').slice(-3).join('\n');

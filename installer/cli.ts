@@ -24,7 +24,6 @@ export interface Deps {
   runner: Runner;
   gather: () => Promise<HostFacts>;
   sleep: (ms: number) => Promise<void>;
-  kingletCommands: () => Promise<string[]>;
   bundleDir: string;
   nodeBin: string;
 }
@@ -48,7 +47,6 @@ export function realDeps(): Deps {
     runner: execaRunner,
     gather: async () => (await import('./gather.ts')).gatherFacts(),
     sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
-    kingletCommands: async () => Object.keys((await import('../agent/cli/main.ts')).commands),
     bundleDir: BUNDLE_DIR,
     nodeBin: process.execPath,
   };
@@ -99,7 +97,7 @@ export async function prepare(deps: Deps, c: Common, skip?: string): Promise<{ i
   return {
     settings,
     dryRun,
-    input: { facts, settings, history: { rebootedForKernel: false }, kingletCommands: await deps.kingletCommands(), resumeEnv: env },
+    input: { facts, settings, history: { rebootedForKernel: false }, resumeEnv: env },
   };
 }
 

@@ -21,8 +21,6 @@ export interface PlanInput {
   settings: Settings;
   /** From the state file of earlier runs. */
   history: { rebootedForKernel: boolean };
-  /** `kinglet` commands that exist (keys of the CLI's command table). */
-  kingletCommands: string[];
   /** Variables the resume hook re-runs with (secrets included; written 0600). */
   resumeEnv: Record<string, string>;
 }
@@ -276,22 +274,35 @@ export function planAgent(i: PlanInput, dirs: CniDirs): PhasePlan {
   return p;
 }
 
-/** Verification: the checks that exist run; the ones not built yet are reported as skipped. */
+/**
+ * Verification with kinglet's own checks: the kernel gate, the BPF feature
+ * probe, the agent's health, and the connectivity checks (which pick the
+ * single-node subset on a one-node cluster and the full set on more). A check
+ * is skipped only when it cannot run on this node, with the reason.
+ */
 export function planVerify(i: PlanInput): PhasePlan {
   const s = i.settings;
   const p = phase('verify');
-  const checks: { cmd: string; args: string[]; id: string; title: string }[] = [
-    { cmd: 'kernel check', args: ['kernel', 'check'], id: 'verify.kernel', title: 'kernel check' },
-    { cmd: 'kernel probe', args: ['kernel', 'probe'], id: 'verify.probe', title: 'BPF feature probe' },
-    { cmd: 'status', args: ['status'], id: 'verify.status', title: 'agent status' },
-    { cmd: 'connectivity test', args: ['connectivity', 'test', ...(s.k3s.url ? [] : ['--single-node'])], id: 'verify.connectivity', title: 'connectivity checks' },
-  ];
-  for (const c of checks) {
-    if (i.kingletCommands.includes(c.cmd)) {
-      p.steps.push({ id: c.id, title: c.title, kind: 'check', argv: cliArgv(s.nodeBin, s.bundleDir, c.args), fix: `run \`kinglet ${c.args.join(' ')}\` and follow its advice` });
-    } else {
-      p.steps.push({ id: c.id, title: c.title, kind: 'skip', reason: `\`kinglet ${c.cmd}\` does not exist in this build yet` });
-    }
+  const cli = (args: string[]) => cliArgv(s.nodeBin, s.bundleDir, args);
+  const fix = (args: string[]) => `run \`kinglet ${args.join(' ')}\` and follow its advice`;
+  const check = (id: string, title: string, args: string[], needs?: string): Step => ({
+    id, title, kind: 'check', argv: cli(args), fix: fix(args), ...(needs ? { needs } : {}),
+  });
+  // With the agent phase skipped, an agent from an earlier install may or may not be there.
+  const agentNeeds = s.skip.includes('agent') ? AGENT_SOCKET : undefined;
+  p.steps.push(
+    check('verify.kernel', 'kernel check', ['kernel', 'check']),
+    check('verify.probe', 'BPF feature probe', ['kernel', 'probe']),
+    check('verify.status', 'agent status', ['status', '--api-socket', AGENT_SOCKET], agentNeeds),
+  );
+  const conn = { id: 'verify.connectivity', title: 'connectivity checks' };
+  if (role(s) === 'agent') {
+    p.steps.push({ ...conn, kind: 'skip', reason: 'a k3s agent node has no cluster-admin kubeconfig to deploy the checks with: run `kinglet connectivity test` on a server (it runs the multi-node checks once two nodes are Ready)' });
+  } else if (s.k3s.skipDownload || s.k3s.installScriptPath !== undefined) {
+    p.steps.push({ ...conn, kind: 'skip', reason: 'air-gapped: the checks pull their test image from a registry; run `kinglet connectivity test --image-echo <local ref> --image-client <local ref>` with an image the node has' });
+  } else {
+    // No --single-node: the test itself runs the single-node subset on a one-node cluster, the full set on more.
+    p.steps.push(check(conn.id, conn.title, ['connectivity', 'test', '--kubeconfig', K3S_KUBECONFIG, '--api-socket', AGENT_SOCKET], agentNeeds));
   }
   return p;
 }

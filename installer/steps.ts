@@ -93,6 +93,8 @@ export interface CheckStep extends Base {
   kind: 'check';
   argv: string[];
   match?: string;
+  /** A host path the check cannot run without (the agent's socket): absent at apply time, the check is skipped, saying so. */
+  needs?: string;
   fix: string;
 }
 
@@ -195,7 +197,7 @@ export function describe(s: Step): string {
     case 'unit': return `unit    ${s.init} ${s.name} -> ${s.path}${s.enable ? ', enable' : ''}${s.start ? ', start' : ''}`;
     case 'mount': return `mount   -t ${s.fstype} ${s.source} ${s.target}`;
     case 'wait': return `wait    ${s.argv ? `${envPrefix(s.env, undefined)}${shellLine(s.argv)}` : `for file ${s.file}`} (up to ${s.timeoutSec}s)`;
-    case 'check': return `check   ${shellLine(s.argv)}${s.match ? ` (stdout must match /${s.match}/)` : ''}`;
+    case 'check': return `check   ${shellLine(s.argv)}${s.match ? ` (stdout must match /${s.match}/)` : ''}${s.needs ? ` (skipped without ${s.needs})` : ''}`;
     case 'reboot': return `reboot  ${shellLine(s.argv)}`;
     case 'stop': return `stop    ${s.message}`;
     case 'skip': return `skip    ${s.reason}`;

@@ -19,9 +19,9 @@ export async function fixture(name: string): Promise<HostFacts> {
   return parseFacts(await readFile(file, 'utf8'), file);
 }
 
-export function input(facts: HostFacts, env: Record<string, string> = {}, commands = ['kernel check']): PlanInput {
+export function input(facts: HostFacts, env: Record<string, string> = {}): PlanInput {
   const settings = settingsFromEnv(env, BUNDLE, NODE);
-  return { facts, settings, history: { rebootedForKernel: false }, kingletCommands: commands, resumeEnv: resumeEnv(env) };
+  return { facts, settings, history: { rebootedForKernel: false }, resumeEnv: resumeEnv(env) };
 }
 
 export interface Call {
@@ -77,7 +77,6 @@ export function deps(root: string, runner: Runner, facts: HostFacts, env: Record
     env, root, runner, bundleDir, nodeBin: NODE,
     gather: async () => facts,
     sleep: async () => {},
-    kingletCommands: async () => ['kernel check'],
   };
 }
 

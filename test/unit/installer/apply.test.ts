@@ -71,7 +71,7 @@ t.test('alpine server: files land, second run is a no-op, uninstall restores', a
   const o2 = io();
   t.equal(await install([], o2.io, deps(root, r2, facts, env, bundle)), 0);
   t.same(await tree(root), after, 'second run changes no file');
-  t.same(r2.lines().filter((l) => !/kubectl|kinglet\.ts kernel check/.test(l)), [], 'second run runs only read-only probes');
+  t.same(r2.lines().filter((l) => !/kubectl|kinglet\.ts (kernel check|kernel probe|status|connectivity test)( |$)/.test(l)), [], 'second run runs only read-only probes');
   t.match(o2.out.join(''), /0 step\(s\) applied/);
 
   const r3 = new RecordingRunner(root);
@@ -193,4 +193,31 @@ t.test('--facts is for dry runs only; dry run with fatal problems exits 1', asyn
   t.match(JSON.parse(o.out.join('')).phases[1].problems[0].message, /ELRepo no longer serves EL7/);
   t.same(r.calls, []);
   t.same(await readdir(root), ['etc'], 'dry run wrote nothing');
+});
+
+t.test('verify: checks without the agent socket they need are skipped, not run', async (t) => {
+  const { root, bundle } = await scratch(t);
+  const facts = await fixture('debian12');
+  const env = { KINGLET_SKIP: 'kernel,bpffs,k3s,agent' };
+  const r1 = new RecordingRunner(root);
+  const o1 = io();
+  t.equal(await install([], o1.io, deps(root, r1, facts, env, bundle)), 0, o1.err.join(''));
+  const ran = r1.lines().filter((l) => l.includes('kinglet.ts'));
+  t.same(ran.map((l) => l.replace(/^.*kinglet\.ts /, '')), ['kernel check', 'kernel probe'], 'status and connectivity need the socket');
+  t.match(o1.err.join(''), /\/run\/kinglet\/agent\.sock does not exist/);
+
+  // An agent from an earlier install is there: its socket makes them run.
+  await mkdir(join(root, 'run/kinglet'), { recursive: true });
+  await writeFile(join(root, 'run/kinglet/agent.sock'), '');
+  const r2 = new RecordingRunner(root);
+  t.equal(await install([], io().io, deps(root, r2, facts, env, bundle)), 0);
+  t.same(r2.lines().filter((l) => l.includes('kinglet.ts')).map((l) => l.replace(/^.*kinglet\.ts /, '')), [
+    'kernel check', 'kernel probe', 'status --api-socket /run/kinglet/agent.sock',
+    'connectivity test --kubeconfig /etc/rancher/k3s/k3s.yaml --api-socket /run/kinglet/agent.sock',
+  ]);
+
+  // A failing check names its fix.
+  const r3 = new RecordingRunner(root);
+  r3.handlers.push((argv) => (argv.includes('status') ? { exitCode: 1, stdout: 'agent unhealthy' } : undefined));
+  await t.rejects(install([], io().io, deps(root, r3, facts, env, bundle)), { message: /agent status: failed \(exit 1\):\s+agent unhealthy\s+fix: run `kinglet status --api-socket/ });
 });

@@ -110,3 +110,25 @@ t.test('the kernel decision is kernel/check.ts\'s, on the facts\' strings', asyn
   t.match(junk[0]?.message, /cannot read kernel "not-a-kernel"/);
   t.match(junk[0]?.fix, /kinglet kernel check/);
 });
+
+t.test('verify runs kinglet\'s checks; skips only what cannot run on this node', async (t) => {
+  const verify = (p: ReturnType<typeof planInstall>) => p.phases.find((x) => x.phase === 'verify')!.steps;
+  const rocky = await fixture('rocky9');
+  const server = verify(planInstall(input(rocky)));
+  t.same(server.map((s) => s.kind), ['check', 'check', 'check', 'check'], 'a server runs all four');
+  const conn = server.find((s) => s.id === 'verify.connectivity');
+  t.ok(conn?.kind === 'check' && !conn.argv.includes('--single-node'), 'the connectivity test picks single-node or full by the Ready nodes itself');
+  t.ok(conn?.kind === 'check' && conn.argv.join(' ').includes('--kubeconfig /etc/rancher/k3s/k3s.yaml'));
+  t.notOk(server.some((s) => s.kind === 'check' && s.needs), 'the agent phase ran: its socket must be there');
+
+  const joining = verify(planInstall(input(rocky, { K3S_URL: 'https://10.0.0.1:6443', K3S_TOKEN: 'x' })));
+  t.match(joining.find((s) => s.id === 'verify.connectivity'), { kind: 'skip', reason: /cluster-admin kubeconfig.*on a server/ });
+
+  const airgap = verify(planInstall(input(rocky, { INSTALL_K3S_SKIP_DOWNLOAD: 'true', KINGLET_K3S_INSTALL_SCRIPT: '/media/install.sh' })));
+  t.match(airgap.find((s) => s.id === 'verify.connectivity'), { kind: 'skip', reason: /air-gapped.*--image-echo/ });
+
+  const noAgent = verify(planInstall(input(rocky, { KINGLET_SKIP: 'agent' })));
+  t.match(noAgent.find((s) => s.id === 'verify.status'), { kind: 'check', needs: '/run/kinglet/agent.sock' });
+  t.match(noAgent.find((s) => s.id === 'verify.connectivity'), { kind: 'check', needs: '/run/kinglet/agent.sock' });
+  t.notMatch(renderPlan(planInstall(input(rocky))), /does not exist in this build/);
+});

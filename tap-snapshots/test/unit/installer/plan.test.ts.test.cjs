@@ -73,11 +73,11 @@ exports[`test/unit/installer/plan.test.ts > TAP > alpine (OpenRC) > human plan 1
   [verify.kernel] kernel check
         check   /opt/kinglet/node/bin/node /opt/kinglet/agent/cli/kinglet.ts kernel check
   [verify.probe] BPF feature probe
-        skip    \`kinglet kernel probe\` does not exist in this build yet
+        check   /opt/kinglet/node/bin/node /opt/kinglet/agent/cli/kinglet.ts kernel probe
   [verify.status] agent status
-        skip    \`kinglet status\` does not exist in this build yet
+        check   /opt/kinglet/node/bin/node /opt/kinglet/agent/cli/kinglet.ts status --api-socket /run/kinglet/agent.sock
   [verify.connectivity] connectivity checks
-        skip    \`kinglet connectivity test\` does not exist in this build yet
+        check   /opt/kinglet/node/bin/node /opt/kinglet/agent/cli/kinglet.ts connectivity test --kubeconfig /etc/rancher/k3s/k3s.yaml --api-socket /run/kinglet/agent.sock
 
 `
 
@@ -145,11 +145,11 @@ exports[`test/unit/installer/plan.test.ts > TAP > centos 7, 3.10, BIOS (grubby),
   [verify.kernel] kernel check
         check   /opt/kinglet/node/bin/node /opt/kinglet/agent/cli/kinglet.ts kernel check
   [verify.probe] BPF feature probe
-        skip    \`kinglet kernel probe\` does not exist in this build yet
+        check   /opt/kinglet/node/bin/node /opt/kinglet/agent/cli/kinglet.ts kernel probe
   [verify.status] agent status
-        skip    \`kinglet status\` does not exist in this build yet
+        check   /opt/kinglet/node/bin/node /opt/kinglet/agent/cli/kinglet.ts status --api-socket /run/kinglet/agent.sock
   [verify.connectivity] connectivity checks
-        skip    \`kinglet connectivity test\` does not exist in this build yet
+        check   /opt/kinglet/node/bin/node /opt/kinglet/agent/cli/kinglet.ts connectivity test --kubeconfig /etc/rancher/k3s/k3s.yaml --api-socket /run/kinglet/agent.sock
 
 `
 
@@ -215,11 +215,11 @@ exports[`test/unit/installer/plan.test.ts > TAP > centos 7, 3.10, UEFI (no grubb
   [verify.kernel] kernel check
         check   /opt/kinglet/node/bin/node /opt/kinglet/agent/cli/kinglet.ts kernel check
   [verify.probe] BPF feature probe
-        skip    \`kinglet kernel probe\` does not exist in this build yet
+        check   /opt/kinglet/node/bin/node /opt/kinglet/agent/cli/kinglet.ts kernel probe
   [verify.status] agent status
-        skip    \`kinglet status\` does not exist in this build yet
+        check   /opt/kinglet/node/bin/node /opt/kinglet/agent/cli/kinglet.ts status --api-socket /run/kinglet/agent.sock
   [verify.connectivity] connectivity checks
-        skip    \`kinglet connectivity test\` does not exist in this build yet
+        check   /opt/kinglet/node/bin/node /opt/kinglet/agent/cli/kinglet.ts connectivity test --kubeconfig /etc/rancher/k3s/k3s.yaml --api-socket /run/kinglet/agent.sock
 
 `
 
@@ -267,11 +267,11 @@ exports[`test/unit/installer/plan.test.ts > TAP > debian 12 arm64, agent joining
   [verify.kernel] kernel check
         check   /opt/kinglet/node/bin/node /opt/kinglet/agent/cli/kinglet.ts kernel check
   [verify.probe] BPF feature probe
-        skip    \`kinglet kernel probe\` does not exist in this build yet
+        check   /opt/kinglet/node/bin/node /opt/kinglet/agent/cli/kinglet.ts kernel probe
   [verify.status] agent status
-        skip    \`kinglet status\` does not exist in this build yet
+        check   /opt/kinglet/node/bin/node /opt/kinglet/agent/cli/kinglet.ts status --api-socket /run/kinglet/agent.sock
   [verify.connectivity] connectivity checks
-        skip    \`kinglet connectivity test\` does not exist in this build yet
+        skip    a k3s agent node has no cluster-admin kubeconfig to deploy the checks with: run \`kinglet connectivity test\` on a server (it runs the multi-node checks once two nodes are Ready)
 
 `
 
@@ -327,11 +327,11 @@ exports[`test/unit/installer/plan.test.ts > TAP > rhel 8 (cgroup v1 host) > huma
   [verify.kernel] kernel check
         check   /opt/kinglet/node/bin/node /opt/kinglet/agent/cli/kinglet.ts kernel check
   [verify.probe] BPF feature probe
-        skip    \`kinglet kernel probe\` does not exist in this build yet
+        check   /opt/kinglet/node/bin/node /opt/kinglet/agent/cli/kinglet.ts kernel probe
   [verify.status] agent status
-        skip    \`kinglet status\` does not exist in this build yet
+        check   /opt/kinglet/node/bin/node /opt/kinglet/agent/cli/kinglet.ts status --api-socket /run/kinglet/agent.sock
   [verify.connectivity] connectivity checks
-        skip    \`kinglet connectivity test\` does not exist in this build yet
+        check   /opt/kinglet/node/bin/node /opt/kinglet/agent/cli/kinglet.ts connectivity test --kubeconfig /etc/rancher/k3s/k3s.yaml --api-socket /run/kinglet/agent.sock
 
 `
 
@@ -382,11 +382,11 @@ exports[`test/unit/installer/plan.test.ts > TAP > rocky 9 > human plan 1`] = `
   [verify.kernel] kernel check
         check   /opt/kinglet/node/bin/node /opt/kinglet/agent/cli/kinglet.ts kernel check
   [verify.probe] BPF feature probe
-        skip    \`kinglet kernel probe\` does not exist in this build yet
+        check   /opt/kinglet/node/bin/node /opt/kinglet/agent/cli/kinglet.ts kernel probe
   [verify.status] agent status
-        skip    \`kinglet status\` does not exist in this build yet
+        check   /opt/kinglet/node/bin/node /opt/kinglet/agent/cli/kinglet.ts status --api-socket /run/kinglet/agent.sock
   [verify.connectivity] connectivity checks
-        skip    \`kinglet connectivity test\` does not exist in this build yet
+        check   /opt/kinglet/node/bin/node /opt/kinglet/agent/cli/kinglet.ts connectivity test --kubeconfig /etc/rancher/k3s/k3s.yaml --api-socket /run/kinglet/agent.sock
 
 `
 
@@ -437,10 +437,10 @@ exports[`test/unit/installer/plan.test.ts > TAP > ubuntu 22.04, extra k3s flags 
   [verify.kernel] kernel check
         check   /opt/kinglet/node/bin/node /opt/kinglet/agent/cli/kinglet.ts kernel check
   [verify.probe] BPF feature probe
-        skip    \`kinglet kernel probe\` does not exist in this build yet
+        check   /opt/kinglet/node/bin/node /opt/kinglet/agent/cli/kinglet.ts kernel probe
   [verify.status] agent status
-        skip    \`kinglet status\` does not exist in this build yet
+        check   /opt/kinglet/node/bin/node /opt/kinglet/agent/cli/kinglet.ts status --api-socket /run/kinglet/agent.sock
   [verify.connectivity] connectivity checks
-        skip    \`kinglet connectivity test\` does not exist in this build yet
+        check   /opt/kinglet/node/bin/node /opt/kinglet/agent/cli/kinglet.ts connectivity test --kubeconfig /etc/rancher/k3s/k3s.yaml --api-socket /run/kinglet/agent.sock
 
 `
