@@ -199,7 +199,9 @@ export async function applyStep(ctx: ApplyContext, s: Step): Promise<{ outcome: 
       }
       for (const c of cmds) await run(ctx, s, c);
       const reload: Undo[] = s.init === 'systemd' ? [{ kind: 'run', argv: ['systemctl', 'daemon-reload'] }] : [];
-      return { outcome: 'applied', undo: [...back.map((argv): Undo => ({ kind: 'run', argv })), ...undo, ...reload] };
+      // Uninstall: stop the service, clean up after it (while its files are still there), then remove it.
+      const cleanup: Undo[] = s.cleanup ? [{ kind: 'run', argv: s.cleanup }] : [];
+      return { outcome: 'applied', undo: [...back.map((argv): Undo => ({ kind: 'run', argv })), ...cleanup, ...undo, ...reload] };
     }
     case 'mount': {
       const dirs = await mkdirp(ctx.root, s.target, 0o755);

@@ -8,7 +8,7 @@ import { parseCniDirs } from './containerd.ts';
 import type { HostFacts } from './facts.ts';
 import { elMajor, has, isMountedAs, kernelVerdict } from './facts.ts';
 import {
-  AGENT_KUBECONFIG, BPFFS, CGROUP2_MOUNT, ETC_DIR, K3S_CONTAINERD_CONFIG, K3S_KUBECONFIG, K3S_MANIFESTS,
+  AGENT_BPF_ROOT, AGENT_KUBECONFIG, AGENT_STATE_DIR, BPFFS, CGROUP2_MOUNT, ETC_DIR, K3S_CONTAINERD_CONFIG, K3S_KUBECONFIG, K3S_MANIFESTS,
   RESUME_ENV, STATE_DIR, agentKubeconfig, agentOpenrcScript, agentSystemdUnit, cliArgv, cniWrapper, conflist, envFile,
   resumeLocalScript, resumeSystemdUnit,
 } from './render.ts';
@@ -240,6 +240,11 @@ export function planK3s(i: PlanInput): PhasePlan {
   return p;
 }
 
+/** `kinglet agent --cleanup` for the agent the installer runs (its pin root and state dir). */
+export function agentCleanupArgv(nodeBin: string, bundleDir: string): string[] {
+  return cliArgv(nodeBin, bundleDir, ['agent', '--cleanup', '--bpf-root', AGENT_BPF_ROOT, '--state-dir', AGENT_STATE_DIR]);
+}
+
 export function planAgent(i: PlanInput, dirs: CniDirs): PhasePlan {
   const { facts: f, settings: s } = i;
   const p = phase('agent');
@@ -249,6 +254,8 @@ export function planAgent(i: PlanInput, dirs: CniDirs): PhasePlan {
     : `CNI dirs assumed (bin ${dirs.binDir}, conf ${dirs.confDir}); a real run reads them from ${K3S_CONTAINERD_CONFIG} once k3s has started`);
   const name = nodeName(i);
   const exec = cliArgv(s.nodeBin, s.bundleDir, ['agent', '--source', 'kube', '--kubeconfig', AGENT_KUBECONFIG, '--node-name', name, '--manage-sysctls']);
+  // Uninstall runs this after stopping the agent: detach its programs and tc filters, unpin its maps, undo its pod network.
+  const cleanup = agentCleanupArgv(s.nodeBin, s.bundleDir);
   p.steps.push(
     { id: 'agent.etc', title: 'kinglet configuration directory', kind: 'dir', path: ETC_DIR, mode: 0o755 },
     { id: 'agent.cni-bin-dir', title: 'CNI plugin directory', kind: 'dir', path: dirs.binDir, mode: 0o755 },
@@ -261,9 +268,9 @@ export function planAgent(i: PlanInput, dirs: CniDirs): PhasePlan {
   }
   p.steps.push({ id: 'agent.kubeconfig', title: "the agent's kubeconfig (direct to the API server)", kind: 'file', path: AGENT_KUBECONFIG, mode: 0o600, content: agentKubeconfig(r) });
   if (f.init === 'openrc') {
-    p.steps.push({ id: 'agent.service', title: 'the agent service (OpenRC)', kind: 'unit', init: 'openrc', name: 'kinglet-agent', path: '/etc/init.d/kinglet-agent', content: agentOpenrcScript(exec, r === 'server' ? 'k3s' : 'k3s-agent'), enable: true, start: true });
+    p.steps.push({ id: 'agent.service', title: 'the agent service (OpenRC)', kind: 'unit', init: 'openrc', name: 'kinglet-agent', path: '/etc/init.d/kinglet-agent', content: agentOpenrcScript(exec, r === 'server' ? 'k3s' : 'k3s-agent'), enable: true, start: true, cleanup });
   } else {
-    p.steps.push({ id: 'agent.service', title: 'the agent service (systemd)', kind: 'unit', init: 'systemd', name: 'kinglet-agent.service', path: '/etc/systemd/system/kinglet-agent.service', content: agentSystemdUnit(exec, r === 'server' ? 'k3s.service' : 'k3s-agent.service'), enable: true, start: true });
+    p.steps.push({ id: 'agent.service', title: 'the agent service (systemd)', kind: 'unit', init: 'systemd', name: 'kinglet-agent.service', path: '/etc/systemd/system/kinglet-agent.service', content: agentSystemdUnit(exec, r === 'server' ? 'k3s.service' : 'k3s-agent.service'), enable: true, start: true, cleanup });
   }
   p.steps.push({
     id: 'agent.wait-ready', title: `wait for node ${name} to be Ready`, kind: 'wait',

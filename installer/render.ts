@@ -13,6 +13,10 @@ export const K3S_CONTAINERD_CONFIG = '/var/lib/rancher/k3s/agent/etc/containerd/
 export const K3S_MANIFESTS = '/var/lib/rancher/k3s/server/manifests';
 export const BPFFS = '/sys/fs/bpf';
 export const CGROUP2_MOUNT = '/run/kinglet/cgroupv2';
+/** Where the agent pins its maps and links (the agent's --bpf-root default). */
+export const AGENT_BPF_ROOT = `${BPFFS}/kinglet`;
+/** The agent's own state, its registered pod endpoints (the agent's --state-dir default). */
+export const AGENT_STATE_DIR = `${STATE_DIR}/agent`;
 
 export function cliArgv(nodeBin: string, bundleDir: string, args: string[]): string[] {
   return [nodeBin, `${bundleDir}/agent/cli/kinglet.ts`, ...args];

@@ -68,6 +68,8 @@ export interface UnitStep extends Base {
   content: string;
   enable: boolean;
   start: boolean;
+  /** Run by uninstall once the service is stopped and before its file goes (the agent's datapath cleanup). */
+  cleanup?: string[];
 }
 
 export interface MountStep extends Base {
@@ -194,7 +196,7 @@ export function describe(s: Step): string {
     case 'copy': return `copy    ${s.fromHost ? '' : '<bundle>/'}${s.from} -> ${s.path} (${mode(s.mode)})`;
     case 'dir': return `dir     ${s.path} (${mode(s.mode)})`;
     case 'line': return `line    ${s.path}: ${s.replace ? `/${s.replace}/ -> ` : '+ '}${s.line}`;
-    case 'unit': return `unit    ${s.init} ${s.name} -> ${s.path}${s.enable ? ', enable' : ''}${s.start ? ', start' : ''}`;
+    case 'unit': return `unit    ${s.init} ${s.name} -> ${s.path}${s.enable ? ', enable' : ''}${s.start ? ', start' : ''}${s.cleanup ? `; uninstall stops it, then runs ${shellLine(s.cleanup)}` : ''}`;
     case 'mount': return `mount   -t ${s.fstype} ${s.source} ${s.target}`;
     case 'wait': return `wait    ${s.argv ? `${envPrefix(s.env, undefined)}${shellLine(s.argv)}` : `for file ${s.file}`} (up to ${s.timeoutSec}s)`;
     case 'check': return `check   ${shellLine(s.argv)}${s.match ? ` (stdout must match /${s.match}/)` : ''}${s.needs ? ` (skipped without ${s.needs})` : ''}`;

@@ -9,8 +9,10 @@ import { printJson, UsageError, type Io } from '../io.ts';
 const HELP = `usage: kinglet uninstall [--k3s] [--json]
 
 Reverses what kinglet install recorded in /var/lib/kinglet/state.json: the
-agent service, CNI plugin and config, RBAC, kubeconfig, mounts and mount
-units it added, boot hooks. The kernel it installed stays.
+agent service (stopped first, then its datapath removed with \`kinglet agent
+--cleanup\`: programs and tc filters detached, maps unpinned, pod network
+undone), CNI plugin and config, RBAC, kubeconfig, mounts and mount units it
+added, boot hooks. The kernel it installed stays.
 
   --k3s    also run k3s's uninstall script (k3s-uninstall.sh / k3s-agent-uninstall.sh)
   --json   print what was undone as JSON

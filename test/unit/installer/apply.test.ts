@@ -81,7 +81,11 @@ t.test('alpine server: files land, second run is a no-op, uninstall restores', a
   // k3s (and what it wrote) stays without --k3s; everything kinglet wrote is gone.
   const k3sOwn = (p: string) => p.startsWith('/var/lib/rancher/k3s/agent/etc/containerd') || ['/var/', '/var/lib/', '/var/lib/rancher/', '/var/lib/rancher/k3s/', '/var/lib/rancher/k3s/agent/', '/var/lib/rancher/k3s/agent/etc/'].includes(p);
   t.same(Object.fromEntries(Object.entries(left).filter(([p]) => !k3sOwn(p))), before, 'uninstall leaves the host as it was (but k3s)');
-  t.same(r3.lines(), ['rc-service kinglet-agent stop', 'rc-update del kinglet-agent default', 'umount /sys/fs/bpf']);
+  t.same(r3.lines(), [
+    'rc-service kinglet-agent stop', 'rc-update del kinglet-agent default',
+    `/opt/kinglet/node/bin/node ${bundle}/agent/cli/kinglet.ts agent --cleanup --bpf-root /sys/fs/bpf/kinglet --state-dir /var/lib/kinglet/agent`,
+    'umount /sys/fs/bpf',
+  ], 'the datapath goes (programs, tc filters, pins) before bpffs is unmounted');
   t.match(o3.out.join(''), /kept k3s.install/);
 });
 
@@ -95,6 +99,47 @@ t.test('uninstall --k3s runs k3s\'s uninstall script', async (t) => {
   t.equal(await uninstall(['--k3s'], io().io, deps(root, r2, facts, {}, bundle)), 0);
   t.ok(r2.lines().includes('/usr/local/bin/k3s-uninstall.sh'));
   t.ok(r2.lines().includes('systemctl disable --now kinglet-agent.service'));
+});
+
+t.test('uninstall stops the agent, then removes its datapath, then its unit', async (t) => {
+  const { root, bundle } = await scratch(t);
+  const facts = await fixture('ubuntu2204');
+  const r = new RecordingRunner(root);
+  simulateHost(r);
+  t.equal(await install([], io().io, deps(root, r, facts, {}, bundle)), 0);
+  t.notOk(r.lines().some((l) => l.includes('--cleanup')), 'install does not run the cleanup');
+  const r2 = new RecordingRunner(root);
+  const unitThere: boolean[] = [];
+  r2.handlers.push(async (argv) => {
+    if (argv.includes('--cleanup')) unitThere.push(await stat(join(root, 'etc/systemd/system/kinglet-agent.service')).then(() => true, () => false));
+    return undefined;
+  });
+  t.equal(await uninstall([], io().io, deps(root, r2, facts, {}, bundle)), 0);
+  const lines = r2.lines();
+  const cleanup = `/opt/kinglet/node/bin/node ${bundle}/agent/cli/kinglet.ts agent --cleanup --bpf-root /sys/fs/bpf/kinglet --state-dir /var/lib/kinglet/agent`;
+  t.equal(lines.filter((l) => l === cleanup).length, 1, 'the datapath cleanup runs once');
+  t.ok(lines.indexOf('systemctl disable --now kinglet-agent.service') < lines.indexOf(cleanup), 'after the agent stopped');
+  t.same(unitThere, [true], 'before its unit file is removed');
+  t.ok(lines.indexOf(cleanup) < lines.lastIndexOf('systemctl daemon-reload'));
+
+  // OpenRC: stopped through rc-service first, too.
+  const alpine = await scratch(t);
+  const ra = new RecordingRunner(alpine.root);
+  simulateHost(ra);
+  t.equal(await install([], io().io, deps(alpine.root, ra, await fixture('alpine'), {}, alpine.bundle)), 0);
+  const ra2 = new RecordingRunner(alpine.root);
+  t.equal(await uninstall([], io().io, deps(alpine.root, ra2, await fixture('alpine'), {}, alpine.bundle)), 0);
+  const la = ra2.lines();
+  const ic = la.findIndex((l) => l.includes('agent --cleanup'));
+  t.ok(ic > la.indexOf('rc-service kinglet-agent stop') && la.indexOf('rc-service kinglet-agent stop') >= 0);
+});
+
+t.test("the cleanup's pin root and state dir are the agent's own defaults", async (t) => {
+  const { DEFAULT_BPF_ROOT } = await import('../../../agent/datapath/loader.ts');
+  const { DEFAULT_STATE_DIR } = await import('../../../agent/endpoints.ts');
+  const { AGENT_BPF_ROOT, AGENT_STATE_DIR } = await import('../../../installer/render.ts');
+  t.equal(AGENT_BPF_ROOT, DEFAULT_BPF_ROOT);
+  t.equal(AGENT_STATE_DIR, DEFAULT_STATE_DIR);
 });
 
 t.test('centos 7: stops for the reboot, resumes after it', async (t) => {

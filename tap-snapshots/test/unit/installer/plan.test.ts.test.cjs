@@ -66,7 +66,7 @@ exports[`test/unit/installer/plan.test.ts > TAP > alpine (OpenRC) > human plan 1
   [agent.kubeconfig] the agent's kubeconfig (direct to the API server)
         file    /etc/kinglet/agent.kubeconfig (0600, 448 bytes)
   [agent.service] the agent service (OpenRC)
-        unit    openrc kinglet-agent -> /etc/init.d/kinglet-agent, enable, start
+        unit    openrc kinglet-agent -> /etc/init.d/kinglet-agent, enable, start; uninstall stops it, then runs /opt/kinglet/node/bin/node /opt/kinglet/agent/cli/kinglet.ts agent --cleanup --bpf-root /sys/fs/bpf/kinglet --state-dir /var/lib/kinglet/agent
   [agent.wait-ready] wait for node edge-1 to be Ready
         wait    k3s kubectl --kubeconfig /etc/kinglet/agent.kubeconfig wait --for=condition=Ready node/edge-1 --timeout=10s (up to 300s)
 == verify
@@ -138,7 +138,7 @@ exports[`test/unit/installer/plan.test.ts > TAP > centos 7, 3.10, BIOS (grubby),
   [agent.kubeconfig] the agent's kubeconfig (direct to the API server)
         file    /etc/kinglet/agent.kubeconfig (0600, 448 bytes)
   [agent.service] the agent service (systemd)
-        unit    systemd kinglet-agent.service -> /etc/systemd/system/kinglet-agent.service, enable, start
+        unit    systemd kinglet-agent.service -> /etc/systemd/system/kinglet-agent.service, enable, start; uninstall stops it, then runs /opt/kinglet/node/bin/node /opt/kinglet/agent/cli/kinglet.ts agent --cleanup --bpf-root /sys/fs/bpf/kinglet --state-dir /var/lib/kinglet/agent
   [agent.wait-ready] wait for node c7-bios to be Ready
         wait    k3s kubectl --kubeconfig /etc/kinglet/agent.kubeconfig wait --for=condition=Ready node/c7-bios --timeout=10s (up to 300s)
 == verify
@@ -208,7 +208,7 @@ exports[`test/unit/installer/plan.test.ts > TAP > centos 7, 3.10, UEFI (no grubb
   [agent.kubeconfig] the agent's kubeconfig (direct to the API server)
         file    /etc/kinglet/agent.kubeconfig (0600, 448 bytes)
   [agent.service] the agent service (systemd)
-        unit    systemd kinglet-agent.service -> /etc/systemd/system/kinglet-agent.service, enable, start
+        unit    systemd kinglet-agent.service -> /etc/systemd/system/kinglet-agent.service, enable, start; uninstall stops it, then runs /opt/kinglet/node/bin/node /opt/kinglet/agent/cli/kinglet.ts agent --cleanup --bpf-root /sys/fs/bpf/kinglet --state-dir /var/lib/kinglet/agent
   [agent.wait-ready] wait for node c7-uefi to be Ready
         wait    k3s kubectl --kubeconfig /etc/kinglet/agent.kubeconfig wait --for=condition=Ready node/c7-uefi --timeout=10s (up to 300s)
 == verify
@@ -260,7 +260,7 @@ exports[`test/unit/installer/plan.test.ts > TAP > debian 12 arm64, agent joining
   [agent.kubeconfig] the agent's kubeconfig (direct to the API server)
         file    /etc/kinglet/agent.kubeconfig (0600, 448 bytes)
   [agent.service] the agent service (systemd)
-        unit    systemd kinglet-agent.service -> /etc/systemd/system/kinglet-agent.service, enable, start
+        unit    systemd kinglet-agent.service -> /etc/systemd/system/kinglet-agent.service, enable, start; uninstall stops it, then runs /opt/kinglet/node/bin/node /opt/kinglet/agent/cli/kinglet.ts agent --cleanup --bpf-root /sys/fs/bpf/kinglet --state-dir /var/lib/kinglet/agent
   [agent.wait-ready] wait for node deb12 to be Ready
         wait    k3s kubectl --kubeconfig /etc/kinglet/agent.kubeconfig wait --for=condition=Ready node/deb12 --timeout=10s (up to 300s)
 == verify
@@ -320,7 +320,7 @@ exports[`test/unit/installer/plan.test.ts > TAP > rhel 8 (cgroup v1 host) > huma
   [agent.kubeconfig] the agent's kubeconfig (direct to the API server)
         file    /etc/kinglet/agent.kubeconfig (0600, 448 bytes)
   [agent.service] the agent service (systemd)
-        unit    systemd kinglet-agent.service -> /etc/systemd/system/kinglet-agent.service, enable, start
+        unit    systemd kinglet-agent.service -> /etc/systemd/system/kinglet-agent.service, enable, start; uninstall stops it, then runs /opt/kinglet/node/bin/node /opt/kinglet/agent/cli/kinglet.ts agent --cleanup --bpf-root /sys/fs/bpf/kinglet --state-dir /var/lib/kinglet/agent
   [agent.wait-ready] wait for node rhel8 to be Ready
         wait    k3s kubectl --kubeconfig /etc/kinglet/agent.kubeconfig wait --for=condition=Ready node/rhel8 --timeout=10s (up to 300s)
 == verify
@@ -375,7 +375,7 @@ exports[`test/unit/installer/plan.test.ts > TAP > rocky 9 > human plan 1`] = `
   [agent.kubeconfig] the agent's kubeconfig (direct to the API server)
         file    /etc/kinglet/agent.kubeconfig (0600, 448 bytes)
   [agent.service] the agent service (systemd)
-        unit    systemd kinglet-agent.service -> /etc/systemd/system/kinglet-agent.service, enable, start
+        unit    systemd kinglet-agent.service -> /etc/systemd/system/kinglet-agent.service, enable, start; uninstall stops it, then runs /opt/kinglet/node/bin/node /opt/kinglet/agent/cli/kinglet.ts agent --cleanup --bpf-root /sys/fs/bpf/kinglet --state-dir /var/lib/kinglet/agent
   [agent.wait-ready] wait for node rocky9 to be Ready
         wait    k3s kubectl --kubeconfig /etc/kinglet/agent.kubeconfig wait --for=condition=Ready node/rocky9 --timeout=10s (up to 300s)
 == verify
@@ -430,7 +430,7 @@ exports[`test/unit/installer/plan.test.ts > TAP > ubuntu 22.04, extra k3s flags 
   [agent.kubeconfig] the agent's kubeconfig (direct to the API server)
         file    /etc/kinglet/agent.kubeconfig (0600, 448 bytes)
   [agent.service] the agent service (systemd)
-        unit    systemd kinglet-agent.service -> /etc/systemd/system/kinglet-agent.service, enable, start
+        unit    systemd kinglet-agent.service -> /etc/systemd/system/kinglet-agent.service, enable, start; uninstall stops it, then runs /opt/kinglet/node/bin/node /opt/kinglet/agent/cli/kinglet.ts agent --cleanup --bpf-root /sys/fs/bpf/kinglet --state-dir /var/lib/kinglet/agent
   [agent.wait-ready] wait for node ubuntu-jammy to be Ready
         wait    k3s kubectl --kubeconfig /etc/kinglet/agent.kubeconfig wait --for=condition=Ready node/ubuntu-jammy --timeout=10s (up to 300s)
 == verify
