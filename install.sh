@@ -4,7 +4,7 @@
 #   curl -sfL https://<where kinglet is published>/install.sh | sh -
 #   curl -sfL .../install.sh | K3S_URL=https://server:6443 K3S_TOKEN=... sh -
 #
-# Makes sure Node.js >= 22 is there, unpacks the kinglet bundle (or uses the
+# Makes sure Node.js >= 22.18 is there, unpacks the kinglet bundle (or uses the
 # checkout this script sits in), then hands over to `kinglet install`, which
 # does the real work: preflight, kernel, bpffs, k3s, agent, verify.
 #
@@ -14,7 +14,7 @@
 #   KINGLET_BUNDLE_URL       URL of a kinglet bundle tarball (overrides the two above)
 #   KINGLET_BUNDLE_SHA256    its sha256; default: the first word of <KINGLET_BUNDLE_URL>.sha256
 #   KINGLET_INSTALL_DIR      where the bundle and Node.js go (default: /opt/kinglet)
-#   KINGLET_NODE_VERSION     Node.js to download when the system one is older than 22 (default: 22.18.0)
+#   KINGLET_NODE_VERSION     Node.js to download when the system one is older than 22.18 (default: 22.18.0)
 #   KINGLET_NODE_MIRROR      Node.js downloads, nodejs.org/dist layout (default: https://nodejs.org/dist)
 #   KINGLET_NODE_GLIBC217_MIRROR  the same for glibc < 2.28 hosts such as EL7, which need the
 #                            glibc-2.17 build flavour (default: https://unofficial-builds.nodejs.org/download/release)
@@ -60,7 +60,8 @@ setup_defaults() {
     KINGLET_NODE_VERSION=${KINGLET_NODE_VERSION:-22.18.0}
     KINGLET_NODE_MIRROR=${KINGLET_NODE_MIRROR:-https://nodejs.org/dist}
     KINGLET_NODE_GLIBC217_MIRROR=${KINGLET_NODE_GLIBC217_MIRROR:-https://unofficial-builds.nodejs.org/download/release}
-    NODE_MIN_MAJOR=22
+    # 22.18: the first 22.x that runs TypeScript (type stripping) without a flag
+    NODE_MIN_VERSION=22.18.0
 }
 
 # Root, or sudo that keeps the KINGLET_*, K3S_* and INSTALL_K3S_* settings.
@@ -137,13 +138,13 @@ detect_glibc() {
     fi
 }
 
-node_major() {
-    "$1" -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0
+node_version() {
+    "$1" -p 'process.versions.node' 2>/dev/null || echo 0.0.0
 }
 
 setup_node() {
     if [ "${KINGLET_FORCE_NODE_DOWNLOAD:-}" != 1 ] && command -v node >/dev/null 2>&1 \
-        && [ "$(node_major node)" -ge "$NODE_MIN_MAJOR" ]; then
+        && version_ge "$(node_version node)" "$NODE_MIN_VERSION"; then
         NODE=$(command -v node)
         info "using system Node.js $(node -v) at $NODE"
         return 0
@@ -153,10 +154,10 @@ setup_node() {
     flavour=
     mirror=$KINGLET_NODE_MIRROR
     if [ -z "$GLIBC" ]; then
-        fatal "no glibc found (musl?): install Node.js >= $NODE_MIN_MAJOR from your distribution (apk add nodejs) and re-run"
+        fatal "no glibc found (musl?): install Node.js >= $NODE_MIN_VERSION from your distribution (apk add nodejs) and re-run"
     fi
     if ! version_ge "$GLIBC" 2.28; then
-        [ "$NODE_ARCH" = x64 ] || fatal "glibc $GLIBC is too old for Node.js on $NODE_ARCH: install Node.js >= $NODE_MIN_MAJOR by hand"
+        [ "$NODE_ARCH" = x64 ] || fatal "glibc $GLIBC is too old for Node.js on $NODE_ARCH: install Node.js >= $NODE_MIN_VERSION by hand"
         flavour=-glibc-217
         mirror=$KINGLET_NODE_GLIBC217_MIRROR
         info "glibc $GLIBC < 2.28: using the glibc-2.17 build of Node.js"
@@ -175,7 +176,7 @@ setup_node() {
     $SUDO rm -rf "$dest"
     $SUDO mv "$dest.new" "$dest"
     NODE="$dest/bin/node"
-    [ "$(node_major "$NODE")" -ge "$NODE_MIN_MAJOR" ] || fatal "the downloaded Node.js at $NODE does not run (major < $NODE_MIN_MAJOR): check KINGLET_NODE_VERSION and the mirror"
+    version_ge "$(node_version "$NODE")" "$NODE_MIN_VERSION" || fatal "the downloaded Node.js at $NODE does not run or is older than $NODE_MIN_VERSION: check KINGLET_NODE_VERSION and the mirror"
 }
 
 # The checkout this script sits in, when run as a file from one.

@@ -39,7 +39,7 @@ writeFileSync(process.env.KINGLET_TEST_RECORD!, JSON.stringify({ via: 'kinglet.t
 `;
 const STUB_NODE = `#!/bin/sh
 # A stand-in node binary: answers the version probe, records the hand-over.
-if [ "$1" = -p ]; then echo 22; exit 0; fi
+if [ "$1" = -p ]; then echo ${NODE_V}; exit 0; fi
 { printf 'script=%s\\n' "$1"; shift; printf 'arg=%s\\n' "$@"; env | grep -E '^(KINGLET|K3S|INSTALL_K3S)_' | sort; } > "$KINGLET_TEST_RECORD"
 `;
 
@@ -163,6 +163,16 @@ t.test('glibc < 2.28 gets the glibc-2.17 build; system node >= 22 is used when p
   t.same(mirror.requests, ['/kinglet-0.1.0.tar.gz']);
   const rec = JSON.parse(await readFile(record, 'utf8'));
   t.same(rec.argv, ['install']);
+
+  // A system node 22.0-22.17 cannot run TypeScript without a flag: it is not used.
+  const old = join(dir, 'oldnode');
+  await mkdir(old);
+  await writeFile(join(old, 'node'), '#!/bin/sh\nif [ "$1" = -p ]; then echo 22.17.0; exit 0; fi\nexit 1\n', { mode: 0o755 });
+  mirror.requests.length = 0;
+  const r3 = await runScript(script, { ...base, KINGLET_NODE_MIRROR: `${mirror.base}/node`, PATH: `${old}:${process.env['PATH'] ?? '/usr/bin:/bin'}` });
+  t.equal(r3.code, 0, r3.stderr);
+  t.notMatch(r3.stderr, /using system Node\.js/, 'node 22.17 is not taken');
+  t.match(r3.stderr, /downloading Node\.js 22\.99\.0 .* from http:\/\/127\.0\.0\.1:/, 'from the test mirror on loopback');
 });
 
 t.test('a wrong checksum is rejected and nothing is handed over', { skip: !have('dash') ? 'dash missing' : !root && why }, async (t) => {
