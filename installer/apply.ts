@@ -23,6 +23,8 @@ export interface ApplyContext {
   runner: Runner;
   /** Where `copy` steps without fromHost find their source. */
   bundleDir: string;
+  /** The node that runs kinglet here (uninstall's fallback datapath cleanup); default: this process's. */
+  nodeBin?: string;
   log(line: string): void;
   sleep(ms: number): Promise<void>;
 }

@@ -108,7 +108,7 @@ export function printPlan(io: Io, plan: Plan, json: boolean): void {
 }
 
 export function context(deps: Deps, io: Io): ApplyContext {
-  return { root: deps.root, runner: deps.runner, bundleDir: deps.bundleDir, log: (l) => io.err(l + '\n'), sleep: deps.sleep };
+  return { root: deps.root, runner: deps.runner, bundleDir: deps.bundleDir, nodeBin: deps.nodeBin, log: (l) => io.err(l + '\n'), sleep: deps.sleep };
 }
 
 /** Outcome -> exit status: 0 done, 3 stopped for a reboot, 0 rebooting. */

@@ -2,11 +2,11 @@
 // recording each mutating step as it completes. Re-planning the agent phase
 // after k3s has started lets it use the CNI dirs k3s actually configured.
 import { readFile, rm, rmdir } from 'node:fs/promises';
-import type { ApplyContext, State } from './apply.ts';
+import type { ApplyContext, State, Undo } from './apply.ts';
 import { ApplyError, applyStep, hostPath, loadState, recorded, saveState, undoActions } from './apply.ts';
 import { parseCniDirs } from './containerd.ts';
 import type { PlanInput } from './phases.ts';
-import { planAgent, planInstall, planKernel } from './phases.ts';
+import { agentCleanupArgv, planAgent, planInstall, planKernel } from './phases.ts';
 import { K3S_CONTAINERD_CONFIG, STATE_DIR, STATE_FILE } from './render.ts';
 import type { PhaseName, PhasePlan, Plan } from './steps.ts';
 import { describe, isReadOnly, stepHash } from './steps.ts';
@@ -120,6 +120,19 @@ export interface UninstallResult {
   kept: string[];
 }
 
+/**
+ * The agent service's undo, with the datapath cleanup. Installs recorded
+ * before the unit step carried `cleanup` lack it: add it after the commands
+ * that stop the service (the leading `run`s) and before its file goes.
+ */
+export function agentServiceUndo(ctx: ApplyContext, undo: Undo[]): Undo[] {
+  if (undo.some((a) => a.kind === 'run' && a.argv.includes('--cleanup'))) return undo;
+  const at = undo.findIndex((a) => a.kind !== 'run');
+  const stops = at < 0 ? undo.length : at;
+  const cleanup: Undo = { kind: 'run', argv: agentCleanupArgv(ctx.nodeBin ?? process.execPath, ctx.bundleDir) };
+  return [...undo.slice(0, stops), cleanup, ...undo.slice(stops)];
+}
+
 /** Undo every recorded step, newest first. k3s itself only with `withK3s`. */
 export async function runUninstall(ctx: ApplyContext, withK3s: boolean): Promise<UninstallResult> {
   const state = await loadState(ctx.root);
@@ -131,7 +144,7 @@ export async function runUninstall(ctx: ApplyContext, withK3s: boolean): Promise
       continue;
     }
     ctx.log(`undo [${id}] ${rec.title}`);
-    await undoActions(ctx, rec.undo);
+    await undoActions(ctx, id === 'agent.service' ? agentServiceUndo(ctx, rec.undo) : rec.undo);
     res.undone.push(id);
   }
   await rm(hostPath(ctx.root, STATE_FILE), { force: true });

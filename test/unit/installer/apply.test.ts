@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { runWith as install } from '../../../agent/cli/commands/install.ts';
 import { runWith as uninstall } from '../../../agent/cli/commands/uninstall.ts';
 import { runWith as kernelUpgrade } from '../../../agent/cli/commands/kernel-upgrade.ts';
-import { loadState } from '../../../installer/apply.ts';
+import { loadState, saveState } from '../../../installer/apply.ts';
 import type { HostFacts } from '../../../installer/facts.ts';
 import { deps, fixture, io, RecordingRunner, simulateHost } from '../../lib/installer-helpers.ts';
 
@@ -132,6 +132,37 @@ t.test('uninstall stops the agent, then removes its datapath, then its unit', as
   const la = ra2.lines();
   const ic = la.findIndex((l) => l.includes('agent --cleanup'));
   t.ok(ic > la.indexOf('rc-service kinglet-agent stop') && la.indexOf('rc-service kinglet-agent stop') >= 0);
+});
+
+t.test('an install recorded before the datapath cleanup existed: uninstall still runs it, once', async (t) => {
+  for (const [name, stop] of [['ubuntu2204', 'systemctl disable --now kinglet-agent.service'], ['alpine', 'rc-update del kinglet-agent default']] as const) {
+    const { root, bundle } = await scratch(t);
+    const facts = await fixture(name);
+    const r = new RecordingRunner(root);
+    simulateHost(r);
+    t.equal(await install([], io().io, deps(root, r, facts, {}, bundle)), 0);
+    // What such a record looks like: the agent.service undo without the cleanup run.
+    const state = await loadState(root);
+    const svc = state.steps.find((x) => x.id === 'agent.service');
+    if (!svc) throw new Error('no agent.service record');
+    svc.rec.undo = svc.rec.undo.filter((a) => !(a.kind === 'run' && a.argv.includes('--cleanup')));
+    await saveState(root, state);
+    const r2 = new RecordingRunner(root);
+    const unitThere: boolean[] = [];
+    const unit = name === 'alpine' ? 'etc/init.d/kinglet-agent' : 'etc/systemd/system/kinglet-agent.service';
+    r2.handlers.push(async (argv) => {
+      if (argv.includes('--cleanup')) unitThere.push(await stat(join(root, unit)).then(() => true, () => false));
+      return undefined;
+    });
+    t.equal(await uninstall([], io().io, deps(root, r2, facts, {}, bundle)), 0);
+    const lines = r2.lines();
+    const cleanup = `/opt/kinglet/node/bin/node ${bundle}/agent/cli/kinglet.ts agent --cleanup --bpf-root /sys/fs/bpf/kinglet --state-dir /var/lib/kinglet/agent`;
+    t.equal(lines.filter((l) => l.includes('--cleanup')).length, 1, `${name}: the datapath cleanup runs exactly once`);
+    t.equal(lines.filter((l) => l === cleanup).length, 1, `${name}: with the installer's node, bundle, pin root and state dir`);
+    t.ok(lines.indexOf(stop) >= 0 && lines.indexOf(stop) < lines.indexOf(cleanup), `${name}: after the agent stopped`);
+    t.same(unitThere, [true], `${name}: before its unit file is removed`);
+    if (name === 'alpine') t.ok(lines.indexOf(cleanup) < lines.indexOf('umount /sys/fs/bpf'), 'before bpffs is unmounted');
+  }
 });
 
 t.test("the cleanup's pin root and state dir are the agent's own defaults", async (t) => {
