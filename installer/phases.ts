@@ -9,7 +9,7 @@ import type { HostFacts } from './facts.ts';
 import { elMajor, has, isMountedAs, kernelVerdict } from './facts.ts';
 import {
   AGENT_BPF_ROOT, AGENT_KUBECONFIG, AGENT_STATE_DIR, BPFFS, CGROUP2_MOUNT, ETC_DIR, K3S_CONTAINERD_CONFIG, K3S_KUBECONFIG, K3S_MANIFESTS,
-  RESUME_ENV, STATE_DIR, agentKubeconfig, agentOpenrcScript, agentSystemdUnit, cliArgv, cniWrapper, conflist, envFile,
+  AGENT_NODE_FLAGS, RESUME_ENV, STATE_DIR, agentKubeconfig, agentOpenrcScript, agentSystemdUnit, cliArgv, cniWrapper, conflist, envFile,
   resumeLocalScript, resumeSystemdUnit,
 } from './render.ts';
 import type { Settings } from './settings.ts';
@@ -253,7 +253,7 @@ export function planAgent(i: PlanInput, dirs: CniDirs): PhasePlan {
     ? `CNI dirs from k3s's containerd config: bin ${dirs.binDir}, conf ${dirs.confDir}`
     : `CNI dirs assumed (bin ${dirs.binDir}, conf ${dirs.confDir}); a real run reads them from ${K3S_CONTAINERD_CONFIG} once k3s has started`);
   const name = nodeName(i);
-  const exec = cliArgv(s.nodeBin, s.bundleDir, ['agent', '--source', 'kube', '--kubeconfig', AGENT_KUBECONFIG, '--node-name', name, '--manage-sysctls']);
+  const exec = cliArgv(s.nodeBin, s.bundleDir, ['agent', '--source', 'kube', '--kubeconfig', AGENT_KUBECONFIG, '--node-name', name, '--manage-sysctls'], AGENT_NODE_FLAGS);
   // Uninstall runs this after stopping the agent: detach its programs and tc filters, unpin its maps, undo its pod network.
   const cleanup = agentCleanupArgv(s.nodeBin, s.bundleDir);
   p.steps.push(
