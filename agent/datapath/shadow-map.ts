@@ -6,30 +6,10 @@
 // Entries written packed (writePacked: the first apply into an empty map) are
 // kept as the packed buffers and indexed on first use: the first apply
 // allocates nothing per entry.
-import { bytesKey } from './lb-layout.ts';
 import type { MapAccess } from './reconcile.ts';
 import { mapLookupAll, mapUpdateBatch, type BpfMap } from './libbpf.ts';
 
 const BATCH_CHUNK = 16384;
-
-/** bytesKey of the `size` bytes at `at`, made in one go for the key sizes of the LB maps (4, 12 and 24 bytes). */
-function keyAt(b: Uint8Array, at: number, size: number): string {
-  const u = (i: number) => b[at + i]! | (b[at + i + 1]! << 8);
-  switch (size) {
-    case 4:
-      return String.fromCharCode(u(0), u(2));
-    case 12:
-      return String.fromCharCode(u(0), u(2), u(4), u(6), u(8), u(10));
-    case 24:
-      return String.fromCharCode(u(0), u(2), u(4), u(6), u(8), u(10), u(12), u(14), u(16), u(18), u(20), u(22));
-    default:
-      return bytesKey(b.subarray(at, at + size));
-  }
-}
-
-function keyOf(b: Uint8Array): string {
-  return keyAt(b, 0, b.length);
-}
 
 /** Entries of a packed segment are stored as segment << SEG_SHIFT | position (small integers, no object each). */
 const SEG_SHIFT = 21;
@@ -41,10 +21,200 @@ interface Packed {
   count: number;
 }
 
+/** A hash of `n` key bytes at `at`. */
+function hashAt(b: Uint8Array, at: number, n: number): number {
+  let h = n ^ 0x811c9dc5;
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const w = b[at + i]! | (b[at + i + 1]! << 8) | (b[at + i + 2]! << 16) | (b[at + i + 3]! << 24);
+    h = Math.imul(h ^ Math.imul(w, 0xcc9e2d51), 0x1b873593);
+    h = (h << 13) | (h >>> 19);
+  }
+  for (; i < n; i++) h = Math.imul(h ^ b[at + i]!, 0x01000193);
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  return h ^ (h >>> 16);
+}
+
+const EMPTY = 0, GONE = -1, DEAD = -1;
+
+/**
+ * The in-memory copy: key bytes -> entry, an open-addressing table of
+ * numbers over the key bytes (no string or object per packed entry).
+ * An entry is a handle: >= 0 a packed place (segment << SEG_SHIFT |
+ * position), < 0 an entry held as a pair of buffers (-2 - index into #pairs).
+ * Iterates in insertion order, as a Map does (a key set again keeps its place).
+ */
+class ByteIndex {
+  /** Handle of the entry at each insertion position (DEAD: deleted). */
+  #order = new Int32Array(16);
+  #len = 0;
+  #live = 0;
+  /** Insertion position + 1 per slot (EMPTY, or GONE after a delete). */
+  #table = new Int32Array(32);
+  #used = 0;
+  #pairs: ([Uint8Array, Uint8Array] | undefined)[] = [];
+  #freePairs: number[] = [];
+  readonly #segs: () => readonly Packed[];
+  readonly #keySize: number;
+
+  constructor(segs: () => readonly Packed[], keySize: number) {
+    this.#segs = segs;
+    this.#keySize = keySize;
+  }
+
+  get size(): number {
+    return this.#live;
+  }
+
+  clear(): void {
+    this.#order = new Int32Array(16);
+    this.#len = 0;
+    this.#live = 0;
+    this.#table = new Int32Array(32);
+    this.#used = 0;
+    this.#pairs = [];
+    this.#freePairs = [];
+  }
+
+  /** Key bytes of a handle: the buffer and the offset. */
+  #keyOf(h: number): [Uint8Array, number] {
+    if (h >= 0) return [this.#segs()[h >>> SEG_SHIFT]!.keys, (h & POS_MASK) * this.#keySize];
+    return [this.#pairs[-2 - h]![0], 0];
+  }
+
+  #same(h: number, b: Uint8Array, at: number, n: number): boolean {
+    let kb: Uint8Array, ka: number;
+    if (h >= 0) {
+      kb = this.#segs()[h >>> SEG_SHIFT]!.keys;
+      ka = (h & POS_MASK) * this.#keySize;
+      if (n !== this.#keySize) return false;
+    } else {
+      kb = this.#pairs[-2 - h]![0];
+      ka = 0;
+      if (kb.length !== n) return false;
+    }
+    for (let i = 0; i < n; i++) if (kb[ka + i] !== b[at + i]) return false;
+    return true;
+  }
+
+  /** The table slot holding the key, or -1. */
+  #find(b: Uint8Array, at: number, n: number): number {
+    const t = this.#table, mask = t.length - 1;
+    let i = hashAt(b, at, n) & mask;
+    for (;;) {
+      const p = t[i]!;
+      if (p === EMPTY) return -1;
+      if (p !== GONE && this.#same(this.#order[p - 1]!, b, at, n)) return i;
+      i = (i + 1) & mask;
+    }
+  }
+
+  /** The handle for the key, or undefined. */
+  get(b: Uint8Array, at = 0, n = b.length): number | undefined {
+    const i = this.#find(b, at, n);
+    return i < 0 ? undefined : this.#order[this.#table[i]! - 1]!;
+  }
+
+  /** The handle of the pair: a new one, or the old one's place reused. */
+  pair(k: Uint8Array, v: Uint8Array): number {
+    const e: [Uint8Array, Uint8Array] = [k, v];
+    const free = this.#freePairs.pop();
+    if (free !== undefined) {
+      this.#pairs[free] = e;
+      return -2 - free;
+    }
+    return -2 - (this.#pairs.push(e) - 1);
+  }
+
+  #drop(h: number): void {
+    if (h < 0) {
+      this.#pairs[-2 - h] = undefined;
+      this.#freePairs.push(-2 - h);
+    }
+  }
+
+  /** Set the key (the bytes of `h`) to `h`. */
+  set(h: number): void {
+    const [b, at] = this.#keyOf(h);
+    const n = h >= 0 ? this.#keySize : b.length;
+    const i = this.#find(b, at, n);
+    if (i >= 0) {
+      const pos = this.#table[i]! - 1;
+      const old = this.#order[pos]!;
+      this.#order[pos] = h;
+      if (old !== h) this.#drop(old);
+      return;
+    }
+    if (this.#len === this.#order.length) this.#rebuild(Math.max(16, this.#live * 2));
+    else if ((this.#used + 1) * 2 > this.#table.length) this.#rebuild(this.#order.length);
+    const pos = this.#len++;
+    this.#order[pos] = h;
+    this.#live++;
+    this.#place(b, at, n, pos);
+  }
+
+  #place(b: Uint8Array, at: number, n: number, pos: number): void {
+    const t = this.#table, mask = t.length - 1;
+    let i = hashAt(b, at, n) & mask;
+    while (t[i] !== EMPTY) i = (i + 1) & mask;
+    t[i] = pos + 1;
+    this.#used++;
+  }
+
+  delete(b: Uint8Array): void {
+    const i = this.#find(b, 0, b.length);
+    if (i < 0) return;
+    const pos = this.#table[i]! - 1;
+    this.#drop(this.#order[pos]!);
+    this.#order[pos] = DEAD;
+    this.#table[i] = GONE;
+    this.#live--;
+  }
+
+  /** Drop deleted places, room for `cap` positions, and a fresh table. */
+  #rebuild(cap: number): void {
+    const old = this.#order, len = this.#len;
+    const order = new Int32Array(Math.max(cap, this.#live + 1));
+    let n = 0;
+    for (let p = 0; p < len; p++) if (old[p] !== DEAD) order[n++] = old[p]!;
+    let size = 32;
+    while (size < order.length * 2) size *= 2;
+    this.#order = order;
+    this.#len = n;
+    this.#table = new Int32Array(size);
+    this.#used = 0;
+    for (let p = 0; p < n; p++) {
+      const h = order[p]!;
+      const [b, at] = this.#keyOf(h);
+      this.#place(b, at, h >= 0 ? this.#keySize : b.length, p);
+    }
+  }
+
+  /** Room for `more` insertions without a rebuild. */
+  reserve(more: number): void {
+    if (this.#len + more > this.#order.length) this.#rebuild(this.#live + more);
+  }
+
+  /** The handles in insertion order. */
+  *handles(): Iterable<number> {
+    for (let p = 0; p < this.#len; p++) {
+      const h = this.#order[p]!;
+      if (h !== DEAD) yield h;
+    }
+  }
+
+  pairOf(h: number): [Uint8Array, Uint8Array] {
+    return this.#pairs[-2 - h]!;
+  }
+}
+
 export class ShadowMap implements MapAccess {
   readonly map: BpfMap;
-  /** Key -> [key, value], or the place of an entry in a packed segment. */
-  readonly #copy = new Map<string, [Uint8Array, Uint8Array] | number>();
+  /** Key bytes -> the entry: a pair of buffers, or the place of an entry in a packed segment. */
+  readonly #copy: ByteIndex;
   /** Packed segments entries of #copy refer to. */
   #segs: Packed[] = [];
   /** Packed entries not in #copy yet (keys #copy does not hold). */
@@ -53,6 +223,7 @@ export class ShadowMap implements MapAccess {
 
   constructor(map: BpfMap) {
     this.map = map;
+    this.#copy = new ByteIndex(() => this.#segs, map.info.keySize);
     this.resync();
   }
 
@@ -68,15 +239,15 @@ export class ShadowMap implements MapAccess {
       batch = mapLookupAll(this.map.fd, keySize, valueSize);
     } catch {
       // Batch lookups need 5.6+: read key by key instead.
-      for (const [k, v] of this.map.entries()) this.#copy.set(keyOf(k), [k, v]);
+      for (const [k, v] of this.map.entries()) this.#copy.set(this.#copy.pair(k, v));
       return;
     }
     const { keys, values, count } = batch;
-    for (let i = 0; i < count; i++) {
-      const k = Uint8Array.prototype.slice.call(keys, i * keySize, (i + 1) * keySize);
-      const v = Uint8Array.prototype.slice.call(values, i * valueSize, (i + 1) * valueSize);
-      this.#copy.set(keyOf(k), [k, v]);
-    }
+    if (count === 0) return;
+    // Kept as one packed segment (copies, so the batch buffers are not held).
+    this.#pending.push({ keys: Uint8Array.prototype.slice.call(keys, 0, count * keySize), values: Uint8Array.prototype.slice.call(values, 0, count * valueSize), count });
+    this.#pendingCount = count;
+    this.#indexed();
   }
 
   /** Index the entries written packed now rather than on first use (when idle). */
@@ -85,21 +256,26 @@ export class ShadowMap implements MapAccess {
   }
 
   /** The copy with every packed entry indexed. */
-  #indexed(): Map<string, [Uint8Array, Uint8Array] | number> {
+  #indexed(): ByteIndex {
     if (this.#pending.length > 0) {
       const { keySize, valueSize } = this.map.info;
-      if (this.#copy.size === 0) this.#segs = []; // no entry refers to the old ones
+      const copy = this.#copy;
+      if (copy.size === 0) {
+        this.#segs = []; // no entry refers to the old ones
+        copy.clear();
+      }
+      copy.reserve(this.#pendingCount);
       for (const seg of this.#pending) {
         const keys = seg.keys;
-        if (seg.count > POS_MASK + 1 || this.#segs.length >= 1 << (31 - SEG_SHIFT)) {
+        if (seg.count > POS_MASK + 1 || this.#segs.length >= (1 << (31 - SEG_SHIFT)) - 1) {
           // Out of places to number: entries as pairs of views.
           for (let i = 0; i < seg.count; i++) {
-            this.#copy.set(keyAt(keys, i * keySize, keySize), [keys.subarray(i * keySize, (i + 1) * keySize), seg.values.subarray(i * valueSize, (i + 1) * valueSize)]);
+            copy.set(copy.pair(keys.subarray(i * keySize, (i + 1) * keySize), seg.values.subarray(i * valueSize, (i + 1) * valueSize)));
           }
           continue;
         }
         const base = (this.#segs.push(seg) - 1) << SEG_SHIFT;
-        for (let i = 0; i < seg.count; i++) this.#copy.set(keyAt(keys, i * keySize, keySize), base | i);
+        for (let i = 0; i < seg.count; i++) copy.set(base | i);
       }
       this.#pending = [];
       this.#pendingCount = 0;
@@ -107,9 +283,9 @@ export class ShadowMap implements MapAccess {
     return this.#copy;
   }
 
-  #value(e: [Uint8Array, Uint8Array] | number): Uint8Array {
-    if (typeof e !== 'number') return e[1];
-    const seg = this.#segs[e >>> SEG_SHIFT]!, i = e & POS_MASK, n = this.map.info.valueSize;
+  #value(h: number): Uint8Array {
+    if (h < 0) return this.#copy.pairOf(h)[1];
+    const seg = this.#segs[h >>> SEG_SHIFT]!, i = h & POS_MASK, n = this.map.info.valueSize;
     return seg.values.subarray(i * n, (i + 1) * n);
   }
 
@@ -119,24 +295,26 @@ export class ShadowMap implements MapAccess {
 
   *entries(): Iterable<[Uint8Array, Uint8Array]> {
     const { keySize } = this.map.info;
-    for (const e of this.#indexed().values()) {
-      if (typeof e !== 'number') yield e;
+    const copy = this.#indexed();
+    for (const h of copy.handles()) {
+      if (h < 0) yield copy.pairOf(h);
       else {
-        const i = e & POS_MASK;
-        yield [this.#segs[e >>> SEG_SHIFT]!.keys.subarray(i * keySize, (i + 1) * keySize), this.#value(e)];
+        const i = h & POS_MASK;
+        yield [this.#segs[h >>> SEG_SHIFT]!.keys.subarray(i * keySize, (i + 1) * keySize), this.#value(h)];
       }
     }
   }
 
   /** The value as this process last wrote or read it (no system call). */
   get(key: Uint8Array): Uint8Array | undefined {
-    const e = this.#indexed().get(keyOf(key));
-    return e === undefined ? undefined : this.#value(e);
+    const h = this.#indexed().get(key);
+    return h === undefined ? undefined : this.#value(h);
   }
 
   update(key: Uint8Array, value: Uint8Array): void {
     this.map.set(key, value);
-    this.#indexed().set(keyOf(key), [Uint8Array.from(key), Uint8Array.from(value)]);
+    const copy = this.#indexed();
+    copy.set(copy.pair(Uint8Array.from(key), Uint8Array.from(value)));
   }
 
   /**
@@ -167,7 +345,7 @@ export class ShadowMap implements MapAccess {
           // The copy keeps the callers' buffers: encoded entries are never modified after the fact.
           for (let i = 0; i < done; i++) {
             const e = part[i]!;
-            copy.set(keyOf(e.key), [e.key, e.value]);
+            copy.set(copy.pair(e.key, e.value));
           }
         }
       }
@@ -215,6 +393,6 @@ export class ShadowMap implements MapAccess {
 
   delete(key: Uint8Array): void {
     this.map.delete(key);
-    this.#indexed().delete(keyOf(key));
+    this.#indexed().delete(key);
   }
 }
