@@ -67,10 +67,10 @@ export class IdPool {
  * hole left by a removed backend takes a new backend, or else the backend
  * from the last slot; new backends beyond the holes are appended.
  */
-export function assignSlots(prev: readonly L4Id[], want: readonly L4Id[]): L4Id[] {
+export function assignSlots<T extends string | number>(prev: readonly T[], want: readonly T[]): T[] {
   const wanted = new Set(want);
-  const slots: (L4Id | undefined)[] = prev.map((b) => (wanted.has(b) ? b : undefined));
-  const present = new Set(slots.filter((b): b is L4Id => b !== undefined));
+  const slots: (T | undefined)[] = prev.map((b) => (wanted.has(b) ? b : undefined));
+  const present = new Set(slots.filter((b): b is T => b !== undefined));
   const fresh = want.filter((b) => !present.has(b));
   let f = 0;
   for (let i = 0; i < slots.length && f < fresh.length; i++) {
@@ -84,7 +84,7 @@ export function assignSlots(prev: readonly L4Id[], want: readonly L4Id[]): L4Id[
     if (slots.length <= i) break;
     slots[i] = slots.pop();
   }
-  return slots as L4Id[];
+  return slots as T[];
 }
 
 /**

@@ -68,63 +68,6 @@ class FreeIds {
   }
 }
 
-/**
- * A backend and the frontends using it. The first user is kept inline (most
- * backends have exactly one), further users in a map. Each user carries its
- * sort key and the backend's flags there: the first frontend in state order
- * sets the flags.
- */
-interface BackendUse {
-  family: 4 | 6;
-  address: string;
-  port: number;
-  proto: number;
-  fid: L4Id | undefined;
-  sk: string;
-  flags: number;
-  more: Map<L4Id, [string, number]> | undefined;
-  /** Position in creation order during LbTable.full (scratch; -1 elsewhere). */
-  ix: number;
-}
-
-function hasUser(u: BackendUse, fid: L4Id): boolean {
-  return u.fid === fid || (u.more?.has(fid) ?? false);
-}
-
-function addUser(u: BackendUse, fid: L4Id, sk: string, flags: number): void {
-  if (u.fid === undefined) {
-    u.fid = fid;
-    u.sk = sk;
-    u.flags = flags;
-  } else (u.more ??= new Map()).set(fid, [sk, flags]);
-}
-
-function deleteUser(u: BackendUse, fid: L4Id): boolean {
-  if (u.fid !== fid) return u.more?.delete(fid) ?? false;
-  const next = u.more?.entries().next();
-  if (next && !next.done) {
-    const [f, [sk, flags]] = next.value;
-    u.more!.delete(f);
-    u.fid = f;
-    u.sk = sk;
-    u.flags = flags;
-  } else u.fid = undefined;
-  return true;
-}
-
-function ownerFlags(u: BackendUse): number {
-  let sk = u.sk, flags = u.flags;
-  if (u.more) {
-    for (const [s, f] of u.more.values()) {
-      if (s < sk) {
-        sk = s;
-        flags = f;
-      }
-    }
-  }
-  return flags;
-}
-
 /** The entries of a full build: the table, and every map entry packed per map and write phase. */
 export interface LbFull {
   table: LbTable;
@@ -336,13 +279,16 @@ class NumIndex {
     this.#vals = new Int32Array(cap);
     this.#mask = cap - 1;
   }
-  #slot(k: number): number {
+  #home(k: number): number {
     const lo = k >>> 0, hi = (k / 4294967296) >>> 0;
     let h = Math.imul(lo ^ Math.imul(hi, 0x9e3779b1), 0x85ebca6b);
     h ^= h >>> 13;
     h = Math.imul(h, 0xc2b2ae35);
     h ^= h >>> 16;
-    let i = h & this.#mask;
+    return h & this.#mask;
+  }
+  #slot(k: number): number {
+    let i = this.#home(k);
     const keys = this.#keys;
     while (keys[i] !== -1 && keys[i] !== k) i = (i + 1) & this.#mask;
     return i;
@@ -359,6 +305,22 @@ class NumIndex {
     this.#keys[i] = k;
     this.#vals[i] = v;
     this.#size++;
+  }
+  /** Remove `k` (backward-shift: no tombstones). */
+  delete(k: number): void {
+    const keys = this.#keys, mask = this.#mask;
+    let i = this.#slot(k);
+    if (keys[i] !== k) return;
+    this.#size--;
+    for (let j = (i + 1) & mask; keys[j] !== -1; j = (j + 1) & mask) {
+      const home = this.#home(keys[j]!);
+      // The entry at j stays when its home lies cyclically in (i, j].
+      if (i <= j ? i < home && home <= j : i < home || home <= j) continue;
+      keys[i] = keys[j]!;
+      this.#vals[i] = this.#vals[j]!;
+      i = j;
+    }
+    keys[i] = -1;
   }
   #grow(): void {
     const keys = this.#keys, vals = this.#vals;
@@ -491,27 +453,77 @@ function emptyDelta(): LbDeltaEntries {
   return d;
 }
 
+/** A backend's further users (beyond the first, kept inline): frontend index -> [sort key, flags]. */
+type MoreUsers = Map<number, [string, number]>;
+
+/**
+ * Frontends and backends, numbered: a frontend or backend is an index into
+ * arrays of numbers (and of the strings the model already holds), found by
+ * its numeric key (plain IPv4 with TCP/UDP, as lbFirst) or else by its l4Id.
+ * Indexes of deleted ones are reused. The LbAllocation is made from the
+ * arrays when asked for.
+ */
 export class LbTable {
-  readonly allocation: LbAllocation;
-  readonly #fronts = new Map<L4Id, { fe: LbFrontend; sortKey: string }>();
-  readonly #backends = new Map<L4Id, BackendUse>();
+  // Backends: family, address, port, IPPROTO, id (0: none yet); the first user
+  // (frontend index, -1: none; its sort key and the flags it sets) and the others.
+  readonly #beFamily: number[] = [];
+  readonly #beAddress: string[] = [];
+  readonly #bePort: number[] = [];
+  readonly #beProto: number[] = [];
+  readonly #beProtocol: string[] = [];
+  readonly #beId: number[] = [];
+  readonly #beUser: number[] = [];
+  readonly #beSk: string[] = [];
+  readonly #beFlags: number[] = [];
+  readonly #beMore = new Map<number, MoreUsers>();
+  readonly #beFree: number[] = [];
+  #beNum = new NumIndex(16);
+  readonly #beStr = new Map<string, number>();
+  #nBackends = 0;
+
+  // Frontends: the frontend (undefined: index unused), sort key, insertion
+  // number (state() order among equal sort keys), rev-NAT id (0: none), slots (backend indexes).
+  readonly #fe: (LbFrontend | undefined)[] = [];
+  readonly #feSort: string[] = [];
+  readonly #feSeq: number[] = [];
+  readonly #feRn: number[] = [];
+  readonly #feSlots: (number[] | undefined)[] = [];
+  readonly #feFree: number[] = [];
+  #feNum = new NumIndex(16);
+  readonly #feStr = new Map<string, number>();
+  #nFronts = 0;
+  #seq = 0;
+
   #beIds: FreeIds;
   #rnIds: FreeIds;
 
   /**
    * The table for `state` as lbEntries() just programmed it with `allocation`
-   * (the allocation lbEntries returned; the table takes it over and changes it).
+   * (the allocation lbEntries returned).
    */
   constructor(state: LbState, allocation: LbAllocation) {
-    this.allocation = allocation;
     this.#beIds = new FreeIds(allocation.backends.values());
     this.#rnIds = new FreeIds(allocation.frontends.values());
+    if (state.frontends.length === 0) return;
     for (const fe of state.frontends) {
-      const fid = l4Id(fe.family, fe.address, fe.port, fe.protocol);
-      if (this.#fronts.has(fid)) continue;
+      if (this.#frontFind(fe) >= 0) continue;
+      const f = this.#frontAdd(fe);
       const sortKey = frontendSortKey(fe);
-      this.#fronts.set(fid, { fe, sortKey });
-      this.#use(fid, sortKey, fe);
+      this.#setFront(f, fe, sortKey);
+      this.#use(f, sortKey, fe);
+    }
+    const byId = new Map<L4Id, number>();
+    for (let b = 0; b < this.#beFamily.length; b++) {
+      const bid = this.#bid(b);
+      byId.set(bid, b);
+      this.#setBeId(b, allocation.backends.get(bid) ?? 0);
+    }
+    for (let f = 0; f < this.#fe.length; f++) {
+      const fe = this.#fe[f]!;
+      const fid = l4Id(fe.family, fe.address, fe.port, fe.protocol);
+      this.#feRn[f] = allocation.frontends.get(fid) ?? 0;
+      const slots = allocation.slots.get(fid);
+      if (slots) this.#feSlots[f] = slots.map((bid) => byId.get(bid)!);
     }
   }
 
@@ -524,116 +536,252 @@ export class LbTable {
    * `encode` is false: the table alone).
    */
   static full(state: LbState, prev: LbAllocation = emptyAllocation(), encode = true): LbFull {
-    const alloc = emptyAllocation();
-    const table = new LbTable({ frontends: [] }, alloc);
-    const fronts = table.#fronts, backends = table.#backends;
+    const table = new LbTable({ frontends: [] }, emptyAllocation());
+    const list = state.frontends;
+    let nBackends = 0;
+    for (const fe of list) nBackends += fe.backends.length;
+    table.#feNum = new NumIndex(list.length);
+    table.#beNum = new NumIndex(nBackends);
 
     // Frontends (the first of equal ones wins) and their backends (listed twice: the
     // first counts; a backend's flags come from its first use), as the constructor.
-    const fes: LbFrontend[] = [], fids: L4Id[] = [], wants: L4Id[][] = [], wantIx: number[][] = [];
-    const uses: BackendUse[] = [], bids: L4Id[] = [];
-    for (const fe of state.frontends) {
-      const fid = l4Id(fe.family, fe.address, fe.port, fe.protocol);
-      if (fronts.has(fid)) continue;
+    const fes: LbFrontend[] = [];
+    const wants: number[][] = [];
+    for (const fe of list) {
+      if (table.#frontFind(fe) >= 0) continue;
+      const f = table.#frontAdd(fe);
       const sortKey = frontendSortKey(fe);
-      fronts.set(fid, { fe, sortKey });
-      const proto = protoNumber(fe.protocol);
-      const want: L4Id[] = [], ix: number[] = [];
-      for (const be of fe.backends) {
-        const bid = l4Id(fe.family, be.address, be.port, fe.protocol);
-        let u = backends.get(bid);
-        if (!u) {
-          u = { family: fe.family, address: be.address, port: be.port, proto, fid: undefined, sk: '', flags: 0, more: undefined, ix: uses.length };
-          backends.set(bid, u);
-          uses.push(u);
-          bids.push(bid);
-        } else if (hasUser(u, fid)) continue;
-        addUser(u, fid, sortKey, be.terminating ? BE_F_TERMINATING : 0);
-        want.push(bid);
-        ix.push(u.ix);
-      }
+      table.#setFront(f, fe, sortKey);
+      wants.push(table.#use(f, sortKey, fe));
       fes.push(fe);
-      fids.push(fid);
-      wants.push(want);
-      wantIx.push(ix);
     }
 
     // Ids as lbEntries gives them: kept when still in use, else the lowest not in `prev`, in order.
-    const beIdOf = new Uint32Array(uses.length);
+    const nBe = table.#beFamily.length;
+    const withPrev = prev.backends.size > 0 || prev.frontends.size > 0 || prev.slots.size > 0;
     const bePool = new IdPool(prev.backends.values());
     let be4 = 0;
-    for (let i = 0; i < uses.length; i++) {
-      const bid = bids[i]!;
-      let id = prev.backends.get(bid) ?? 0;
-      if (id === 0) id = bePool.alloc();
-      alloc.backends.set(bid, id);
-      beIdOf[i] = id;
-      if (uses[i]!.family === 4) be4++;
+    for (let b = 0; b < nBe; b++) {
+      table.#setBeId(b, (withPrev ? prev.backends.get(table.#bid(b)) : undefined) || bePool.alloc());
+      if (table.#beFamily[b] === 4) be4++;
     }
-    const rnIdOf = new Uint32Array(fes.length);
     const rnPool = new IdPool(prev.frontends.values());
-    for (let i = 0; i < fes.length; i++) {
-      const fid = fids[i]!;
-      let id = prev.frontends.get(fid) ?? 0;
-      if (id === 0) id = rnPool.alloc();
-      alloc.frontends.set(fid, id);
-      rnIdOf[i] = id;
+    for (let f = 0; f < fes.length; f++) {
+      const fe = fes[f]!;
+      table.#feRn[f] = (withPrev ? prev.frontends.get(l4Id(fe.family, fe.address, fe.port, fe.protocol)) : undefined) || rnPool.alloc();
     }
-    table.#beIds = new FreeIds(alloc.backends.values());
-    table.#rnIds = new FreeIds(alloc.frontends.values());
+    table.#beIds = new FreeIds(table.#beId);
+    table.#rnIds = new FreeIds(table.#feRn);
 
     // Slots: with no previous layout, the backends in order.
     const slotStart = new Uint32Array(fes.length + 1);
     const slotIds: number[] = [];
-    for (let i = 0; i < fes.length; i++) {
-      const fid = fids[i]!;
-      const before = prev.slots.size > 0 ? prev.slots.get(fid) : undefined;
-      const want = wants[i]!;
+    for (let f = 0; f < fes.length; f++) {
+      const fe = fes[f]!;
+      const before = prev.slots.size > 0 ? prev.slots.get(l4Id(fe.family, fe.address, fe.port, fe.protocol)) : undefined;
+      let slots = wants[f]!;
       if (before && before.length > 0) {
-        const slots = assignSlots(before, want);
-        alloc.slots.set(fid, slots);
-        for (const bid of slots) slotIds.push(alloc.backends.get(bid)!);
-      } else {
-        alloc.slots.set(fid, want);
-        for (const ix of wantIx[i]!) slotIds.push(beIdOf[ix]!);
+        const ix = new Map<L4Id, number>();
+        for (const b of slots) ix.set(table.#bid(b), b);
+        slots = assignSlots(before, slots.map((b) => table.#bid(b))).map((bid) => ix.get(bid)!);
       }
-      slotStart[i + 1] = slotIds.length;
+      table.#feSlots[f] = slots;
+      for (const b of slots) slotIds.push(table.#beId[b]!);
+      slotStart[f + 1] = slotIds.length;
     }
     if (!encode) return { table, packed: [] };
     const packed = encodeRuns({
-      beFamily: uses.map((u) => u.family), beAddress: uses.map((u) => u.address), bePort: uses.map((u) => u.port),
-      beProto: uses.map((u) => u.proto), beFlags: uses.map((u) => u.flags), beIds: beIdOf, be4,
-      fronts: fes, rnIds: rnIdOf, slotStart, slotIds,
+      beFamily: table.#beFamily, beAddress: table.#beAddress, bePort: table.#bePort, beProto: table.#beProto, beFlags: table.#beFlags,
+      beIds: table.#beId, be4, fronts: fes, rnIds: table.#feRn, slotStart, slotIds,
     });
     return { table, packed };
   }
 
   get frontends(): number {
-    return this.#fronts.size;
+    return this.#nFronts;
   }
 
-  #use(fid: L4Id, sortKey: string, fe: LbFrontend, touched?: Set<L4Id>): L4Id[] {
-    const list: L4Id[] = [];
+  /** How many backends have an id. */
+  get backends(): number {
+    return this.#nBackends;
+  }
+
+  /** The ids and slots, as lbEntries gives them (made from the table on each call). */
+  get allocation(): LbAllocation {
+    const a = emptyAllocation();
+    const bids: (L4Id | undefined)[] = [];
+    for (let b = 0; b < this.#beFamily.length; b++) {
+      if (this.#beId[b]! === 0) continue;
+      const bid = this.#bid(b);
+      bids[b] = bid;
+      a.backends.set(bid, this.#beId[b]!);
+    }
+    for (let f = 0; f < this.#fe.length; f++) {
+      const fe = this.#fe[f];
+      if (!fe) continue;
+      const fid = l4Id(fe.family, fe.address, fe.port, fe.protocol);
+      if (this.#feRn[f]! !== 0) a.frontends.set(fid, this.#feRn[f]!);
+      const slots = this.#feSlots[f];
+      if (slots) a.slots.set(fid, slots.map((b) => bids[b] ?? this.#bid(b)));
+    }
+    return a;
+  }
+
+  /** The rev-NAT id of a frontend, if it has one. */
+  revNatId(fe: Pick<LbFrontend, 'family' | 'address' | 'port' | 'protocol'>): number | undefined {
+    const f = this.#frontFind(fe);
+    return f >= 0 && this.#feRn[f]! !== 0 ? this.#feRn[f]! : undefined;
+  }
+
+  #bid(b: number): L4Id {
+    return l4Id(this.#beFamily[b] === 4 ? 4 : 6, this.#beAddress[b]!, this.#bePort[b]!, this.#beProtocol[b]!);
+  }
+
+  #frontFind(fe: Pick<LbFrontend, 'family' | 'address' | 'port' | 'protocol'>): number {
+    const k = fe.family === 4 ? l4Num(fe.address, fe.port, fe.protocol) : -1;
+    if (k >= 0) return this.#feNum.get(k);
+    return this.#feStr.get(l4Id(fe.family, fe.address, fe.port, fe.protocol)) ?? -1;
+  }
+
+  /** A new index for the frontend (not in the table). */
+  #frontAdd(fe: Pick<LbFrontend, 'family' | 'address' | 'port' | 'protocol'>): number {
+    const f = this.#feFree.pop() ?? this.#fe.length;
+    const k = fe.family === 4 ? l4Num(fe.address, fe.port, fe.protocol) : -1;
+    if (k >= 0) this.#feNum.add(k, f);
+    else this.#feStr.set(l4Id(fe.family, fe.address, fe.port, fe.protocol), f);
+    this.#fe[f] = undefined;
+    this.#feSort[f] = '';
+    this.#feSeq[f] = 0;
+    this.#feRn[f] = 0;
+    this.#feSlots[f] = undefined;
+    return f;
+  }
+
+  #setFront(f: number, fe: LbFrontend, sortKey: string): void {
+    if (this.#fe[f] === undefined) {
+      this.#feSeq[f] = ++this.#seq;
+      this.#nFronts++;
+    }
+    this.#fe[f] = fe;
+    this.#feSort[f] = sortKey;
+  }
+
+  /** Give the index of a frontend no longer in the table back (its key is `fe`'s). */
+  #frontRelease(f: number, fe: Pick<LbFrontend, 'family' | 'address' | 'port' | 'protocol'>): void {
+    const k = fe.family === 4 ? l4Num(fe.address, fe.port, fe.protocol) : -1;
+    if (k >= 0) this.#feNum.delete(k);
+    else this.#feStr.delete(l4Id(fe.family, fe.address, fe.port, fe.protocol));
+    this.#feSlots[f] = undefined;
+    this.#feFree.push(f);
+  }
+
+  #backFind(family: 4 | 6, address: string, port: number, protocol: string): number {
+    const k = family === 4 ? l4Num(address, port, protocol) : -1;
+    if (k >= 0) return this.#beNum.get(k);
+    return this.#beStr.get(l4Id(family, address, port, protocol)) ?? -1;
+  }
+
+  #backAdd(family: 4 | 6, address: string, port: number, protocol: string, proto: number): number {
+    const b = this.#beFree.pop() ?? this.#beFamily.length;
+    const k = family === 4 ? l4Num(address, port, protocol) : -1;
+    if (k >= 0) this.#beNum.add(k, b);
+    else this.#beStr.set(l4Id(family, address, port, protocol), b);
+    this.#beFamily[b] = family;
+    this.#beAddress[b] = address;
+    this.#bePort[b] = port;
+    this.#beProto[b] = proto;
+    this.#beProtocol[b] = protocol;
+    this.#beId[b] = 0;
+    this.#beUser[b] = -1;
+    this.#beSk[b] = '';
+    this.#beFlags[b] = 0;
+    return b;
+  }
+
+  #backRelease(b: number): void {
+    const family = this.#beFamily[b] === 4 ? 4 : 6, address = this.#beAddress[b]!, port = this.#bePort[b]!;
+    const protocol = this.#beProtocol[b]!;
+    const k = family === 4 ? l4Num(address, port, protocol) : -1;
+    if (k >= 0) this.#beNum.delete(k);
+    else this.#beStr.delete(l4Id(family, address, port, protocol));
+    if (this.#beId[b]! !== 0) this.#nBackends--;
+    this.#beId[b] = 0;
+    this.#beAddress[b] = '';
+    this.#beProtocol[b] = '';
+    this.#beSk[b] = '';
+    this.#beMore.delete(b);
+    this.#beFree.push(b);
+  }
+
+  #setBeId(b: number, id: number): void {
+    if (this.#beId[b]! === 0 && id !== 0) this.#nBackends++;
+    this.#beId[b] = id;
+  }
+
+  #hasUser(b: number, f: number): boolean {
+    return this.#beUser[b] === f || (this.#beMore.get(b)?.has(f) ?? false);
+  }
+
+  #addUser(b: number, f: number, sk: string, flags: number): void {
+    if (this.#beUser[b] === -1) {
+      this.#beUser[b] = f;
+      this.#beSk[b] = sk;
+      this.#beFlags[b] = flags;
+      return;
+    }
+    let more = this.#beMore.get(b);
+    if (!more) this.#beMore.set(b, (more = new Map()));
+    more.set(f, [sk, flags]);
+  }
+
+  #deleteUser(b: number, f: number): boolean {
+    const more = this.#beMore.get(b);
+    if (this.#beUser[b] !== f) return more?.delete(f) ?? false;
+    const next = more?.entries().next();
+    if (more && next && !next.done) {
+      const [g, [sk, flags]] = next.value;
+      more.delete(g);
+      if (more.size === 0) this.#beMore.delete(b);
+      this.#beUser[b] = g;
+      this.#beSk[b] = sk;
+      this.#beFlags[b] = flags;
+    } else this.#beUser[b] = -1;
+    return true;
+  }
+
+  /** The flags of the backend's user first in state order. */
+  #ownerFlags(b: number): number {
+    let sk = this.#beSk[b]!, flags = this.#beFlags[b]!;
+    const more = this.#beMore.get(b);
+    if (more) {
+      for (const [s, fl] of more.values()) {
+        if (s < sk) {
+          sk = s;
+          flags = fl;
+        }
+      }
+    }
+    return flags;
+  }
+
+  #use(f: number, sortKey: string, fe: LbFrontend, touched?: Set<number>): number[] {
+    const list: number[] = [];
     const proto = protoNumber(fe.protocol);
     for (const be of fe.backends) {
-      const bid = l4Id(fe.family, be.address, be.port, fe.protocol);
-      let u = this.#backends.get(bid);
-      if (!u) {
-        u = { family: fe.family, address: be.address, port: be.port, proto, fid: undefined, sk: '', flags: 0, more: undefined, ix: -1 };
-        this.#backends.set(bid, u);
-      } else if (hasUser(u, fid)) continue; // listed twice: the first counts
-      addUser(u, fid, sortKey, be.terminating ? BE_F_TERMINATING : 0);
-      list.push(bid);
-      touched?.add(bid);
+      let b = this.#backFind(fe.family, be.address, be.port, fe.protocol);
+      if (b < 0) b = this.#backAdd(fe.family, be.address, be.port, fe.protocol, proto);
+      else if (this.#hasUser(b, f)) continue; // listed twice: the first counts
+      this.#addUser(b, f, sortKey, be.terminating ? BE_F_TERMINATING : 0);
+      list.push(b);
+      touched?.add(b);
     }
     return list;
   }
 
-  #unuse(fid: L4Id, fe: LbFrontend, touched: Set<L4Id>): void {
+  #unuse(f: number, fe: LbFrontend, touched: Set<number>): void {
     for (const be of fe.backends) {
-      const bid = l4Id(fe.family, be.address, be.port, fe.protocol);
-      const u = this.#backends.get(bid);
-      if (u && deleteUser(u, fid)) touched.add(bid);
+      const b = this.#backFind(fe.family, be.address, be.port, fe.protocol);
+      if (b >= 0 && this.#deleteUser(b, f)) touched.add(b);
     }
   }
 
@@ -644,47 +792,48 @@ export class LbTable {
   change(changes: ReadonlyMap<string, FrontendChange>): LbDeltaEntries {
     const out = emptyDelta();
     const sorted = [...changes.keys()].sort();
-    const touched = new Set<L4Id>();
-    const work: { fid: L4Id; sortKey: string; old: LbFrontend | undefined; fe: LbFrontend | undefined; want: L4Id[] }[] = [];
+    const touched = new Set<number>();
+    const work: { f: number; any: LbFrontend; sortKey: string; old: LbFrontend | undefined; fe: LbFrontend | undefined; want: number[] }[] = [];
     for (const sortKey of sorted) {
       const c = changes.get(sortKey)!;
       const any = (c.after ?? c.before)!;
-      const fid = l4Id(any.family, any.address, any.port, any.protocol);
-      const old = this.#fronts.get(fid)?.fe;
-      if (old) this.#unuse(fid, old, touched);
-      work.push({ fid, sortKey, old, fe: c.after, want: c.after ? this.#use(fid, sortKey, c.after, touched) : [] });
+      let f = this.#frontFind(any);
+      if (f < 0) f = this.#frontAdd(any);
+      const old = this.#fe[f];
+      if (old) this.#unuse(f, old, touched);
+      work.push({ f, any, sortKey, old, fe: c.after, want: c.after ? this.#use(f, sortKey, c.after, touched) : [] });
     }
     const freedBe: number[] = [], freedRn: number[] = [];
 
     // New backends get ids in frontend order, as lbEntries hands them out.
     for (const w of work) {
-      for (const bid of w.want) if (!this.allocation.backends.has(bid)) this.allocation.backends.set(bid, this.#beIds.alloc());
+      for (const b of w.want) if (this.#beId[b]! === 0) this.#setBeId(b, this.#beIds.alloc());
     }
-    for (const bid of touched) {
-      const u = this.#backends.get(bid)!;
-      const id = this.allocation.backends.get(bid)!;
-      const map = u.family === 4 ? LB4_BE_MAP : LB6_BE_MAP;
-      if (u.fid === undefined) {
-        this.#backends.delete(bid);
-        this.allocation.backends.delete(bid);
+    for (const b of touched) {
+      const id = this.#beId[b]!;
+      const family = this.#beFamily[b] === 4 ? 4 : 6;
+      const map = family === 4 ? LB4_BE_MAP : LB6_BE_MAP;
+      if (this.#beUser[b] === -1) {
+        this.#backRelease(b);
         freedBe.push(id);
         out[map].scope.push(u32Codec.encode(id));
         continue;
       }
-      const flags = ownerFlags(u);
-      const codec = u.family === 4 ? lb4BackendCodec : lb6BackendCodec;
-      out[map].desired.push({ key: u32Codec.encode(id), value: codec.encode({ address: u.address, port: u.port, proto: u.proto, flags }) });
+      const flags = this.#ownerFlags(b);
+      const codec = family === 4 ? lb4BackendCodec : lb6BackendCodec;
+      out[map].desired.push({ key: u32Codec.encode(id), value: codec.encode({ address: this.#beAddress[b]!, port: this.#bePort[b]!, proto: this.#beProto[b]!, flags }) });
     }
 
     for (const w of work) {
+      const f = w.f;
       const any = (w.fe ?? w.old)!;
       const family = any.family;
       const keyCodec = family === 4 ? lb4KeyCodec : lb6KeyCodec;
       const svc = out[family === 4 ? LB4_SVC_MAP : LB6_SVC_MAP];
       const rnat = out[family === 4 ? LB4_RNAT_MAP : LB6_RNAT_MAP];
       const proto = protoNumber(any.protocol);
-      const oldSlots = this.allocation.slots.get(w.fid) ?? [];
-      const oldRn = this.allocation.frontends.get(w.fid);
+      const oldSlots = this.#feSlots[f] ?? [];
+      const oldRn = this.#feRn[f]! !== 0 ? this.#feRn[f]! : undefined;
       const key = (slot: number) => keyCodec.encode({ address: any.address, port: any.port, proto, slot });
       if (!w.fe) {
         for (let s = 0; s <= oldSlots.length; s++) svc.scope.push(key(s));
@@ -692,17 +841,20 @@ export class LbTable {
           rnat.scope.push(u32Codec.encode(oldRn));
           freedRn.push(oldRn);
         }
-        this.allocation.frontends.delete(w.fid);
-        this.allocation.slots.delete(w.fid);
-        this.#fronts.delete(w.fid);
+        this.#feRn[f] = 0;
+        this.#feSlots[f] = undefined;
+        if (this.#fe[f] !== undefined) {
+          this.#fe[f] = undefined;
+          this.#nFronts--;
+        }
         continue;
       }
       const fe = w.fe;
-      this.#fronts.set(w.fid, { fe, sortKey: w.sortKey });
+      this.#setFront(f, fe, w.sortKey);
       let revNatId = oldRn;
-      if (revNatId === undefined) this.allocation.frontends.set(w.fid, (revNatId = this.#rnIds.alloc()));
+      if (revNatId === undefined) this.#feRn[f] = revNatId = this.#rnIds.alloc();
       const slots = assignSlots(oldSlots, w.want);
-      this.allocation.slots.set(w.fid, slots);
+      this.#feSlots[f] = slots;
       const affinity = fe.affinityTimeoutSeconds > 0;
       svc.desired.push({
         key: key(0),
@@ -710,15 +862,23 @@ export class LbTable {
           backendId: 0, count: slots.length, flags: affinity ? SVC_F_AFFINITY : 0, revNatId, affinityTimeout: affinity ? fe.affinityTimeoutSeconds : 0,
         }),
       });
-      slots.forEach((bid, i) => {
+      slots.forEach((b, i) => {
         svc.desired.push({
           key: key(i + 1),
-          value: svcValueCodec.encode({ backendId: this.allocation.backends.get(bid)!, count: 0, flags: 0, revNatId, affinityTimeout: 0 }),
+          value: svcValueCodec.encode({ backendId: this.#beId[b]!, count: 0, flags: 0, revNatId, affinityTimeout: 0 }),
         });
       });
       for (let s = slots.length + 1; s <= oldSlots.length; s++) svc.scope.push(key(s));
       const rnCodec = family === 4 ? lb4RevNatCodec : lb6RevNatCodec;
       rnat.desired.push({ key: u32Codec.encode(revNatId), value: rnCodec.encode({ address: fe.address, port: fe.port }) });
+    }
+    // Indexes of frontends no longer in the table (deleted, or a deletion of one never there) go back.
+    const released = new Set<number>();
+    for (const w of work) {
+      if (this.#fe[w.f] === undefined && !released.has(w.f)) {
+        released.add(w.f);
+        this.#frontRelease(w.f, w.any);
+      }
     }
 
     for (const id of freedBe) this.#beIds.free(id);
@@ -728,8 +888,11 @@ export class LbTable {
 
   /** The frontends, in state order. */
   state(): LbState {
-    const list = [...this.#fronts.values()].sort((a, b) => (a.sortKey < b.sortKey ? -1 : a.sortKey > b.sortKey ? 1 : 0));
-    return { frontends: list.map((f) => f.fe) };
+    const list: number[] = [];
+    for (let f = 0; f < this.#fe.length; f++) if (this.#fe[f] !== undefined) list.push(f);
+    const sk = this.#feSort, seq = this.#feSeq;
+    list.sort((a, b) => (sk[a]! < sk[b]! ? -1 : sk[a]! > sk[b]! ? 1 : seq[a]! - seq[b]!));
+    return { frontends: list.map((f) => this.#fe[f]!) };
   }
 }
 

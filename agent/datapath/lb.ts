@@ -38,6 +38,7 @@ export class LbDatapath {
   readonly loaded: Loaded;
   readonly variant: SockLbObject;
   readonly #maps: Record<LbConfigMapName, ShadowMap>;
+  /** Ids and slots when there is no table (the table holds them while there is one). */
   #allocation: LbAllocation;
   #state: LbState | undefined = { frontends: [] };
   /** The entries as last programmed, for incremental updates; undefined: the next update() is a full apply. */
@@ -101,7 +102,7 @@ export class LbDatapath {
   apply(state: LbState): LbApplyResult {
     const t0 = performance.now();
     this.#settle();
-    this.#table = undefined;
+    this.#dropTable();
     const open = (name: string) => this.#maps[name as LbConfigMapName];
     if (LB_CONFIG_MAPS.every((n) => this.#maps[n].size === 0)) {
       const a = this.#allocation;
@@ -119,10 +120,9 @@ export class LbDatapath {
     const result = LB_CONFIG_MAPS.every((n) => this.#maps[n].size === 0)
       ? writeFresh([...LB_CONFIG_MAPS], packed, open)
       : reconcile(lbFullPlans(packed, open));
-    this.#allocation = table.allocation;
     this.#state = state;
     this.#table = table;
-    return { ...result, frontends: state.frontends.length, backends: table.allocation.backends.size, durationMs: performance.now() - t0 };
+    return { ...result, frontends: state.frontends.length, backends: table.backends, durationMs: performance.now() - t0 };
   }
 
   /**
@@ -144,7 +144,16 @@ export class LbDatapath {
     if (!pending) return;
     this.#pendingTable = undefined;
     this.#table = pending();
+  }
+
+  /**
+   * Forget the table (the next update is a full apply); the allocation, which
+   * the table held while it was there, is taken from it.
+   */
+  #dropTable(): void {
+    if (!this.#table) return;
     this.#allocation = this.#table.allocation;
+    this.#table = undefined;
   }
 
   /**
@@ -165,27 +174,27 @@ export class LbDatapath {
     try {
       result = reconcileDelta(lbDeltas(table.change(u.changes), (name) => this.#maps[name]));
     } catch (e) {
-      this.#table = undefined; // the maps may be half-written: next time diff everything
+      this.#dropTable(); // the maps may be half-written: next time diff everything
       throw e;
     }
-    this.#allocation = table.allocation;
     if (u.changes.size > 0) this.#state = undefined;
-    return { ...result, frontends: table.frontends, backends: table.allocation.backends.size, durationMs: performance.now() - t0 };
+    return { ...result, frontends: table.frontends, backends: table.backends, durationMs: performance.now() - t0 };
   }
 
   /** Re-read the kernel's map contents, so the next apply (or update) repairs any drift. */
   resync(): void {
     this.#settle();
     for (const m of Object.values(this.#maps)) m.resync();
-    this.#table = undefined;
+    this.#dropTable();
   }
 
   /** The frontends as last programmed, with their ids (the rev-NAT id). */
   services(): ServiceEntry[] {
     this.#settle();
     this.#state ??= this.#table?.state() ?? { frontends: [] };
+    const table = this.#table;
     return this.#state.frontends.map((fe) => ({
-      id: this.#allocation.frontends.get(l4Id(fe.family, fe.address, fe.port, fe.protocol)) ?? 0,
+      id: (table ? table.revNatId(fe) : this.#allocation.frontends.get(l4Id(fe.family, fe.address, fe.port, fe.protocol))) ?? 0,
       service: fe.service,
       portName: fe.portName,
       type: fe.type,
