@@ -35,7 +35,7 @@ t.test('parseLabelSelector', async (t) => {
 });
 
 t.test('writes', async (t) => {
-  const api = await FakeApiServer.create({ resources: WORKLOAD_RESOURCES, namespaceFinalizeMs: 100 });
+  const api = await FakeApiServer.create({ resources: WORKLOAD_RESOURCES, namespaceFinalizeMs: 1500 });
   t.teardown(() => api.close());
   const kc = new KubeConfig();
   kc.loadFromFile(await api.writeKubeconfig({ auth: 'token' }));
@@ -125,7 +125,7 @@ t.test('writes', async (t) => {
     t.equal(refused.code, 403);
     t.match(refused.body, { reason: 'Forbidden', message: /because it is being terminated/, details: { causes: [{ reason: 'NamespaceTerminating' }] } });
     t.equal((await failure(core.deleteNamespace({ name: 'w' }))).code, 409, 'deleting a terminating namespace is a conflict');
-    await waitFor(() => api.get('namespaces', '', 'w') === undefined, 'namespace finalized', 3000);
+    await waitFor(() => api.get('namespaces', '', 'w') === undefined, 'namespace finalized', 10_000);
     t.equal(api.list('deployments').length, 0, 'content removed with the namespace');
     t.equal(api.list('services').length, 0);
     t.equal((await failure(core.readNamespace({ name: 'w' }))).code, 404);

@@ -181,7 +181,7 @@ t.test('kinglet connectivity test against the stand-in API server', async (t) =>
   });
 
   t.test('a re-run waits for the previous namespace to finish terminating', async (t) => {
-    const slow = await FakeApiServer.create({ resources: WORKLOAD_RESOURCES, namespaceFinalizeMs: 300 });
+    const slow = await FakeApiServer.create({ resources: WORKLOAD_RESOURCES, namespaceFinalizeMs: 2000 });
     t.teardown(() => slow.close());
     slow.add(node('node-1'));
     const k = kubelet(slow);
