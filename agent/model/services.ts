@@ -146,7 +146,9 @@ interface SlicePort {
 }
 
 interface SliceEndpoint {
-  ip: ParsedIp;
+  /** The address as parseIp gives it (canonical text, and its key): inline, not a ParsedIp object per endpoint. */
+  address: string;
+  key: string;
   /** 2: ready; 1: serving and terminating (fallback only); 0 endpoints are dropped at parse time. */
   rank: 1 | 2;
   nodeName?: string;
@@ -262,7 +264,7 @@ function parseSlice(obj: unknown, meta: Meta, id: string, warn: (reason: string)
       const isTerminating = terminating ?? false;
       const rank = isReady ? 2 : isServing && isTerminating ? 1 : 0;
       if (rank === 0) return;
-      const e: SliceEndpoint = { ip, rank };
+      const e: SliceEndpoint = { address: ip.address, key: ip.key, rank };
       const node = get(ep, 'nodeName');
       if (typeof node === 'string' && node !== '') e.nodeName = node;
       endpoints.push(e);
@@ -409,7 +411,7 @@ function parseService(obj: Rec, meta: Meta, warn: (reason: string) => void): Par
 
 function selectBackends(slices: ParsedSlice[] | undefined, family: IpFamily, port: ServicePort): LbBackend[] {
   if (!slices) return [];
-  const best = new Map<string, { ip: ParsedIp; port: number; rank: number; nodeName?: string }>();
+  const best = new Map<string, { address: string; key: string; port: number; rank: number; nodeName?: string }>();
   let anyReady = false;
   for (const s of slices) {
     if (s.family !== family) continue;
@@ -417,11 +419,11 @@ function selectBackends(slices: ParsedSlice[] | undefined, family: IpFamily, por
     if (!sp) continue;
     for (const e of s.endpoints) {
       if (e.rank === 2) anyReady = true;
-      const k = `${e.ip.key}:${sp.port}`;
+      const k = `${e.key}:${sp.port}`;
       const cur = best.get(k);
       // Higher rank wins; on a tie the smaller nodeName, so input order never matters.
       if (!cur || e.rank > cur.rank || (e.rank === cur.rank && (e.nodeName ?? '') < (cur.nodeName ?? ''))) {
-        const v: { ip: ParsedIp; port: number; rank: number; nodeName?: string } = { ip: e.ip, port: sp.port, rank: e.rank };
+        const v: { address: string; key: string; port: number; rank: number; nodeName?: string } = { address: e.address, key: e.key, port: sp.port, rank: e.rank };
         if (e.nodeName !== undefined) v.nodeName = e.nodeName;
         best.set(k, v);
       }
@@ -429,9 +431,9 @@ function selectBackends(slices: ParsedSlice[] | undefined, family: IpFamily, por
   }
   const want = anyReady ? 2 : 1;
   const chosen = [...best.values()].filter((b) => b.rank === want);
-  chosen.sort((a, b) => (a.ip.key < b.ip.key ? -1 : a.ip.key > b.ip.key ? 1 : a.port - b.port));
+  chosen.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : a.port - b.port));
   return chosen.map((b) => {
-    const out: LbBackend = { address: b.ip.address, port: b.port, terminating: want === 1 };
+    const out: LbBackend = { address: b.address, port: b.port, terminating: want === 1 };
     if (b.nodeName !== undefined) out.nodeName = b.nodeName;
     return out;
   });
