@@ -4,6 +4,7 @@
 #define KL_LB4_H
 
 #include "lb_common.h"
+#include "lb4_select.h"
 
 /*
  * Forward translation of (addr, port, proto) for the socket behind ctx.
@@ -20,9 +21,8 @@ lb4_xlate_fwd(struct bpf_sock_addr *ctx, __be32 *addr, __be16 *port, __u8 proto)
 	struct kl_lb_aff_key aff_key = {};
 	struct kl_lb4_rsk_key rsk_key = {};
 	struct kl_lb4_rsk rsk = {};
-	struct kl_lb_svc *front, *slot_val;
+	struct kl_lb_svc *front;
 	struct kl_lb4_backend *be;
-	struct kl_lb_aff *aff;
 	__u32 backend_id = 0, rev_nat_id;
 	__u16 slot = 0, count;
 	__u64 now = 0;
@@ -41,23 +41,12 @@ lb4_xlate_fwd(struct bpf_sock_addr *ctx, __be32 *addr, __be16 *port, __u8 proto)
 		now = bpf_ktime_get_ns();
 		aff_key.client = kl_client_id(ctx);
 		aff_key.rev_nat_id = rev_nat_id;
-		aff = kl_aff_lookup(&aff_key, front, now);
-		if (aff) {
-			key.slot = aff->slot;
-			slot_val = bpf_map_lookup_elem(&KL_LB4_SVC_MAP, &key);
-			if (slot_val && slot_val->backend_id == aff->backend_id) {
-				slot = key.slot;
-				backend_id = aff->backend_id;
-			}
-		}
+		backend_id = lb4_affine_backend(&key, &aff_key, front, now, &slot);
 	}
 	if (!backend_id) {
-		slot = kl_pick_slot(count);
-		key.slot = slot;
-		slot_val = bpf_map_lookup_elem(&KL_LB4_SVC_MAP, &key);
-		if (!slot_val || !slot_val->backend_id)
+		backend_id = lb4_random_backend(&key, count, &slot);
+		if (!backend_id)
 			return -KL_EHOSTUNREACH;
-		backend_id = slot_val->backend_id;
 	}
 	be = bpf_map_lookup_elem(&KL_LB4_BE_MAP, &backend_id);
 	if (!be)

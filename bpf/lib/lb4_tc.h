@@ -12,6 +12,7 @@
 #define KL_LB4_TC_H
 
 #include "lb_common.h"
+#include "lb4_select.h"
 #include "ct4.h"
 #include "pkt4.h"
 
@@ -34,10 +35,9 @@ static __always_inline int kl_lb4_tc(struct __sk_buff *ctx, struct pkt4 *p, stru
 	struct kl_lb4_key key = {};
 	struct kl_ct4_key sk;
 	struct kl_ct4_entry *se, sel = {};
-	struct kl_lb_svc *front, *slot_val;
+	struct kl_lb_svc *front;
 	struct kl_lb4_backend *be;
 	struct kl_lb_aff_key aff_key = {};
-	struct kl_lb_aff *aff;
 	__u32 backend_id = 0, rev_nat_id;
 	__be32 be_addr = 0;
 	__be16 be_port = 0;
@@ -80,24 +80,13 @@ static __always_inline int kl_lb4_tc(struct __sk_buff *ctx, struct pkt4 *p, stru
 	if (!backend_id && affinity) {
 		aff_key.client = KL_AFF_CLIENT_IP | bpf_ntohl(p->saddr);
 		aff_key.rev_nat_id = rev_nat_id;
-		aff = kl_aff_lookup(&aff_key, front, now);
-		if (aff) {
-			key.slot = aff->slot;
-			slot_val = bpf_map_lookup_elem(&KL_LB4_SVC_MAP, &key);
-			if (slot_val && slot_val->backend_id == aff->backend_id) {
-				slot = key.slot;
-				backend_id = aff->backend_id;
-			}
-		}
+		backend_id = lb4_affine_backend(&key, &aff_key, front, now, &slot);
 	}
 	if (!backend_id || !be_addr) {
 		if (!backend_id) {
-			slot = kl_pick_slot(count);
-			key.slot = slot;
-			slot_val = bpf_map_lookup_elem(&KL_LB4_SVC_MAP, &key);
-			if (!slot_val || !slot_val->backend_id)
+			backend_id = lb4_random_backend(&key, count, &slot);
+			if (!backend_id)
 				return -KL_DROP_BACKEND_GONE;
-			backend_id = slot_val->backend_id;
 		}
 		be = bpf_map_lookup_elem(&KL_LB4_BE_MAP, &backend_id);
 		if (!be)
