@@ -145,6 +145,19 @@ t.test('two nodes: pods, services, masquerade, restart, cleanup', { skip }, asyn
     t.same([...new Set(udp!.map((a) => a.remote))], [`${VIP}:80`], 'UDP replies come from the ClusterIP');
   });
 
+  await t.test('sessionAffinity ClientIP per packet in tc: one client, one backend', async (t) => {
+    const STICKY = '10.43.0.20';
+    const sticky = { ...(clusterIpService('sticky', STICKY) as { spec: Record<string, unknown> }) };
+    sticky.spec = { ...sticky.spec, sessionAffinity: 'ClientIP', sessionAffinityConfig: { clientIP: { timeoutSeconds: 60 } } };
+    await c.writeObjects([clusterIpService('echo', VIP), endpointSlice('echo', [a2.ip, b1.ip, b2.ip]), sticky, endpointSlice('sticky', [a2.ip, b1.ip, b2.ip])]);
+    await waitFor(async () => (await c.api<{ address: string; backends: unknown[] }[]>(n1, 'GET', '/v1/services')).some((s) => s.address === STICKY && s.backends.length === 3), 'sticky service on n1');
+    const [tcp, spread] = await c.echo(a1, [{ op: 'tcp', host: STICKY, port: 80, n: 12 }, { op: 'tcp', host: VIP, port: 80, n: 30 }]);
+    t.equal(servers(tcp!).length, 1, `every connection to the affine service went to one backend (${servers(tcp!).join(', ')})`);
+    t.notOk(servers(tcp!)[0]!.startsWith('error:'), 'and was answered');
+    t.same(servers(spread!), ['a2', 'b1', 'b2'], 'the service without affinity still spreads');
+    await c.writeObjects([clusterIpService('echo', VIP), endpointSlice('echo', [a2.ip, b1.ip, b2.ip])]);
+  });
+
   await t.test('a new connection on the tuple of a closed ClusterIP flow is its own flow, not reverse-translated', async (t) => {
     // Same client port twice: first to the ClusterIP (translated in tc, its
     // conntrack entry kept ~10 s after the FIN), then straight to the
