@@ -20,20 +20,10 @@ import {
   release,
   type RangeState,
 } from '../../../../agent/cni/ipam.ts';
+import { prng } from '../../../lib/prng.ts';
 
 const WORKER = fileURLToPath(new URL('../../../fixtures/cni/ipam-worker.ts', import.meta.url));
 
-/** Deterministic PRNG (mulberry32) so a failing seed can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 async function tempDir(t: { teardown(fn: () => unknown): void }): Promise<string> {
   const d = await mkdtemp(join(tmpdir(), 'kl-ipam-'));

@@ -6,12 +6,10 @@ import t from 'tap';
 import { emptyAllocation, lbEntries, lbPlans, type LbAllocation } from '../../../../agent/datapath/lb-entries.ts';
 import { LbTable, ipv4Value, lbDeltas, lbFirst, lbFullPlans } from '../../../../agent/datapath/lb-table.ts';
 import { MemoryMap, reconcile, reconcileDelta, writeFresh } from '../../../../agent/datapath/reconcile.ts';
-import {
-  LB4_BE_MAP, LB4_SVC_MAP, LB6_BE_MAP, LB6_SVC_MAP, LB_CONFIG_MAPS, addrBytes, lb4KeyCodec, lb6KeyCodec, svcValueCodec, toHex, u32Codec,
-  type LbConfigMapName,
-} from '../../../../agent/datapath/lb-layout.ts';
+import { LB_CONFIG_MAPS, addrBytes, toHex, type LbConfigMapName } from '../../../../agent/datapath/lb-layout.ts';
 import { frontendSortKey, sameFrontend, type FrontendChange } from '../../../../agent/model/services.ts';
 import type { LbBackend, LbFrontend, LbState } from '../../../../agent/model/types.ts';
+import { lbMaps } from '../../../lib/lb-maps.ts';
 
 function prng(seed: number): () => number {
   let a = seed >>> 0;
@@ -23,27 +21,6 @@ function prng(seed: number): () => number {
   };
 }
 
-/** Maps that log every write and check, after each, that no frontend points at a missing slot or backend. */
-function lbMaps(): Record<LbConfigMapName, MemoryMap> {
-  const maps = {} as Record<LbConfigMapName, MemoryMap>;
-  const check = () => {
-    for (const [svcName, beName, codec] of [[LB4_SVC_MAP, LB4_BE_MAP, lb4KeyCodec], [LB6_SVC_MAP, LB6_BE_MAP, lb6KeyCodec]] as const) {
-      for (const [k, v] of maps[svcName].entries()) {
-        const key = codec.decode(k);
-        const val = svcValueCodec.decode(v);
-        if (key.slot !== 0) {
-          if (!maps[beName].get(u32Codec.encode(val.backendId))) throw new Error(`${key.address} slot ${key.slot} -> missing backend ${val.backendId}`);
-          continue;
-        }
-        for (let s = 1; s <= val.count; s++) {
-          if (!maps[svcName].get(codec.encode({ ...key, slot: s }))) throw new Error(`${key.address}:${key.port} count ${val.count} but slot ${s} missing`);
-        }
-      }
-    }
-  };
-  for (const n of LB_CONFIG_MAPS) maps[n] = new MemoryMap(n, check);
-  return maps;
-}
 
 /** Like lbMaps, with writePacked (entries unpacked into update(), so the check runs after each). */
 function packedMaps(calls: string[]): Record<LbConfigMapName, MemoryMap> {

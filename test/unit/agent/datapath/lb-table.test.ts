@@ -5,45 +5,13 @@ import t from 'tap';
 import { lbEntries, lbPlans, type LbAllocation } from '../../../../agent/datapath/lb-entries.ts';
 import { LbTable, lbDeltas } from '../../../../agent/datapath/lb-table.ts';
 import { MemoryMap, reconcile, reconcileDelta } from '../../../../agent/datapath/reconcile.ts';
-import {
-  LB4_BE_MAP, LB4_SVC_MAP, LB6_BE_MAP, LB6_SVC_MAP, LB_CONFIG_MAPS, lb4KeyCodec, lb6KeyCodec, svcValueCodec, u32Codec, toHex,
-  type LbConfigMapName,
-} from '../../../../agent/datapath/lb-layout.ts';
+import { LB4_BE_MAP, LB4_SVC_MAP, LB_CONFIG_MAPS, toHex, type LbConfigMapName } from '../../../../agent/datapath/lb-layout.ts';
 import { frontendSortKey, sameFrontend, type FrontendChange } from '../../../../agent/model/services.ts';
 import type { LbBackend, LbFrontend, LbState } from '../../../../agent/model/types.ts';
+import { prng } from '../../../lib/prng.ts';
+import { lbMaps } from '../../../lib/lb-maps.ts';
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
-/** Maps that check, after every write, that no frontend points at a missing slot or backend. */
-function lbMaps(checked: boolean): Record<LbConfigMapName, MemoryMap> {
-  const maps = {} as Record<LbConfigMapName, MemoryMap>;
-  const check = () => {
-    for (const [svcName, beName, codec] of [[LB4_SVC_MAP, LB4_BE_MAP, lb4KeyCodec], [LB6_SVC_MAP, LB6_BE_MAP, lb6KeyCodec]] as const) {
-      for (const [k, v] of maps[svcName].entries()) {
-        const key = codec.decode(k);
-        const val = svcValueCodec.decode(v);
-        if (key.slot !== 0) {
-          if (!maps[beName].get(u32Codec.encode(val.backendId))) throw new Error(`${key.address} slot ${key.slot} -> missing backend ${val.backendId}`);
-          continue;
-        }
-        for (let s = 1; s <= val.count; s++) {
-          if (!maps[svcName].get(codec.encode({ ...key, slot: s }))) throw new Error(`${key.address}:${key.port} count ${val.count} but slot ${s} missing`);
-        }
-      }
-    }
-  };
-  for (const n of LB_CONFIG_MAPS) maps[n] = new MemoryMap(n, checked ? check : undefined);
-  return maps;
-}
 
 function randomState(rnd: () => number): LbState {
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;

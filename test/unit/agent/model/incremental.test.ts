@@ -3,18 +3,8 @@ import t from 'tap';
 import { buildLbState, frontendSortKey, LbModel, sameFrontend, type ServicesInput } from '../../../../agent/model/services.ts';
 import type { LbFrontend } from '../../../../agent/model/types.ts';
 import type { KubeObject } from '../../../../agent/source/types.ts';
+import { prng } from '../../../lib/prng.ts';
 
-/** Small deterministic PRNG (mulberry32). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function gen(rnd: () => number) {
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
