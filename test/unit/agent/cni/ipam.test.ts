@@ -24,7 +24,6 @@ import { prng } from '../../../lib/prng.ts';
 
 const WORKER = fileURLToPath(new URL('../../../fixtures/cni/ipam-worker.ts', import.meta.url));
 
-
 async function tempDir(t: { teardown(fn: () => unknown): void }): Promise<string> {
   const d = await mkdtemp(join(tmpdir(), 'kl-ipam-'));
   t.teardown(() => rm(d, { recursive: true, force: true }));

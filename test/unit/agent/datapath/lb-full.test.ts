@@ -21,7 +21,6 @@ function prng(seed: number): () => number {
   };
 }
 
-
 /** Like lbMaps, with writePacked (entries unpacked into update(), so the check runs after each). */
 function packedMaps(calls: string[]): Record<LbConfigMapName, MemoryMap> {
   const maps = lbMaps();

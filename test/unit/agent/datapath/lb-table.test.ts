@@ -11,8 +11,6 @@ import type { LbBackend, LbFrontend, LbState } from '../../../../agent/model/typ
 import { prng } from '../../../lib/prng.ts';
 import { lbMaps } from '../../../lib/lb-maps.ts';
 
-
-
 function randomState(rnd: () => number): LbState {
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
   const fronts = new Map<string, LbFrontend>();

@@ -5,7 +5,6 @@ import type { LbFrontend } from '../../../../agent/model/types.ts';
 import type { KubeObject } from '../../../../agent/source/types.ts';
 import { prng } from '../../../lib/prng.ts';
 
-
 function gen(rnd: () => number) {
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
   const names = ['a', 'b', 'c', 'd', 'e', 'f'];
