@@ -145,16 +145,9 @@ SEC("tc")
 int kl_nat_egress(struct __sk_buff *ctx)
 {
 	struct pkt4 p = {};
-	const struct kl_cfg *cfg;
+	const struct kl_cfg *cfg = kl_nat_prepare(ctx, &p);
 
-	if (ctx->protocol != bpf_htons(ETH_P_IP))
-		return TC_ACT_OK;
-	cfg = kl_cfg();
-	if (!cfg || !(cfg->flags & KL_CFG_F_MASQ))
-		return TC_ACT_OK;
-	if (kl_parse4(ctx, &p) < 0)
-		return TC_ACT_OK; /* not ours to judge on the uplink */
-	if (!kl_snat_wanted(cfg, &p))
+	if (!cfg || !kl_snat_wanted(cfg, &p))
 		return TC_ACT_OK;
 	return kl_snat4_egress(ctx, &p, cfg);
 }
@@ -163,14 +156,9 @@ SEC("tc")
 int kl_nat_ingress(struct __sk_buff *ctx)
 {
 	struct pkt4 p = {};
-	const struct kl_cfg *cfg;
+	const struct kl_cfg *cfg = kl_nat_prepare(ctx, &p);
 
-	if (ctx->protocol != bpf_htons(ETH_P_IP))
-		return TC_ACT_OK;
-	cfg = kl_cfg();
-	if (!cfg || !(cfg->flags & KL_CFG_F_MASQ))
-		return TC_ACT_OK;
-	if (kl_parse4(ctx, &p) < 0)
+	if (!cfg)
 		return TC_ACT_OK;
 	return kl_snat4_ingress(ctx, &p, cfg);
 }

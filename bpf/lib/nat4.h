@@ -126,4 +126,22 @@ static __always_inline int kl_snat4_ingress(struct __sk_buff *ctx, struct pkt4 *
 	return TC_ACT_OK;
 }
 
+/*
+ * The masquerade config when the packet on the uplink is IPv4 and masquerade
+ * is on, with *p parsed; NULL when there is nothing for masquerade to do.
+ */
+static __always_inline const struct kl_cfg *kl_nat_prepare(struct __sk_buff *ctx, struct pkt4 *p)
+{
+	const struct kl_cfg *cfg;
+
+	if (ctx->protocol != bpf_htons(ETH_P_IP))
+		return NULL;
+	cfg = kl_cfg();
+	if (!cfg || !(cfg->flags & KL_CFG_F_MASQ))
+		return NULL;
+	if (kl_parse4(ctx, p) < 0)
+		return NULL; /* not ours to judge on the uplink */
+	return cfg;
+}
+
 #endif /* KL_NAT4_H */
