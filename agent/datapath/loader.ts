@@ -499,6 +499,27 @@ function safeReaddir(dir: string): string[] {
   }
 }
 
+/**
+ * Detach the link pinned at `pin` explicitly (kernel 5.9+), so it stops even
+ * while another process holds it open. Best effort: on older kernels, or for
+ * an unreadable pin, unpinning the last reference detaches it. Does not unpin.
+ */
+function detachPinnedLink(pin: string): void {
+  let fd: number;
+  try {
+    fd = objGet(pin);
+  } catch {
+    return;
+  }
+  try {
+    linkDetach(fd);
+  } catch {
+    // older kernel or not a link
+  } finally {
+    closeFd(fd);
+  }
+}
+
 export interface CleanupReport {
   links: string[];
   maps: string[];
@@ -515,19 +536,7 @@ export function cleanup(root: string = DEFAULT_BPF_ROOT, opts: { loaded?: Loaded
   const report: CleanupReport = { links: [], maps: [], errors: [] };
   for (const name of safeReaddir(linksDir(root))) {
     const pin = join(linksDir(root), name);
-    // Detach explicitly (kernel 5.9+), so a link another process still holds open stops too.
-    try {
-      const fd = objGet(pin);
-      try {
-        linkDetach(fd);
-      } catch {
-        // older kernel or not a link: unpinning the last reference detaches it
-      } finally {
-        closeFd(fd);
-      }
-    } catch {
-      // unreadable pin: still unlink it
-    }
+    detachPinnedLink(pin);
     try {
       unlinkSync(pin);
       report.links.push(pin);
@@ -642,18 +651,7 @@ export function removePinnedLinks(root: string, programs: string[]): string[] {
   for (const name of programs) {
     const pin = join(linksDir(root), name);
     if (!existsSync(pin)) continue;
-    try {
-      const fd = objGet(pin);
-      try {
-        linkDetach(fd);
-      } catch {
-        // older kernel: unpinning the last reference detaches
-      } finally {
-        closeFd(fd);
-      }
-    } catch {
-      // unreadable pin: unlink anyway
-    }
+    detachPinnedLink(pin);
     unlinkSync(pin);
     removed.push(pin);
   }

@@ -59,39 +59,62 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
 
 /** The writes that turn the maps' contents into the desired ones, in write order. */
 export function planWrites(plans: MapPlan[]): Op[] {
-  // Ops bucketed by phase: stable within a phase (plans' order, then desired order).
-  const upserts = new Map<number, Op[]>();
-  const deletes = new Map<number, Op[]>();
-  const push = (m: Map<number, Op[]>, op: Op) => {
-    const list = m.get(op.phase);
-    if (list) list.push(op);
-    else m.set(op.phase, [op]);
-  };
+  const q = new OpQueue();
   for (const plan of plans) {
     const phase = plan.phase ?? (() => 0);
     const current = new Map<string, [Uint8Array, Uint8Array]>();
     for (const kv of plan.map.entries()) current.set(bytesKey(kv[0]), kv);
-    const wanted = new Set<string>();
-    for (const { key, value } of plan.desired) {
-      const h = bytesKey(key);
-      if (wanted.has(h)) throw new Error(`${plan.name}: the same key twice in the desired entries (${toHex(key)})`);
-      wanted.add(h);
-      const cur = current.get(h);
-      if (cur === undefined) push(upserts, { plan, kind: 'add', phase: phase(key), key, value });
-      else if (!sameBytes(cur[1], value)) push(upserts, { plan, kind: 'update', phase: phase(key), key, value });
-    }
+    const wanted = queueUpserts(q, plan, phase, (key, h) => current.get(h)?.[1]);
     for (const [h, [k]] of current) {
-      if (!wanted.has(h)) push(deletes, { plan, kind: 'delete', phase: phase(k), key: k });
+      if (!wanted.has(h)) q.add({ plan, kind: 'delete', phase: phase(k), key: k });
     }
   }
-  return ordered(upserts, deletes);
+  return q.ordered();
 }
 
-function ordered(upserts: Map<number, Op[]>, deletes: Map<number, Op[]>): Op[] {
-  const out: Op[] = [];
-  for (const p of [...upserts.keys()].sort((a, b) => a - b)) for (const op of upserts.get(p)!) out.push(op);
-  for (const p of [...deletes.keys()].sort((a, b) => b - a)) for (const op of deletes.get(p)!) out.push(op);
-  return out;
+/**
+ * Ops bucketed by phase, stable within a phase (plans' order, then desired
+ * order): upserts by increasing phase, then deletes by decreasing phase.
+ */
+class OpQueue {
+  readonly #upserts = new Map<number, Op[]>();
+  readonly #deletes = new Map<number, Op[]>();
+
+  add(op: Op): void {
+    const m = op.kind === 'delete' ? this.#deletes : this.#upserts;
+    const list = m.get(op.phase);
+    if (list) list.push(op);
+    else m.set(op.phase, [op]);
+  }
+
+  ordered(): Op[] {
+    const out: Op[] = [];
+    for (const p of [...this.#upserts.keys()].sort((a, b) => a - b)) for (const op of this.#upserts.get(p)!) out.push(op);
+    for (const p of [...this.#deletes.keys()].sort((a, b) => b - a)) for (const op of this.#deletes.get(p)!) out.push(op);
+    return out;
+  }
+}
+
+/**
+ * Queue an add or update for every desired entry whose current value
+ * (`current(key, bytesKey(key))`) differs; returns the desired keys (bytesKey).
+ */
+function queueUpserts(
+  q: OpQueue,
+  plan: MapPlan | MapDelta,
+  phase: (key: Uint8Array) => number,
+  current: (key: Uint8Array, h: string) => Uint8Array | undefined,
+): Set<string> {
+  const wanted = new Set<string>();
+  for (const { key, value } of plan.desired) {
+    const h = bytesKey(key);
+    if (wanted.has(h)) throw new Error(`${plan.name}: the same key twice in the desired entries (${toHex(key)})`);
+    wanted.add(h);
+    const cur = current(key, h);
+    if (cur === undefined) q.add({ plan, kind: 'add', phase: phase(key), key, value });
+    else if (!sameBytes(cur, value)) q.add({ plan, kind: 'update', phase: phase(key), key, value });
+  }
+  return wanted;
 }
 
 function execute(names: string[], ops: Op[]): ReconcileResult {
@@ -197,33 +220,19 @@ export interface MapDelta {
  * gives for the same change.
  */
 export function reconcileDelta(deltas: MapDelta[]): ReconcileResult {
-  const upserts = new Map<number, Op[]>();
-  const deletes = new Map<number, Op[]>();
-  const push = (m: Map<number, Op[]>, op: Op) => {
-    const list = m.get(op.phase);
-    if (list) list.push(op);
-    else m.set(op.phase, [op]);
-  };
+  const q = new OpQueue();
   for (const plan of deltas) {
     const phase = plan.phase ?? (() => 0);
-    const wanted = new Set<string>();
-    for (const { key, value } of plan.desired) {
-      const h = bytesKey(key);
-      if (wanted.has(h)) throw new Error(`${plan.name}: the same key twice in the desired entries (${toHex(key)})`);
-      wanted.add(h);
-      const cur = plan.map.get(key);
-      if (cur === undefined) push(upserts, { plan, kind: 'add', phase: phase(key), key, value });
-      else if (!sameBytes(cur, value)) push(upserts, { plan, kind: 'update', phase: phase(key), key, value });
-    }
+    const wanted = queueUpserts(q, plan, phase, (key) => plan.map.get(key));
     const gone = new Set<string>();
     for (const key of plan.scope) {
       const h = bytesKey(key);
       if (wanted.has(h) || gone.has(h)) continue;
       gone.add(h);
-      if (plan.map.get(key) !== undefined) push(deletes, { plan, kind: 'delete', phase: phase(key), key });
+      if (plan.map.get(key) !== undefined) q.add({ plan, kind: 'delete', phase: phase(key), key });
     }
   }
-  return execute(deltas.map((d) => d.name), ordered(upserts, deletes));
+  return execute(deltas.map((d) => d.name), q.ordered());
 }
 
 /** An in-memory map with the MapAccess shape (tests, dry runs). */
