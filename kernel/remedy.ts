@@ -47,6 +47,15 @@ function elMajor(distro: Distro, kernel: EffectiveKernel): number | undefined {
   return undefined;
 }
 
+/** A newer kernel from the distribution's own packages: install, then reboot. */
+function distroPackage(summary: string, packages: string[], commands: string[]): Remedy {
+  return { kind: 'distro-package', summary, packages, commands: [...commands, 'reboot'], notes: [] };
+}
+
+/** Fedora, EL10+, Amazon Linux 2023: the distribution's kernel through dnf. */
+const dnfKernelRemedy = (): Remedy =>
+  distroPackage('update the kernel package (dnf upgrade --refresh kernel) and reboot', ['kernel'], ['dnf upgrade -y --refresh kernel']);
+
 /** ELRepo (EL7/8/9), through `kinglet kernel upgrade`. */
 export function elrepoRemedy(el: number): Remedy {
   const pm = el >= 8 ? 'dnf' : 'yum';
@@ -136,14 +145,7 @@ function debianRemedy(distro: Distro, kernel: EffectiveKernel): Remedy {
 }
 
 function raspberryPiRemedy(): Remedy {
-  return {
-    kind: 'distro-package',
-    summary:
-      'update the Raspberry Pi OS kernel: apt update && apt full-upgrade (raspberrypi-kernel, or linux-image-rpi-* from bookworm on), then reboot',
-    packages: ['raspberrypi-kernel'],
-    commands: ['apt update', 'apt full-upgrade', 'reboot'],
-    notes: [],
-  };
+  return distroPackage('update the Raspberry Pi OS kernel: apt update && apt full-upgrade (raspberrypi-kernel, or linux-image-rpi-* from bookworm on), then reboot', ['raspberrypi-kernel'], ['apt update', 'apt full-upgrade']);
 }
 
 function ubuntuRemedy(distro: Distro, kernel: EffectiveKernel): Remedy {
@@ -201,30 +203,12 @@ function alpineRemedy(kernel: EffectiveKernel): Remedy {
 function amazonRemedy(distro: Distro, kernel: EffectiveKernel): Remedy {
   const generation = distro.family === 'amzn' ? distro.versionId : kernel.amzn;
   if (generation === '2') {
-    return {
-      kind: 'distro-package',
-      summary: 'install a newer kernel through amazon-linux-extras (amazon-linux-extras install kernel-5.10) and reboot',
-      packages: ['kernel-5.10'],
-      commands: ['amazon-linux-extras install -y kernel-5.10', 'reboot'],
-      notes: [],
-    };
+    return distroPackage('install a newer kernel through amazon-linux-extras (amazon-linux-extras install kernel-5.10) and reboot', ['kernel-5.10'], ['amazon-linux-extras install -y kernel-5.10']);
   }
   if (generation === '2023') {
-    return {
-      kind: 'distro-package',
-      summary: 'update the kernel package (dnf upgrade --refresh kernel) and reboot',
-      packages: ['kernel'],
-      commands: ['dnf upgrade -y --refresh kernel', 'reboot'],
-      notes: [],
-    };
+    return dnfKernelRemedy();
   }
-  return {
-    kind: 'distro-package',
-    summary: 'update the kernel package (yum update kernel) and reboot, or move to Amazon Linux 2023',
-    packages: ['kernel'],
-    commands: ['yum update -y kernel', 'reboot'],
-    notes: [],
-  };
+  return distroPackage('update the kernel package (yum update kernel) and reboot, or move to Amazon Linux 2023', ['kernel'], ['yum update -y kernel']);
 }
 
 /** Generic advice, for distributions this file does not know. */
@@ -257,13 +241,7 @@ export function kernelRemedy(distro: Distro, kernel: EffectiveKernel, minimum: s
         notes: [],
       };
     }
-    return {
-      kind: 'distro-package',
-      summary: 'update the kernel package (dnf upgrade --refresh kernel) and reboot',
-      packages: ['kernel'],
-      commands: ['dnf upgrade -y --refresh kernel', 'reboot'],
-      notes: [],
-    };
+    return dnfKernelRemedy();
   }
   if (distro.family === 'raspbian' || kernel.vendor === 'raspberrypi') return raspberryPiRemedy();
   switch (distro.family) {
@@ -276,30 +254,11 @@ export function kernelRemedy(distro: Distro, kernel: EffectiveKernel, minimum: s
     case 'amzn':
       return amazonRemedy(distro, kernel);
     case 'fedora':
-      return {
-        kind: 'distro-package',
-        summary: 'update the kernel package (dnf upgrade --refresh kernel) and reboot',
-        packages: ['kernel'],
-        commands: ['dnf upgrade -y --refresh kernel', 'reboot'],
-        notes: [],
-      };
+      return dnfKernelRemedy();
     case 'suse':
-      return {
-        kind: 'distro-package',
-        summary:
-          'update kernel-default (zypper update kernel-default) and reboot; SLES 12 kernels are 4.4-based, so move to SLES 15 or later',
-        packages: ['kernel-default'],
-        commands: ['zypper refresh', 'zypper update kernel-default', 'reboot'],
-        notes: [],
-      };
+      return distroPackage('update kernel-default (zypper update kernel-default) and reboot; SLES 12 kernels are 4.4-based, so move to SLES 15 or later', ['kernel-default'], ['zypper refresh', 'zypper update kernel-default']);
     case 'arch':
-      return {
-        kind: 'distro-package',
-        summary: 'update the kernel (pacman -Syu linux, or linux-lts) and reboot',
-        packages: ['linux', 'linux-lts'],
-        commands: ['pacman -Syu linux', 'reboot'],
-        notes: [],
-      };
+      return distroPackage('update the kernel (pacman -Syu linux, or linux-lts) and reboot', ['linux', 'linux-lts'], ['pacman -Syu linux']);
     default:
       return genericRemedy(minimum);
   }
