@@ -7,6 +7,7 @@ import type { Logger } from './log.ts';
 import { Controller } from './controller.ts';
 import { ApiServer, HttpError } from './api/server.ts';
 import type { AgentStatus, NodeInfo } from './api/types.ts';
+import { apiLink, cniHandler, CNI_ROUTE } from './cni/forward.ts';
 import { DEFAULT_STATE_DIR } from './endpoints.ts';
 import { PodNetwork, type NodeView } from './pod-network.ts';
 import type { RedirectMode } from './datapath/pod-layout.ts';
@@ -244,7 +245,10 @@ export class Agent {
   }
 
   #routes(): ApiServer {
-    return new ApiServer()
+    const api = new ApiServer();
+    // CNI calls forwarded by the native kinglet-cni shim run here, reaching the routes below directly.
+    api.route('POST', CNI_ROUTE, cniHandler(apiLink(api), (line) => this.#o.log('info', `kinglet-cni: ${line}`)), { raw: true });
+    return api
       .route('GET', '/v1/status', () => this.status())
       .route('GET', '/v1/services', () => this.#lb?.services() ?? [])
       .route('GET', '/v1/node', () => {

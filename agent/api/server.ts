@@ -23,15 +23,34 @@ export interface Request {
   /** Path parameters from `{name}` segments. */
   params: Record<string, string>;
   query: URLSearchParams;
+  /** The parsed JSON body; the raw bytes (a Buffer) on routes registered with `raw`. */
   body: unknown;
 }
 
 export type Handler = (req: Request) => Promise<unknown> | unknown;
 
+/** A handler's answer sent as is (status, headers, bytes) instead of as JSON. */
+export class Reply {
+  readonly status: number;
+  readonly body: string;
+  readonly headers: Record<string, string>;
+  constructor(status: number, body: string, headers: Record<string, string> = {}) {
+    this.status = status;
+    this.body = body;
+    this.headers = headers;
+  }
+}
+
+export interface RouteOptions {
+  /** Hand the body over as bytes (any content type), not parsed as JSON. */
+  raw?: boolean;
+}
+
 interface Route {
   method: string;
   parts: string[];
   handler: Handler;
+  raw: boolean;
 }
 
 const MAX_BODY = 1 << 20;
@@ -41,9 +60,26 @@ export class ApiServer {
   #server: Server | undefined;
   #path = '';
 
-  route(method: string, pattern: string, handler: Handler): this {
-    this.#routes.push({ method, parts: pattern.split('/').filter(Boolean), handler });
+  route(method: string, pattern: string, handler: Handler, opts: RouteOptions = {}): this {
+    this.#routes.push({ method, parts: pattern.split('/').filter(Boolean), handler, raw: opts.raw ?? false });
     return this;
+  }
+
+  /**
+   * Call a route's handler in-process, as a request over the socket would
+   * (the agent's own CNI plugin runs use this instead of a socket round trip).
+   * Throws HttpError like the handlers, 404/405 for an unknown path or method.
+   */
+  async dispatch(method: string, path: string, body?: unknown): Promise<unknown> {
+    const m = this.#find(method, path);
+    return m.route.handler({ method, path, params: m.params, query: new URLSearchParams(), body });
+  }
+
+  #find(method: string, path: string): { route: Route; params: Record<string, string> } {
+    const m = this.#match(method, path);
+    if (m === undefined) throw new HttpError(404, `no such API path: ${path}`);
+    if (m === 'method') throw new HttpError(405, `${method} is not allowed on ${path}`);
+    return m;
   }
 
   #match(method: string, path: string): { route: Route; params: Record<string, string> } | 'method' | undefined {
@@ -75,9 +111,7 @@ export class ApiServer {
     };
     try {
       const url = new URL(req.url ?? '/', 'http://agent');
-      const m = this.#match(req.method ?? 'GET', url.pathname);
-      if (m === undefined) throw new HttpError(404, `no such API path: ${url.pathname}`);
-      if (m === 'method') throw new HttpError(405, `${req.method} is not allowed on ${url.pathname}`);
+      const m = this.#find(req.method ?? 'GET', url.pathname);
       const chunks: Buffer[] = [];
       let size = 0;
       for await (const c of req as AsyncIterable<Buffer>) {
@@ -86,7 +120,8 @@ export class ApiServer {
         chunks.push(c);
       }
       let body: unknown;
-      if (size > 0) {
+      if (m.route.raw) body = Buffer.concat(chunks);
+      else if (size > 0) {
         try {
           body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
         } catch {
@@ -94,6 +129,11 @@ export class ApiServer {
         }
       }
       const out = await m.route.handler({ method: req.method ?? 'GET', path: url.pathname, params: m.params, query: url.searchParams, body });
+      if (out instanceof Reply) {
+        res.writeHead(out.status, { ...out.headers, 'content-length': Buffer.byteLength(out.body) });
+        res.end(out.body);
+        return;
+      }
       send(out === undefined ? 204 : 200, out);
     } catch (e) {
       const status = e instanceof HttpError ? e.status : 500;

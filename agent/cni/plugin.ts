@@ -66,6 +66,7 @@ import {
   type Allocation,
   type Range,
 } from './ipam.ts';
+import { AgentError } from './agent-client.ts';
 import { checkVeth, hostIfname, macFor, PlumbingError, removeVeth, setupVeth, uplinkMtu, type VethSpec } from './plumbing.ts';
 
 export const DEFAULT_DATA_DIR = '/var/lib/kinglet/cni';
@@ -78,8 +79,30 @@ export interface PluginOutcome {
 
 export type Log = (line: string) => void;
 
+/**
+ * How the plugin reaches the agent's API: one JSON request, the answer's
+ * body back. Rejects with AgentError (status undefined: the agent is not
+ * there). The executable goes over the API socket of the netconf; the agent
+ * running the plugin itself (POST /v1/cni from the native shim) calls its
+ * own routes directly.
+ */
+export type AgentLink = (method: string, path: string, body?: unknown) => Promise<unknown>;
+
+/** The AgentLink of a separate plugin process: the API socket named in the netconf. */
+function socketLink(conf: NetConf): AgentLink {
+  return async (method, path, body) => {
+    const { agentRequest } = await import('./agent-client.ts');
+    return agentRequest(socketOf(conf), method, path, body);
+  };
+}
+
+interface Ctx {
+  log: Log;
+  call: AgentLink;
+}
+
 /** Run one plugin invocation: environment + stdin in, exit code + stdout out. Never throws. */
-export async function runPlugin(env: Record<string, string | undefined>, stdin: string, log: Log = () => {}): Promise<PluginOutcome> {
+export async function runPlugin(env: Record<string, string | undefined>, stdin: string, log: Log = () => {}, link?: AgentLink): Promise<PluginOutcome> {
   let version: string | undefined;
   try {
     const e = parseEnv(env);
@@ -89,20 +112,21 @@ export async function runPlugin(env: Record<string, string | undefined>, stdin: 
     version = sniffVersion(stdin);
     const conf = parseNetConf(stdin, e.command);
     version = conf.cniVersion;
+    const ctx: Ctx = { log, call: link ?? socketLink(conf) };
     switch (e.command) {
       case 'ADD':
-        return { exitCode: 0, stdout: JSON.stringify(formatResult(conf.cniVersion, await cmdAdd(e, conf, log))) };
+        return { exitCode: 0, stdout: JSON.stringify(formatResult(conf.cniVersion, await cmdAdd(e, conf, ctx))) };
       case 'DEL':
-        await cmdDel(e, conf, log);
+        await cmdDel(e, conf, ctx);
         return { exitCode: 0, stdout: '' };
       case 'CHECK':
-        await cmdCheck(e, conf);
+        await cmdCheck(e, conf, ctx);
         return { exitCode: 0, stdout: '' };
       case 'STATUS':
-        await cmdStatus(conf);
+        await cmdStatus(conf, ctx);
         return { exitCode: 0, stdout: '' };
       case 'GC':
-        await cmdGc(conf, log);
+        await cmdGc(conf, ctx);
         return { exitCode: 0, stdout: '' };
     }
   } catch (err) {
@@ -140,7 +164,7 @@ function socketOf(conf: NetConf): string {
   return conf.agentSocket ?? DEFAULT_API_SOCKET;
 }
 
-// --- agent calls (the client is loaded only when used) ----------------------
+// --- agent calls ----------------------------------------------------------
 
 interface AgentFailure {
   unreachable: boolean;
@@ -148,10 +172,9 @@ interface AgentFailure {
   hint?: string;
 }
 
-async function agentCall<T>(conf: NetConf, method: string, path: string, body?: unknown, timeoutMs = 10_000): Promise<{ ok: true; value: T } | { ok: false; failure: AgentFailure }> {
-  const { agentRequest, AgentError } = await import('./agent-client.ts');
+async function agentCall<T>(ctx: Ctx, method: string, path: string, body?: unknown): Promise<{ ok: true; value: T } | { ok: false; failure: AgentFailure }> {
   try {
-    return { ok: true, value: await agentRequest<T>(socketOf(conf), method, path, body, timeoutMs) };
+    return { ok: true, value: (await ctx.call(method, path, body)) as T };
   } catch (e) {
     if (e instanceof AgentError) {
       const f: AgentFailure = { unreachable: e.status === undefined, message: e.message };
@@ -174,9 +197,9 @@ function agentError(f: AgentFailure, what: string): CniError {
 }
 
 /** The pod range: the conflist's, else the first IPv4 podCIDR of the Node (from the agent). */
-async function podRange(conf: NetConf): Promise<Range> {
+async function podRange(conf: NetConf, ctx: Ctx): Promise<Range> {
   if (conf.podCIDR) return parseRange(conf.podCIDR);
-  const r = await agentCall<NodeInfo>(conf, 'GET', '/v1/node');
+  const r = await agentCall<NodeInfo>(ctx, 'GET', '/v1/node');
   if (!r.ok) throw agentError(r.failure, 'read the node\'s podCIDR');
   const v4 = r.value.podCIDRs.find((c) => !c.includes(':'));
   if (!v4) {
@@ -214,9 +237,9 @@ function requireNetns(e: CniEnv): void {
 
 // --- ADD --------------------------------------------------------------------
 
-async function cmdAdd(e: CniEnv, conf: NetConf, log: Log): Promise<AddResult> {
+async function cmdAdd(e: CniEnv, conf: NetConf, ctx: Ctx): Promise<AddResult> {
   requireNetns(e);
-  const range = await podRange(conf);
+  const range = await podRange(conf, ctx);
   const store = storeFor(conf);
   const owner: Allocation = {
     containerId: e.containerId,
@@ -246,7 +269,7 @@ async function cmdAdd(e: CniEnv, conf: NetConf, log: Log): Promise<AddResult> {
       if (e.args.podNamespace) reg.podNamespace = e.args.podNamespace;
       if (e.args.podName) reg.podName = e.args.podName;
       if (e.args.podUid) reg.podUid = e.args.podUid;
-      const r = await agentCall(conf, 'PUT', `/v1/endpoints/${encodeURIComponent(e.containerId)}`, reg);
+      const r = await agentCall(ctx, 'PUT', `/v1/endpoints/${encodeURIComponent(e.containerId)}`, reg);
       if (!r.ok) throw agentError(r.failure, `register endpoint ${e.containerId}`);
     }
     return {
@@ -260,24 +283,24 @@ async function cmdAdd(e: CniEnv, conf: NetConf, log: Log): Promise<AddResult> {
     };
   } catch (err) {
     // Roll back: no half-wired pod, no leaked address.
-    if (spec) await removeVeth(spec.hostIfname).catch((x: Error) => log(`rollback: ${x.message}`));
+    if (spec) await removeVeth(spec.hostIfname).catch((x: Error) => ctx.log(`rollback: ${x.message}`));
     await store
       .withLock(async (tx) => {
         const st = await tx.load(range);
         release(st, owner);
         await tx.save(st);
       })
-      .catch((x: Error) => log(`rollback: releasing ${address} failed: ${x.message}`));
+      .catch((x: Error) => ctx.log(`rollback: releasing ${address} failed: ${x.message}`));
     throw err;
   }
 }
 
 // --- DEL --------------------------------------------------------------------
 
-async function cmdDel(e: CniEnv, conf: NetConf, log: Log): Promise<void> {
+async function cmdDel(e: CniEnv, conf: NetConf, ctx: Ctx): Promise<void> {
   let agentFailure: AgentFailure | undefined;
   if (conf.agent) {
-    const r = await agentCall(conf, 'DELETE', `/v1/endpoints/${encodeURIComponent(e.containerId)}`);
+    const r = await agentCall(ctx, 'DELETE', `/v1/endpoints/${encodeURIComponent(e.containerId)}`);
     if (!r.ok) agentFailure = r.failure;
   }
   await removeVeth(hostIfname(e.containerId, e.ifname));
@@ -291,7 +314,7 @@ async function cmdDel(e: CniEnv, conf: NetConf, log: Log): Promise<void> {
   if (agentFailure) {
     if (agentFailure.unreachable) {
       // The pod's resources are gone; the agent drops endpoints whose veth is gone when it comes back.
-      log(`DEL ${e.containerId}: agent not reachable (${agentFailure.message}); local cleanup done`);
+      ctx.log(`DEL ${e.containerId}: agent not reachable (${agentFailure.message}); local cleanup done`);
     } else {
       throw agentError(agentFailure, `delete endpoint ${e.containerId}`);
     }
@@ -300,7 +323,7 @@ async function cmdDel(e: CniEnv, conf: NetConf, log: Log): Promise<void> {
 
 // --- CHECK ------------------------------------------------------------------
 
-async function cmdCheck(e: CniEnv, conf: NetConf): Promise<void> {
+async function cmdCheck(e: CniEnv, conf: NetConf, ctx: Ctx): Promise<void> {
   const prev = conf.prevResult;
   if (!prev) {
     throw new CniError(ErrorCode.InvalidNetworkConfig, 'CHECK needs prevResult', 'the runtime must pass the result of the previous ADD as prevResult');
@@ -323,7 +346,7 @@ async function cmdCheck(e: CniEnv, conf: NetConf): Promise<void> {
     problems.push(...(await checkVeth(vethSpec(e, found.ip, found.range.gateway, 0))));
   }
   if (conf.agent) {
-    const r = await agentCall<{ containerId: string }[]>(conf, 'GET', '/v1/endpoints');
+    const r = await agentCall<{ containerId: string }[]>(ctx, 'GET', '/v1/endpoints');
     if (!r.ok) problems.push(`agent: ${r.failure.message}`);
     else if (!r.value.some((x) => x.containerId === e.containerId)) problems.push(`the agent does not know endpoint ${e.containerId}`);
   }
@@ -334,10 +357,10 @@ async function cmdCheck(e: CniEnv, conf: NetConf): Promise<void> {
 
 // --- STATUS -----------------------------------------------------------------
 
-async function cmdStatus(conf: NetConf): Promise<void> {
+async function cmdStatus(conf: NetConf, ctx: Ctx): Promise<void> {
   let range: Range;
   try {
-    range = await podRange(conf);
+    range = await podRange(conf, ctx);
   } catch (err) {
     const ce = toCniError(mapError(err));
     throw new CniError(ErrorCode.NotAvailable, `kinglet-cni cannot add pods: ${ce.message}`, ce.details);
@@ -356,7 +379,8 @@ async function cmdStatus(conf: NetConf): Promise<void> {
 
 // --- GC ---------------------------------------------------------------------
 
-async function cmdGc(conf: NetConf, log: Log): Promise<void> {
+async function cmdGc(conf: NetConf, ctx: Ctx): Promise<void> {
+  const { log } = ctx;
   const valid = new Set((conf.validAttachments ?? []).map(ownerKey));
   const freed = await storeFor(conf).withLock(async (tx) => {
     const out: (Allocation & { ip: string })[] = [];
@@ -375,7 +399,7 @@ async function cmdGc(conf: NetConf, log: Log): Promise<void> {
     log(`GC: released ${a.ip} of ${a.containerId}/${a.ifname}`);
     await removeVeth(a.hostIfname ?? hostIfname(a.containerId, a.ifname)).catch((x: Error) => log(`GC: ${x.message}`));
     if (conf.agent) {
-      const r = await agentCall(conf, 'DELETE', `/v1/endpoints/${encodeURIComponent(a.containerId)}`);
+      const r = await agentCall(ctx, 'DELETE', `/v1/endpoints/${encodeURIComponent(a.containerId)}`);
       if (!r.ok) log(`GC: agent: ${r.failure.message}`);
     }
   }
