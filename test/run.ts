@@ -1,4 +1,4 @@
-// The test command: type-check, build the BPF objects, run every tap suite,
+// The test command: type-check, build the BPF objects and the native CNI shim, run every tap suite,
 // and close with one plain summary line ("N passed, N failed, N skipped").
 // Integration and e2e suites skip themselves with a reason when not root.
 import { spawn } from 'node:child_process';
@@ -16,6 +16,7 @@ async function main(): Promise<number> {
   for (const [name, cmd, args] of [
     ['typecheck', 'npx', ['tsc', '-p', 'tsconfig.json']],
     ['bpf build', 'make', ['-s', '-C', 'bpf']],
+    ['cni shim build', 'make', ['-s', '-C', 'agent/cni/shim']],
   ] as const) {
     process.stderr.write(`== ${name}\n`);
     const rc = await step(cmd, [...args]);

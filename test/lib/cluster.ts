@@ -2,7 +2,9 @@
 // lab: nodes are network namespaces on a shared L2 (a bridge in a namespace
 // of its own), each with its own `kinglet agent` (dir source, scratch bpffs
 // directory, cgroup, state dir, API socket); pods are namespaces wired by
-// the real kinglet-cni run inside their node's namespace. Nothing has a
+// the real kinglet-cni run inside their node's namespace (as installed: the
+// native shim, forwarding to the node's agent, the Node plugin beside it as
+// the fallback; test/lib/cni-bin.ts). Nothing has a
 // route out of the machine: the underlay is 10.99.0.0/24 on the bridge, and
 // "external" hosts are namespaces on that bridge without any route to the
 // cluster. Everything is removed in the test's teardown (also on failure).
@@ -31,12 +33,12 @@ import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { netns, scratchBpffs, start, testCgroup, uniqueName, type Netns, type Started, type Teardownable } from './sandbox.ts';
 import { waitFor } from './wait.ts';
+import { installCniBin } from './cni-bin.ts';
 import { apiRequest } from '../../agent/api/client.ts';
 import type { AgentStatus } from '../../agent/api/types.ts';
 
 export const repo = fileURLToPath(new URL('../../', import.meta.url));
 export const kinglet = join(repo, 'agent', 'cli', 'kinglet.ts');
-export const cniBin = join(repo, 'agent', 'cni', 'kinglet-cni');
 export const echoPeer = join(repo, 'test', 'lib', 'echo-peer.ts');
 
 export const UNDERLAY = '10.99.0';
@@ -100,7 +102,18 @@ export interface Cluster {
   restartAgent(node: Node, opts?: { kill?: boolean } & Partial<Pick<NodeOptions, 'socketLb' | 'redirect' | 'agentArgs'>>): Promise<void>;
   api<T>(node: Node, method: string, path: string, body?: unknown): Promise<T>;
   waitReady(node: Node): Promise<AgentStatus>;
-  cni(node: Node, command: string, env: { containerId: string; netns?: string; ifname?: string }): Promise<{ exitCode: number; stdout: string; stderr: string }>;
+  cni(node: Node, command: string, env: { containerId: string; netns?: string; ifname?: string }, opts?: CniCallOptions): Promise<{ exitCode: number; stdout: string; stderr: string }>;
+  /** The CNI bin directory (installed layout: the shim and kinglet-cni-node). */
+  cniBinDir: string;
+}
+
+export interface CniCallOptions {
+  /** Another plugin executable (default: the cluster's installed kinglet-cni shim). */
+  bin?: string;
+  /** Netconf fields over the default (agentSocket and dataDir of the node). */
+  conf?: Record<string, unknown>;
+  /** Raw stdin instead of the netconf. */
+  stdin?: string;
 }
 
 export async function cluster(t: Teardownable, opts: { clusterCidr?: string } = {}): Promise<Cluster> {
@@ -109,6 +122,8 @@ export async function cluster(t: Teardownable, opts: { clusterCidr?: string } = 
   const fs = await scratchBpffs(t);
   const work = await mkdtemp(join(tmpdir(), 'kl-cluster-'));
   t.teardown(() => rm(work, { recursive: true, force: true }));
+  const cniBinDir = join(work, 'cni-bin');
+  const cniBin = await installCniBin(cniBinDir);
   const srcDir = join(work, 'objects');
   await execa('mkdir', ['-p', srcDir]);
   const ul = await netns(t, 'kl-ul');
@@ -180,10 +195,10 @@ export async function cluster(t: Teardownable, opts: { clusterCidr?: string } = 
     return cmd;
   };
 
-  const cni = async (n: Node, command: string, env: { containerId: string; netns?: string; ifname?: string }) => {
-    const conf = { cniVersion: '1.0.0', name: 'kinglet', type: 'kinglet-cni', agentSocket: n.sock, dataDir: n.cniDataDir };
-    const r = await execa('nsenter', [`--net=/run/netns/${n.ns.name}`, cniBin], {
-      input: JSON.stringify(conf),
+  const cni = async (n: Node, command: string, env: { containerId: string; netns?: string; ifname?: string }, o: CniCallOptions = {}) => {
+    const conf = { cniVersion: '1.0.0', name: 'kinglet', type: 'kinglet-cni', agentSocket: n.sock, dataDir: n.cniDataDir, ...o.conf };
+    const r = await execa('nsenter', [`--net=/run/netns/${n.ns.name}`, o.bin ?? cniBin], {
+      input: o.stdin ?? JSON.stringify(conf),
       extendEnv: false,
       env: {
         PATH: `${join(process.execPath, '..')}:/usr/sbin:/usr/bin:/sbin:/bin`,
@@ -280,6 +295,7 @@ export async function cluster(t: Teardownable, opts: { clusterCidr?: string } = 
     api,
     waitReady,
     cni,
+    cniBinDir,
   };
   return c;
 }

@@ -265,6 +265,7 @@ static int fallback(char **argv, const struct buf *in, int have_stdin, const cha
 		if (fd != 0)
 			close(fd);
 	}
+	fprintf(stderr, "kinglet-cni: %s; running %s\n", why, path);
 	argv[0] = path;
 	execv(path, argv);
 	char details[PATH_MAX + 512];

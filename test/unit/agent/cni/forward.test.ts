@@ -67,7 +67,9 @@ t.test('handler: the Node executable\'s stdout and exit code, for results and er
     t.equal(r.headers[EXIT_HEADER], String(n.status), `${what}: exit ${n.status}, as the executable`);
     t.equal(r.body, n.stdout, `${what}: the executable's stdout, byte for byte`);
   }
-  const dec = await handler({ method: 'POST', path: CNI_ROUTE, params: {}, query: new URLSearchParams(), body: Buffer.from('junk') }).catch((e: unknown) => e);
+  const dec = await Promise.resolve()
+    .then(() => handler({ method: 'POST', path: CNI_ROUTE, params: {}, query: new URLSearchParams(), body: Buffer.from('junk') }))
+    .catch((e: unknown) => e);
   t.match(dec, { status: 400 }, 'bad framing: 400, the plugin does not run');
 });
 
