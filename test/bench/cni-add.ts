@@ -6,14 +6,17 @@
 //   node test/bench/cni-add.ts                      (root)
 //   BENCH_ROUNDS=100 node test/bench/cni-add.ts
 //
-// Two phases, each with one containerd per plugin (test/lib/containerd.ts:
-// inside namespaces of the benchmark's own, state in scratch dirs), rounds
-// alternating the plugins (and their order) so drift hits both alike:
-//   1. RunPodSandbox wall time as the CRI client sees it, plugins exec'd
-//      directly (kinglet-cni through a one-line `exec node ...` sh wrapper,
-//      as containerd's PATH has no node; bridge a symlink);
+// kinglet-cni runs as installed (test/lib/cni-bin.ts) with a real agent
+// beside containerd (test/lib/containerd.ts `agent`): the native shim
+// forwards each call to the agent, which runs the plugin in-process. For
+// comparison, the Node plugin alone (what was installed before the shim,
+// still the fallback) against the same kind of agent.
+// Two phases, each with one containerd per variant (inside namespaces of
+// the benchmark's own, state in scratch dirs), rounds rotating the variants
+// (and their order) so drift hits all alike:
+//   1. RunPodSandbox wall time as the CRI client sees it;
 //   2. each plugin's own exec time, from a wrapper that takes `date` around
-//      the exec (the same overhead for both), for ADD and DEL.
+//      the exec (the same overhead for all), for ADD and DEL.
 // Pods are stopped and removed after each round (not timed). No traffic.
 import { join } from 'node:path';
 import { startContainerd, containerdSkipReason, type Containerd } from '../lib/containerd.ts';
@@ -44,11 +47,12 @@ function pct(xs: number[], p: number): number {
   return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
 }
 
-const kingletConflist = ({ network, scratch }: { network: string; scratch: string }) => ({
+const kingletConflist = ({ network, scratch, agentSocket }: { network: string; scratch: string; agentSocket: string }) => ({
   cniVersion: '1.0.0',
   name: network,
-  plugins: [{ type: 'kinglet-cni', podCIDR: '10.88.0.0/24', agent: false, dataDir: join(scratch, 'kinglet') }, { type: 'loopback' }],
+  plugins: [{ type: 'kinglet-cni', agentSocket, dataDir: join(scratch, 'kinglet') }, { type: 'loopback' }],
 });
+const AGENT = { podCIDR: '10.88.0.0/24' };
 
 const bridgeConflist = ({ network, scratch }: { network: string; scratch: string }) => ({
   cniVersion: '1.0.0',
@@ -77,10 +81,11 @@ async function cycle(h: Containerd, name: string): Promise<number> {
   return ms;
 }
 
-async function rounds(pair: [string, Containerd][], label: string): Promise<Map<string, number[]>> {
-  const out = new Map<string, number[]>(pair.map(([n]) => [n, []]));
+async function rounds(all: [string, Containerd][], label: string): Promise<Map<string, number[]>> {
+  const out = new Map<string, number[]>(all.map(([n]) => [n, []]));
   for (let i = 0; i < WARMUP + ROUNDS; i++) {
-    const order = i % 2 === 0 ? pair : [...pair].reverse();
+    const rot = [...all.slice(i % all.length), ...all.slice(0, i % all.length)];
+    const order = i % 2 === 0 ? rot : rot.reverse();
     for (const [n, h] of order) {
       const ms = await cycle(h, `${label}-${i}`);
       if (i >= WARMUP) out.get(n)!.push(ms);
@@ -107,30 +112,36 @@ async function main(): Promise<void> {
   process.once('SIGTERM', onSignal);
   try {
     console.log(`cni-add: ${ROUNDS} rounds (+${WARMUP} warm-up) per plugin, containerd 1.6 over CRI, node ${process.version}`);
-    const k1 = await startContainerd(c, { conflist: kingletConflist });
+    const k1 = await startContainerd(c, { conflist: kingletConflist, agent: AGENT });
+    const n1 = await startContainerd(c, { conflist: kingletConflist, agent: AGENT, shim: false });
     const b1 = await startContainerd(c, { conflist: bridgeConflist, kinglet: false, debianPlugins: ['bridge', 'host-local'] });
-    const run = await rounds([['kinglet', k1], ['bridge', b1]], 'run');
+    const run = await rounds([['kinglet', k1], ['node', n1], ['bridge', b1]], 'run');
 
-    const k2 = await startContainerd(c, { conflist: kingletConflist, timed: ['kinglet-cni'] });
+    const k2 = await startContainerd(c, { conflist: kingletConflist, agent: AGENT, timed: ['kinglet-cni'] });
+    const n2 = await startContainerd(c, { conflist: kingletConflist, agent: AGENT, shim: false, timed: ['kinglet-cni'] });
     const b2 = await startContainerd(c, { conflist: bridgeConflist, kinglet: false, debianPlugins: ['bridge', 'host-local'], timed: ['bridge'] });
-    await rounds([['kinglet', k2], ['bridge', b2]], 'exec');
+    await rounds([['kinglet', k2], ['node', n2], ['bridge', b2]], 'exec');
     const execTimes = async (h: Containerd, plugin: string, command: string) => {
       const all = (await h.timings()).filter((x) => x.plugin === plugin && x.command === command && x.exitCode === 0).map((x) => x.ms);
       return command === 'ADD' ? all.slice(WARMUP) : all.slice(2 * WARMUP);
     };
     const kAdd = await execTimes(k2, 'kinglet-cni', 'ADD');
+    const nAdd = await execTimes(n2, 'kinglet-cni', 'ADD');
     const bAdd = await execTimes(b2, 'bridge', 'ADD');
     const kDel = await execTimes(k2, 'kinglet-cni', 'DEL');
+    const nDel = await execTimes(n2, 'kinglet-cni', 'DEL');
     const bDel = await execTimes(b2, 'bridge', 'DEL');
-
     console.log('');
     console.log(`${''.padEnd(34)}${'kinglet-cni'.padStart(20)}  ${'bridge+host-local'.padStart(20)}   ratio k/b`);
     console.log(`${''.padEnd(34)}${'p50'.padStart(10)}${'p99'.padStart(10)}  ${'p50'.padStart(10)}${'p99'.padStart(10)}   ${'p50'.padStart(6)} ${'p99'.padStart(6)}`);
     console.log(row('RunPodSandbox (CRI, wall)', run.get('kinglet')!, run.get('bridge')!));
+    console.log(row('  Node plugin instead of the shim', run.get('node')!, run.get('bridge')!));
     console.log(row('plugin exec, ADD', kAdd, bAdd));
+    console.log(row('  Node plugin instead of the shim', nAdd, bAdd));
     console.log(row('plugin exec, DEL (2 per pod)', kDel, bDel));
+    console.log(row('  Node plugin instead of the shim', nDel, bDel));
     console.log('');
-    console.log(`samples: RunPodSandbox ${run.get('kinglet')!.length}/${run.get('bridge')!.length}, ADD ${kAdd.length}/${bAdd.length}, DEL ${kDel.length}/${bDel.length}`);
+    console.log(`samples: RunPodSandbox ${run.get('kinglet')!.length}/${run.get('node')!.length}/${run.get('bridge')!.length}, ADD ${kAdd.length}/${nAdd.length}/${bAdd.length}, DEL ${kDel.length}/${nDel.length}/${bDel.length}`);
     console.log('ratio < 1: kinglet-cni faster. The plugin exec time includes the wrapper\'s `date` calls (same for both).');
   } finally {
     await c.runAll();

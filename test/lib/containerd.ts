@@ -22,10 +22,13 @@ import { chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rm, rmdir, stat, sy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { netns, type Netns, type Teardownable } from './sandbox.ts';
+import { netns, scratchBpffs, start, testCgroup, type Netns, type Started, type Teardownable } from './sandbox.ts';
+import { installCniBin } from './cni-bin.ts';
+import { apiRequest } from '../../agent/api/client.ts';
+import type { AgentStatus } from '../../agent/api/types.ts';
 
 export const PAUSE_IMAGE = 'localhost:1/test/pause:1';
-export const KINGLET_CNI = fileURLToPath(new URL('../../agent/cni/kinglet-cni', import.meta.url));
+const KINGLET = fileURLToPath(new URL('../../agent/cli/kinglet.ts', import.meta.url));
 const CRI_PROTO = fileURLToPath(new URL('../../../shared/third_party/cri-api/api.proto', import.meta.url));
 const DEBIAN_CNI_DIR = '/usr/lib/cni';
 const MINIMAL_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -195,8 +198,19 @@ export interface CniCall {
 }
 
 export interface ContainerdOptions {
-  /** The conflist; `network` is the unique network name to use as its "name". */
-  conflist: (h: { network: string; scratch: string }) => Record<string, unknown>;
+  /**
+   * The conflist; `network` is the unique network name to use as its "name",
+   * `agentSocket` the API socket of the harness's agent (agent option).
+   */
+  conflist: (h: { network: string; scratch: string; agentSocket: string }) => Record<string, unknown>;
+  /**
+   * Run a real kinglet agent beside containerd (its network namespace and its
+   * mount namespace, where the pods' netns mounts are) with a Node object of
+   * this podCIDR, a scratch bpffs, a cgroup and state of the harness's own.
+   */
+  agent?: { podCIDR: string };
+  /** kinglet-cni as installed: the native shim with kinglet-cni-node beside it (default), or the Node plugin alone (false). */
+  shim?: boolean;
   /** Debian plugins to link into bin_dir besides loopback (e.g. bridge, host-local). */
   debianPlugins?: string[];
   /** Put kinglet-cni into bin_dir (default true). */
@@ -210,6 +224,13 @@ export interface ContainerdOptions {
   timed?: string[];
   /** Turn on ip_forward inside the node namespace (default true; never on the host). */
   forwarding?: boolean;
+}
+
+export interface HarnessAgent {
+  socket: string;
+  proc: Started;
+  /** GET on the agent's local API. */
+  get<T>(path: string): Promise<T>;
 }
 
 export interface PodHandle {
@@ -240,6 +261,8 @@ export interface Containerd {
   invoke(plugin: string, env: Record<string, string>, stdin: string): Promise<{ exitCode: number; out: Record<string, any> | undefined; stderr: string }>;
   /** Netns mounts containerd holds (pods not yet removed). */
   netnsMounts(): Promise<string[]>;
+  /** The harness's agent (agent option). */
+  agent: HarnessAgent | undefined;
 }
 
 export async function startContainerd(t: Teardownable, opts: ContainerdOptions): Promise<Containerd> {
@@ -262,7 +285,11 @@ export async function startContainerd(t: Teardownable, opts: ContainerdOptions):
 
   let proc: ResultPromise | undefined;
   let cri: Cri | undefined;
+  let agentProc: Started | undefined;
   const sandboxes = new Set<string>();
+  const agentSocket = join(scratch, 'agent', 'agent.sock');
+  // Mounted before containerd's mount namespace is made, so the agent sees it there.
+  const agentFs = opts.agent ? { bpffs: await scratchBpffs(t), cgroup: await testCgroup(t, 'kinglet-ctrd') } : undefined;
 
   // tap runs teardowns last-in first-out: this one runs before the
   // namespace's (registered by netns() above) goes. It must not throw (a
@@ -283,6 +310,8 @@ export async function startContainerd(t: Teardownable, opts: ContainerdOptions):
       }
       cri.close();
     }
+    // After the sandboxes' DELs (they reach it), before containerd goes.
+    await agentProc?.stop();
     if (proc?.pid) {
       proc.kill('SIGTERM');
       const timer = setTimeout(() => proc?.kill('SIGKILL'), 5000);
@@ -319,8 +348,10 @@ export async function startContainerd(t: Teardownable, opts: ContainerdOptions):
       'exit $rc',
     ].join('\n') + '\n';
   const timed = new Set(opts.timed ?? []);
-  if (opts.kinglet !== false) {
-    const target = `${process.execPath} ${KINGLET_CNI}`;
+  if (opts.kinglet !== false && !opts.record && !timed.has('kinglet-cni')) {
+    await installCniBin(binDir, { shim: opts.shim ?? true });
+  } else if (opts.kinglet !== false) {
+    const target = await installCniBin(join(scratch, 'cni', 'kinglet'), { shim: opts.shim ?? true });
     const script = opts.record
       ? [
           '#!/bin/sh',
@@ -330,16 +361,14 @@ export async function startContainerd(t: Teardownable, opts: ContainerdOptions):
           'printf \'%s\\n\' "$out"',
           'exit $rc',
         ].join('\n')
-      : timed.has('kinglet-cni')
-        ? timedWrapper('kinglet-cni', target)
-        : `#!/bin/sh\nexec ${target} "$@"\n`;
+      : timedWrapper('kinglet-cni', target);
     await writeFile(join(binDir, 'kinglet-cni'), script + '\n', { mode: 0o755 });
   }
   for (const p of ['loopback', ...(opts.debianPlugins ?? [])]) {
     if (timed.has(p)) await writeFile(join(binDir, p), timedWrapper(p, join(DEBIAN_CNI_DIR, p)), { mode: 0o755 });
     else await symlink(join(DEBIAN_CNI_DIR, p), join(binDir, p));
   }
-  await writeFile(join(confDir, '10-test.conflist'), JSON.stringify(opts.conflist({ network, scratch }), null, 2));
+  await writeFile(join(confDir, '10-test.conflist'), JSON.stringify(opts.conflist({ network, scratch, agentSocket }), null, 2));
 
   const config = `version = 2
 root = "${c}/root"
@@ -399,6 +428,8 @@ state = "${c}/state"
     await new Promise((r) => setTimeout(r, 20));
   }
   const theCri = cri;
+  let agent: HarnessAgent | undefined;
+  if (opts.agent && agentFs) agent = await startAgent(t, { ...agentFs, podCIDR: opts.agent.podCIDR, dir: join(scratch, 'agent'), socket: agentSocket, netns: ns.name, mountOf: proc.pid! }, (p) => (agentProc = p));
 
   const h: Containerd = {
     ns,
@@ -480,8 +511,40 @@ state = "${c}/state"
     async netnsMounts() {
       return readdir(join(c, 'state', 'io.containerd.grpc.v1.cri', 'netns')).catch(() => []);
     },
+    agent,
   };
   return h;
+}
+
+/**
+ * A kinglet agent in containerd's network and mount namespaces (CNI_NETNS
+ * paths are mounts in the latter), fed a Node object by the dir source.
+ */
+async function startAgent(
+  t: Teardownable,
+  o: { bpffs: string; cgroup: string; podCIDR: string; dir: string; socket: string; netns: string; mountOf: number },
+  started: (p: Started) => void,
+): Promise<HarnessAgent> {
+  const src = join(o.dir, 'objects');
+  await mkdir(src, { recursive: true });
+  const node = { apiVersion: 'v1', kind: 'Node', metadata: { name: 'ctrd-node' }, spec: { podCIDR: o.podCIDR, podCIDRs: [o.podCIDR] }, status: { addresses: [] } };
+  await writeFile(join(src, 'objects.json'), JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [node] }));
+  const p = start(t, [
+    'nsenter', `--mount=/proc/${o.mountOf}/ns/mnt`, `--net=/run/netns/${o.netns}`,
+    process.execPath, KINGLET, 'agent',
+    '--source', `dir:${src}`, '--node-name', 'ctrd-node',
+    '--bpf-root', join(o.bpffs, 'ctrd'), '--cgroup', o.cgroup, '--api-socket', o.socket, '--state-dir', join(o.dir, 'state'),
+    '--native-device', 'none', '--log-level', 'info',
+  ]);
+  started(p);
+  const get = <T>(path: string) => apiRequest<T>(o.socket, 'GET', path);
+  for (let i = 0; ; i++) {
+    const st = await get<AgentStatus>('/v1/status').catch(() => undefined);
+    if (st?.source.synced && st.podNetwork) break;
+    if (i > 500) throw new Error(`the harness's agent did not get ready:\n${await p.waitForOutput(() => true).catch((e: Error) => e.message)}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return { socket: o.socket, proc: p, get };
 }
 
 /** Kill shims (and their containers) that outlived containerd, by the PIDs they recorded. */

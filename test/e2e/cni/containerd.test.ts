@@ -5,20 +5,24 @@
 // namespace and a scratch dir of the test's own.
 import t, { type Test } from 'tap';
 import { readdir, readFile } from 'node:fs/promises';
-import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { containerdSkipReason, startContainerd, type Containerd } from '../../lib/containerd.ts';
+import type { EndpointInfo } from '../../../agent/api/types.ts';
 
 const skip = containerdSkipReason();
 const CIDR = '10.88.0.0/28'; // 13 pod addresses: small enough to exhaust
 
+// kinglet-cni as installed (the native shim, kinglet-cni-node beside it)
+// talking to the harness's real agent, which runs the plugin in-process and
+// hands out addresses from its Node's podCIDR.
 function kingletConflist(extra: Record<string, unknown> = {}) {
-  return ({ network, scratch }: { network: string; scratch: string }) => ({
+  return ({ network, scratch, agentSocket }: { network: string; scratch: string; agentSocket: string }) => ({
     cniVersion: '1.0.0',
     name: network,
-    plugins: [{ type: 'kinglet-cni', podCIDR: CIDR, agent: false, dataDir: join(scratch, 'kinglet'), ...extra }, { type: 'loopback' }],
+    plugins: [{ type: 'kinglet-cni', agentSocket, dataDir: join(scratch, 'kinglet'), ...extra }, { type: 'loopback' }],
   });
 }
+const AGENT = { podCIDR: CIDR };
 
 const SERVER = ['/bin/sh', '-c', 'mkdir -p /tmp/www && echo "hello from $(hostname)" > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www'];
 const IDLE = ['/bin/sh', '-c', "trap 'exit 0' TERM; while :; do sleep 1; done"];
@@ -50,9 +54,10 @@ async function leftovers(h: Containerd) {
     ipam: await ipamAllocations(join(h.scratch, 'kinglet', 'ipam', h.network)),
     cniCache: (await readdir('/var/lib/cni/results').catch(() => [] as string[])).filter((f) => f.startsWith(`${h.network}-`)),
     netns: await h.netnsMounts(),
+    endpoints: h.agent ? (await h.agent.get<EndpointInfo[]>('/v1/endpoints')).map((e) => e.containerId) : [],
   };
 }
-const NOTHING = { veths: [], routes: [], ipam: [], cniCache: [], netns: [] };
+const NOTHING = { veths: [], routes: [], ipam: [], cniCache: [], netns: [], endpoints: [] };
 
 function inRange(ip: string): boolean {
   const m = /^10\.88\.0\.(\d+)$/.exec(ip);
@@ -60,7 +65,7 @@ function inRange(ip: string): boolean {
 }
 
 t.test('pods get addresses from the podCIDR, talk, and leave nothing when removed', { skip }, async (t) => {
-  const h = await startContainerd(t, { record: true, conflist: kingletConflist() });
+  const h = await startContainerd(t, { record: true, agent: AGENT, conflist: kingletConflist() });
   const a = await h.runPod('pod-a');
   const b = await h.runPod('pod-b');
   t.ok(inRange(a.ip), `pod-a got ${a.ip} from ${CIDR}`);
@@ -101,41 +106,31 @@ t.test('pods get addresses from the podCIDR, talk, and leave nothing when remove
   t.same(await leftovers(h), NOTHING, 'no veth, route, IPAM entry, CNI cache file or netns left');
 });
 
-t.test('with an agent: containerd\'s CNI_ARGS reach the endpoint registration', { skip }, async (t) => {
-  const seen: { method: string; url: string; body: any }[] = [];
-  let socket = '';
-  const server = createServer((req, res) => {
-    let body = '';
-    req.on('data', (c: Buffer) => (body += c.toString()));
-    req.on('end', () => {
-      seen.push({ method: req.method!, url: req.url!, body: body ? JSON.parse(body) : undefined });
-      res.setHeader('content-type', 'application/json');
-      if (req.url === '/v1/node') res.end(JSON.stringify({ name: 'n', podCIDRs: [CIDR], addresses: [] }));
-      else if (req.method === 'DELETE') (res.statusCode = 204), res.end();
-      else res.end('{}');
-    });
-  });
-  const h = await startContainerd(t, {
-    conflist: ({ network, scratch }) => {
-      socket = join(scratch, 'agent.sock');
-      return { cniVersion: '1.0.0', name: network, plugins: [{ type: 'kinglet-cni', agentSocket: socket, dataDir: join(scratch, 'kinglet') }, { type: 'loopback' }] };
-    },
-  });
-  await new Promise<void>((r) => server.listen(socket, r));
-  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+t.test('containerd\'s CNI_ARGS reach the agent\'s endpoint, which the pod\'s programs are attached to', { skip }, async (t) => {
+  const h = await startContainerd(t, { agent: AGENT, conflist: kingletConflist() });
   const p = await h.runPod('web-0');
   t.ok(inRange(p.ip), `address from the Node's podCIDR via the agent: ${p.ip}`);
-  const put = seen.find((s) => s.method === 'PUT');
-  t.equal(put?.url, `/v1/endpoints/${p.id}`);
-  t.match(put?.body, { containerId: p.id, ifname: 'eth0', addresses: [p.ip], podName: 'web-0', podNamespace: 'default', podUid: (p.config['metadata'] as { uid: string }).uid });
+  const eps = await h.agent!.get<EndpointInfo[]>('/v1/endpoints');
+  t.equal(eps.length, 1);
+  t.match(eps[0], { containerId: p.id, ifname: 'eth0', addresses: [p.ip], podName: 'web-0', podNamespace: 'default', podUid: (p.config['metadata'] as { uid: string }).uid });
+  t.ok(eps[0]!.programs.length > 0, `pod programs attached: ${eps[0]!.programs.join(', ')}`);
   await h.stopPod(p.id);
   await h.removePod(p.id);
-  t.same(seen.filter((s) => s.method === 'DELETE').map((s) => s.url), [`/v1/endpoints/${p.id}`, `/v1/endpoints/${p.id}`], 'DELETE on each DEL');
+  t.same(await leftovers(h), NOTHING);
+});
+
+t.test('agent not running: the shim falls back to the Node plugin under containerd', { skip }, async (t) => {
+  const h = await startContainerd(t, { record: true, conflist: kingletConflist({ agent: false, podCIDR: CIDR, agentSocket: '/run/kinglet-test-no-agent.sock' }) });
+  const p = await h.runPod('alone');
+  t.ok(inRange(p.ip), `pod address without an agent (podCIDR from the conflist): ${p.ip}`);
+  await h.stopPod(p.id);
+  await h.removePod(p.id);
+  t.ok((await h.calls()).every((c) => c.exitCode === 0), 'ADD and both DELs succeeded');
   t.same(await leftovers(h), NOTHING);
 });
 
 t.test('100 create/delete cycles leak nothing', { skip }, async (t) => {
-  const h = await startContainerd(t, { conflist: kingletConflist() });
+  const h = await startContainerd(t, { agent: AGENT, conflist: kingletConflist() });
   const ips = new Set<string>();
   const fdsBefore = (await readdir(`/proc/${h.pid}/fd`)).length;
   for (let i = 0; i < 100; i++) {
@@ -154,7 +149,7 @@ t.test('100 create/delete cycles leak nothing', { skip }, async (t) => {
 });
 
 t.test('an exhausted range fails RunPodSandbox with error 100 and leaves nothing of the refused pod', { skip }, async (t) => {
-  const h = await startContainerd(t, { record: true, conflist: kingletConflist() });
+  const h = await startContainerd(t, { record: true, agent: AGENT, conflist: kingletConflist() });
   const pods = [];
   for (let i = 0; i < 13; i++) pods.push(await h.runPod(`fill-${i}`));
   t.equal(new Set(pods.map((p) => p.ip)).size, 13, '13 pods fill the /28');
@@ -176,7 +171,7 @@ t.test('an exhausted range fails RunPodSandbox with error 100 and leaves nothing
 });
 
 t.test('bad configuration, bad stdin and a missing netns give the right CNI errors', { skip }, async (t) => {
-  const bad = await startContainerd(t, { record: true, conflist: kingletConflist({ podCIDR: '10.88.0.5/28' }) });
+  const bad = await startContainerd(t, { record: true, agent: AGENT, conflist: kingletConflist({ podCIDR: '10.88.0.5/28' }) });
   const err = await bad.runPod('bad-cidr').catch((e: Error) => e);
   t.ok(err instanceof Error, 'RunPodSandbox fails');
   t.match((err as Error).message, /host bits set; did you mean "10\.88\.0\.0\/28"/, 'with the plugin\'s message and what to fix');
@@ -190,7 +185,7 @@ t.test('bad configuration, bad stdin and a missing netns give the right CNI erro
   const garbage = await bad.invoke('kinglet-cni', { ...env, CNI_NETNS: '/proc/self/ns/net' }, '{"cniVersion": "1.0.0", "name": ');
   t.equal(garbage.exitCode, 1);
   t.equal(garbage.out?.['code'], 6, 'bad stdin: code 6');
-  const conf = JSON.stringify({ cniVersion: '1.0.0', name: bad.network, type: 'kinglet-cni', podCIDR: CIDR, agent: false, dataDir: join(bad.scratch, 'kinglet') });
+  const conf = JSON.stringify({ cniVersion: '1.0.0', name: bad.network, type: 'kinglet-cni', agentSocket: bad.agent!.socket, dataDir: join(bad.scratch, 'kinglet') });
   const nons = await bad.invoke('kinglet-cni', { ...env, CNI_NETNS: join(bad.scratch, 'containerd/state/io.containerd.grpc.v1.cri/netns/cni-gone') }, conf);
   t.equal(nons.out?.['code'], 3, 'missing netns on ADD: code 3');
   const del = await bad.invoke('kinglet-cni', { ...env, CNI_COMMAND: 'DEL', CNI_NETNS: '' }, conf);
