@@ -48,6 +48,9 @@ function optString(body: Record<string, unknown>, key: string, max = 253): strin
  * registration with canonical addresses. Unknown fields are ignored (a newer
  * plugin may send more); wrong ones throw EndpointValidationError.
  */
+/** Six lower-case hex pairs, the first even (not multicast). */
+const UNICAST_MAC = /^[0-9a-f][02468ace](:[0-9a-f]{2}){5}$/;
+
 export function validateRegistration(containerId: string, body: unknown): EndpointRegistration {
   if (!containerId || containerId.length > MAX_ID || !CONTAINER_ID.test(containerId)) {
     throw new EndpointValidationError(
@@ -84,6 +87,12 @@ export function validateRegistration(containerId: string, body: unknown): Endpoi
   if (ns) reg.podNamespace = ns;
   if (name) reg.podName = name;
   if (uid) reg.podUid = uid;
+  for (const k of ['podMac', 'hostMac'] as const) {
+    const v = b[k];
+    if (v === undefined) continue;
+    if (typeof v !== 'string' || !UNICAST_MAC.test(v)) throw new EndpointValidationError(`${k} ${JSON.stringify(v)} is not a unicast MAC address`, 'six lower-case hex pairs separated by ":", e.g. 02:12:34:56:78:9a; or leave it out');
+    reg[k] = v;
+  }
   return reg;
 }
 

@@ -19,6 +19,7 @@ import { PodDatapath, NATIVE_HOOKS, POD_HOOKS } from './datapath/pod.ts';
 import { tcDetachProgram, type TcAttachment } from './datapath/loader.ts';
 import { Helper, ProgType, probeHelper } from './datapath/libbpf.ts';
 import type { NodeConfig, RedirectMode } from './datapath/pod-layout.ts';
+import { ifNameToIndex } from './cni/ifindex.ts';
 import { desiredRoutes, syncRoutes, type NodeRouteInput, type RouteSync } from './routes.ts';
 
 export const DEFAULT_CLUSTER_CIDR = '10.42.0.0/16';
@@ -252,7 +253,8 @@ export class PodNetwork {
       }
       const clash = conflicts(reg, this.#store.list());
       if (clash.length > 0) throw new HttpError(409, clash.join('; '), 'delete the other endpoint first (CNI DEL), or run CNI GC');
-      const link = await linkByName(reg.hostIfname);
+      // The plugin says which MAC it gave the host side: then the index is all to look up (no `ip` exec).
+      const link = reg.hostMac ? hostLink(reg.hostIfname, reg.hostMac) : await linkByName(reg.hostIfname);
       if (!link) {
         throw new HttpError(400, `host interface ${reg.hostIfname} does not exist in the agent's network namespace`, 'the CNI plugin and the agent must run in the same (the node\'s) network namespace');
       }
@@ -413,6 +415,12 @@ export class PodNetwork {
     await this.#queue;
     this.#dp.close();
   }
+}
+
+/** The host side of a pod's veth by its index in this network namespace (if_nametoindex), or undefined. */
+function hostLink(ifname: string, mac: string): IpLink | undefined {
+  const ifindex = ifNameToIndex(ifname);
+  return ifindex > 0 ? { ifindex, ifname, address: mac } : undefined;
 }
 
 function stripRuntime(reg: EndpointRegistration): EndpointRegistration {

@@ -38,6 +38,12 @@ export interface EndpointRegistration {
   podNamespace?: string;
   podName?: string;
   podUid?: string;
+  /**
+   * MACs of the pod's interface and of the host side, when the plugin set
+   * them (kinglet-cni does): the agent then reads neither interface.
+   */
+  podMac?: string;
+  hostMac?: string;
 }
 
 export interface EndpointInfo extends EndpointRegistration {

@@ -265,6 +265,8 @@ async function cmdAdd(e: CniEnv, conf: NetConf, ctx: Ctx): Promise<AddResult> {
         ifname: e.ifname,
         hostIfname: spec.hostIfname,
         addresses: [address],
+        podMac: spec.podMac,
+        hostMac: spec.hostMac,
       };
       if (e.args.podNamespace) reg.podNamespace = e.args.podNamespace;
       if (e.args.podName) reg.podName = e.args.podName;

@@ -18,10 +18,11 @@
 // Commands run with node:child_process directly and not through execa: the
 // plugin is a short-lived process on the pod start-up path, and importing
 // execa costs ~80 ms here against ~20 ms for Node's whole start-up. Each side
-// is one `ip -batch -` (the pod side through nsenter, since `ip -n` only takes
-// names under /run/netns and CNI_NETNS is a path): two execs per ADD.
+// is one `ip -batch -`: two execs per ADD. The pod side is `ip -n <name>` when
+// CNI_NETNS is a name under /run/netns (what k3s's containerd makes), else
+// through nsenter (one exec more), since `ip -n` takes only those names.
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
 import { sha256Hex } from './sha256.ts';
 
 export const GATEWAY_DEV = 'kinglet_host';
@@ -143,10 +144,31 @@ export async function setupVeth(s: VethSpec): Promise<void> {
     await removeVeth(s.hostIfname).catch(() => {});
     throw new PlumbingError(`setting up the host side failed: ${firstLine(r.stderr)}`, r.stderr);
   }
-  const p = await run('nsenter', [`--net=${s.netns}`, 'ip', '-batch', '-'], podBatch(s));
+  const p = await run(...inNetns(s.netns, ['-batch', '-']), podBatch(s));
   if (p.code !== 0) {
     await removeVeth(s.hostIfname).catch(() => {});
     throw new PlumbingError(`setting up the pod side in ${s.netns} failed: ${firstLine(p.stderr)}`, p.stderr);
+  }
+}
+
+let runIsVarRun: boolean | undefined;
+
+/**
+ * `ip <args>` run inside the network namespace at `path`: [command, argv].
+ * `ip -n <name>` opens /var/run/netns/<name>: a /run/netns path qualifies
+ * only where /var/run is /run.
+ */
+export function inNetns(path: string, args: string[], varRunIsRun = (runIsVarRun ??= sameDir('/var/run', '/run'))): [string, string[]] {
+  const m = /^(\/var)?\/run\/netns\/([^/]+)$/.exec(path);
+  if (m && m[2] !== '.' && m[2] !== '..' && (m[1] || varRunIsRun)) return ['ip', ['-n', m[2]!, ...args]];
+  return ['nsenter', [`--net=${path}`, 'ip', ...args]];
+}
+
+function sameDir(a: string, b: string): boolean {
+  try {
+    return realpathSync(a) === realpathSync(b);
+  } catch {
+    return false;
   }
 }
 
@@ -209,7 +231,7 @@ export async function checkVeth(s: VethSpec): Promise<string[]> {
   const gw = gwLinks?.[0];
   if (!gw?.addr_info?.some((a) => a.local === s.gateway)) problems.push(`gateway ${s.gateway} is not on ${GATEWAY_DEV}`);
 
-  const p = await run('nsenter', [`--net=${s.netns}`, 'ip', '-j', '-batch', '-'], [`addr show dev ${s.ifname}`, 'route show default'].join('\n') + '\n');
+  const p = await run(...inNetns(s.netns, ['-j', '-batch', '-']), [`addr show dev ${s.ifname}`, 'route show default'].join('\n') + '\n');
   if (p.code !== 0 && p.stdout.trim() === '') {
     problems.push(`cannot look inside ${s.netns}: ${firstLine(p.stderr)}`);
     return problems;
@@ -244,6 +266,10 @@ export function defaultRouteDev(procNetRoute: string): string | undefined {
   return best?.dev;
 }
 
+/** The last uplink MTU read, for a few seconds (the agent runs many ADDs; a plugin process one). */
+let mtuMemo: { dev: string; mtu: number; until: number } | undefined;
+const MTU_MEMO_MS = 5000;
+
 /** MTU of the node's uplink (the default route's device), or DEFAULT_MTU when there is none. */
 export async function uplinkMtu(): Promise<number> {
   let text = '';
@@ -254,7 +280,11 @@ export async function uplinkMtu(): Promise<number> {
   }
   const dev = defaultRouteDev(text);
   if (!dev) return DEFAULT_MTU;
+  const now = Date.now();
+  if (mtuMemo && mtuMemo.dev === dev && now < mtuMemo.until) return mtuMemo.mtu;
   const r = await run('ip', ['-j', 'link', 'show', 'dev', dev]);
   const link = (parseJsonLines(r.stdout)[0] as IpLink[] | undefined)?.[0];
-  return link?.mtu && link.mtu >= 576 ? link.mtu : DEFAULT_MTU;
+  const mtu = link?.mtu && link.mtu >= 576 ? link.mtu : DEFAULT_MTU;
+  if (link?.mtu) mtuMemo = { dev, mtu, until: now + MTU_MEMO_MS };
+  return mtu;
 }

@@ -15,6 +15,8 @@ t.test('a good registration passes, canonical addresses, optional pod fields', a
   t.same(r.addresses, ['10.42.0.9', 'fd00::1'], 'v4-mapped folded, v6 lower-cased');
   t.match(r, { podNamespace: 'default', podName: 'p', podUid: 'u' });
   t.notOk('extra' in r, 'unknown fields ignored');
+  const macs = validateRegistration('abc123', { ...good, podMac: '02:aa:bb:cc:dd:ee', hostMac: '0a:00:00:00:00:01' });
+  t.match(macs, { podMac: '02:aa:bb:cc:dd:ee', hostMac: '0a:00:00:00:00:01' }, 'the MACs the plugin set');
 });
 
 t.test('bad registrations say what to fix', async (t) => {
@@ -35,6 +37,10 @@ t.test('bad registrations say what to fix', async (t) => {
     ['abc123', { ...good, addresses: ['10.42.0.5/32'] }, /not an IP address/],
     ['abc123', { ...good, addresses: ['10.42.0.5', '10.42.0.5'] }, /listed twice/],
     ['abc123', { ...good, podName: 7 }, /podName must be a string/],
+    ['abc123', { ...good, podMac: '02:AA:BB:CC:DD:EE' }, /podMac .* is not a unicast MAC/],
+    ['abc123', { ...good, hostMac: '01:00:5e:00:00:01' }, /hostMac .* is not a unicast MAC/],
+    ['abc123', { ...good, hostMac: '02:00:00:00:00' }, /hostMac/],
+    ['abc123', { ...good, podMac: 2 }, /podMac/],
   ];
   for (const [id, body, re] of bad) {
     const e = (() => {

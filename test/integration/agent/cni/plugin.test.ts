@@ -285,7 +285,9 @@ t.test('with an agent: podCIDR from GET /v1/node, PUT on ADD, DELETE on DEL', { 
     podNamespace: 'shop',
     podName: 'web-0',
     podUid: 'uid-1',
-  }, 'the registration carries the pod identity');
+    podMac: r.json?.['interfaces'][1].mac,
+    hostMac: r.json?.['interfaces'][0].mac,
+  }, 'the registration carries the pod identity and the MACs the plugin set');
   const d = await cni(e.node, { command: 'DEL', id: 'ag1', pod, conf });
   t.equal(d.exitCode, 0);
   t.same(agent.seen.slice(2).map((s) => `${s.method} ${s.url}`), ['DELETE /v1/endpoints/ag1']);

@@ -4,7 +4,7 @@ import t from 'tap';
 import { createHash } from 'node:crypto';
 import { sha256Hex } from '../../../../agent/cni/sha256.ts';
 import { parseHttpResponse } from '../../../../agent/cni/agent-client.ts';
-import { defaultRouteDev, hostBatch, hostIfname, macFor, podBatch } from '../../../../agent/cni/plumbing.ts';
+import { defaultRouteDev, hostBatch, hostIfname, inNetns, macFor, podBatch } from '../../../../agent/cni/plumbing.ts';
 
 t.test('sha256 matches node:crypto', async (t) => {
   t.equal(sha256Hex('abc'), 'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad');
@@ -39,6 +39,17 @@ t.test('batches', async (t) => {
   t.match(p, 'addr add 10.42.0.5/32 dev eth0');
   t.match(p, 'route replace default via 10.42.0.1 dev eth0 onlink');
   t.match(p, 'neigh replace 10.42.0.1 dev eth0 lladdr 02:00:00:00:00:01 nud permanent');
+});
+
+t.test('commands inside the pod namespace: ip -n for names under /var/run/netns, else nsenter', async (t) => {
+  t.same(inNetns('/var/run/netns/cni-1234', ['-batch', '-'], false), ['ip', ['-n', 'cni-1234', '-batch', '-']]);
+  t.same(inNetns('/run/netns/cni-1234', ['-batch', '-'], true), ['ip', ['-n', 'cni-1234', '-batch', '-']], '/run/netns where /var/run is /run');
+  t.same(inNetns('/run/netns/cni-1234', ['-batch', '-'], false), ['nsenter', ['--net=/run/netns/cni-1234', 'ip', '-batch', '-']], '/run/netns where /var/run is not /run');
+  const ctrd = '/var/lib/containerd/io.containerd.grpc.v1.cri/netns/cni-1';
+  t.same(inNetns(ctrd, ['-j', 'link'], true), ['nsenter', [`--net=${ctrd}`, 'ip', '-j', 'link']], 'netns under the state dir');
+  t.same(inNetns('/proc/123/ns/net', ['link'], true)[0], 'nsenter');
+  t.same(inNetns('/run/netns/..', ['link'], true)[0], 'nsenter', 'no escape from the netns dir');
+  t.same(inNetns('/run/netns/a/b', ['link'], true)[0], 'nsenter');
 });
 
 t.test('default route device from /proc/net/route', async (t) => {
