@@ -67,7 +67,7 @@ import {
   type Range,
 } from './ipam.ts';
 import { AgentError } from './agent-client.ts';
-import { checkVeth, hostIfname, macFor, PlumbingError, removeVeth, setupVeth, uplinkMtu, type VethSpec } from './plumbing.ts';
+import { checkVeth, hostIfname, macFor, PlumbingError, removeVeth, setupHost, setupPod, uplinkMtu, type VethSpec } from './plumbing.ts';
 
 export const DEFAULT_DATA_DIR = '/var/lib/kinglet/cni';
 
@@ -254,26 +254,34 @@ async function cmdAdd(e: CniEnv, conf: NetConf, ctx: Ctx): Promise<AddResult> {
     return ip;
   });
   let spec: VethSpec | undefined;
+  let registered = false;
   try {
     const mtu = conf.mtu ?? (await uplinkMtu());
     spec = vethSpec(e, address, range.gateway, mtu);
-    await setupVeth(spec);
-    if (conf.agent) {
+    await setupHost(spec);
+    // The agent needs only the host side (and the MACs, which the registration
+    // carries): it attaches the pod's programs while the pod side is set up.
+    const register = async (s: VethSpec) => {
+      if (!conf.agent) return;
       const reg: EndpointRegistration = {
         containerId: e.containerId,
         netns: e.netns,
         ifname: e.ifname,
-        hostIfname: spec.hostIfname,
+        hostIfname: s.hostIfname,
         addresses: [address],
-        podMac: spec.podMac,
-        hostMac: spec.hostMac,
+        podMac: s.podMac,
+        hostMac: s.hostMac,
       };
       if (e.args.podNamespace) reg.podNamespace = e.args.podNamespace;
       if (e.args.podName) reg.podName = e.args.podName;
       if (e.args.podUid) reg.podUid = e.args.podUid;
       const r = await agentCall(ctx, 'PUT', `/v1/endpoints/${encodeURIComponent(e.containerId)}`, reg);
       if (!r.ok) throw agentError(r.failure, `register endpoint ${e.containerId}`);
-    }
+      registered = true;
+    };
+    const [pod, agent] = await Promise.allSettled([setupPod(spec), register(spec)]);
+    if (pod.status === 'rejected') throw pod.reason;
+    if (agent.status === 'rejected') throw agent.reason;
     return {
       interfaces: [
         { name: spec.hostIfname, mac: spec.hostMac, mtu: spec.mtu },
@@ -284,7 +292,11 @@ async function cmdAdd(e: CniEnv, conf: NetConf, ctx: Ctx): Promise<AddResult> {
       dns: {},
     };
   } catch (err) {
-    // Roll back: no half-wired pod, no leaked address.
+    // Roll back: no half-wired pod, no endpoint without a pod, no leaked address.
+    if (registered) {
+      const r = await agentCall(ctx, 'DELETE', `/v1/endpoints/${encodeURIComponent(e.containerId)}`);
+      if (!r.ok) ctx.log(`rollback: deleting endpoint ${e.containerId}: ${r.failure.message}`);
+    }
     if (spec) await removeVeth(spec.hostIfname).catch((x: Error) => ctx.log(`rollback: ${x.message}`));
     await store
       .withLock(async (tx) => {

@@ -125,10 +125,17 @@ async function ensureGatewayDev(): Promise<void> {
 }
 
 /**
- * Wire a pod. On failure nothing of it is left (the host veth is removed,
- * which takes the pod side with it) and PlumbingError says which step failed.
+ * Wire a pod: setupHost, then setupPod. On failure nothing of it is left
+ * (the host veth is removed, which takes the pod side with it) and
+ * PlumbingError says which step failed.
  */
 export async function setupVeth(s: VethSpec): Promise<void> {
+  await setupHost(s);
+  await setupPod(s);
+}
+
+/** The veth pair (its pod end moved into the pod's namespace), the gateway, the route and neighbour to the pod. */
+export async function setupHost(s: VethSpec): Promise<void> {
   const batch = hostBatch(s);
   let r = await run('ip', ['-batch', '-'], batch);
   if (r.code !== 0 && r.stderr.includes(`"${GATEWAY_DEV}"`)) {
@@ -144,6 +151,10 @@ export async function setupVeth(s: VethSpec): Promise<void> {
     await removeVeth(s.hostIfname).catch(() => {});
     throw new PlumbingError(`setting up the host side failed: ${firstLine(r.stderr)}`, r.stderr);
   }
+}
+
+/** Inside the pod (after setupHost): lo and the interface up, the address, the gateway's neighbour, the default route. */
+export async function setupPod(s: VethSpec): Promise<void> {
   const p = await run(...inNetns(s.netns, ['-batch', '-']), podBatch(s));
   if (p.code !== 0) {
     await removeVeth(s.hostIfname).catch(() => {});
