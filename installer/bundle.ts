@@ -3,7 +3,9 @@
 // writes <dir>/kinglet-<version>.tar.gz (one top-level kinglet-<version>/
 // directory) and <dir>/kinglet-<version>.tar.gz.sha256 ("<hex>  <name>").
 // The tree: package.json (runtime fields only), agent/, installer/, kernel/,
-// manifests/, bpf/build/*.o (built here with `make -C bpf`) and the
+// manifests/, bpf/build/*.o (built here with `make -C bpf`), the native
+// kinglet-cni shim for this machine (make -C agent/cni/shim, when a C
+// compiler is there) and the
 // production node_modules, copied from this checkout's node_modules (the
 // folders `npm ls --omit=dev --parseable --all` names), so no download and
 // no dev dependency; koffi's native binary comes with its platform package.
@@ -37,6 +39,8 @@ export interface BundleResult {
 function shipped(src: string): boolean {
   const name = basename(src);
   if (/\.test\.ts$/.test(name)) return false;
+  // The shim's build output goes in separately (buildShim), only when built now.
+  if (src === join(REPO, SHIM_BUILD)) return false;
   // This script builds bundles; it has nothing to do inside one.
   if (src === join(REPO, 'installer', 'bundle.ts')) return false;
   return true;
@@ -52,6 +56,22 @@ async function buildBpf(repo: string): Promise<string[]> {
   const objs = (await readdir(join(repo, 'bpf/build'))).filter((f) => f.endsWith('.o')).sort();
   if (objs.length === 0) throw new BundleError('make -C bpf built no bpf/build/*.o');
   return objs;
+}
+
+const SHIM_BUILD = 'agent/cni/shim/build';
+
+/**
+ * The native kinglet-cni shim for this machine's architecture (make -C
+ * agent/cni/shim), or undefined without a working C compiler: the installer
+ * then installs the Node plugin as kinglet-cni (installer/cni-shim.ts).
+ */
+async function buildShim(repo: string, log: (s: string) => void): Promise<string | undefined> {
+  const make = await execa('make', ['-s', '-C', join(repo, 'agent/cni/shim')], { reject: false, all: true });
+  if (make.failed) {
+    log(`WARNING: the native kinglet-cni shim did not build (make -C agent/cni/shim, exit ${make.exitCode}); the bundle has the Node.js plugin only (slower pod starts). Install a C compiler (gcc or clang) to ship it.\n${String(make.all ?? '').trim()}`);
+    return undefined;
+  }
+  return join(repo, SHIM_BUILD, 'kinglet-cni');
 }
 
 /** The production dependency folders, relative to the repo (node_modules/...), outermost only. */
@@ -83,6 +103,8 @@ export async function buildBundle(outDir: string, repo = REPO, log: (s: string) 
 
   log('building the BPF programs (make -C bpf)');
   const objs = await buildBpf(repo);
+  log('building the native kinglet-cni shim (make -C agent/cni/shim)');
+  const shim = await buildShim(repo, log);
   const mods = await productionModules(repo);
 
   const stage = await mkdtemp(join(tmpdir(), 'kinglet-bundle-'));
@@ -98,6 +120,10 @@ export async function buildBundle(outDir: string, repo = REPO, log: (s: string) 
     }
     await mkdir(join(top, 'bpf/build'), { recursive: true });
     for (const o of objs) await cp(join(repo, 'bpf/build', o), join(top, 'bpf/build', o));
+    if (shim) {
+      await mkdir(join(top, SHIM_BUILD), { recursive: true });
+      await cp(shim, join(top, SHIM_BUILD, 'kinglet-cni'));
+    }
     log(`copying ${mods.length} production dependency folder(s)`);
     for (const m of mods) {
       await cp(join(repo, m), join(top, m), { recursive: true, verbatimSymlinks: true });

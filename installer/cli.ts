@@ -12,6 +12,7 @@ import { ApplyError } from './apply.ts';
 import type { HostFacts } from './facts.ts';
 import { parseFacts } from './facts.ts';
 import type { PlanInput } from './phases.ts';
+import { cniShimUsable } from './cni-shim.ts';
 import type { Outcome } from './pipeline.ts';
 import type { Settings } from './settings.ts';
 import { parseSkip, resumeEnv, settingsFromEnv } from './settings.ts';
@@ -97,7 +98,7 @@ export async function prepare(deps: Deps, c: Common, skip?: string): Promise<{ i
   return {
     settings,
     dryRun,
-    input: { facts, settings, history: { rebootedForKernel: false }, resumeEnv: env },
+    input: { facts, settings, history: { rebootedForKernel: false }, resumeEnv: env, cniShim: cniShimUsable(settings.bundleDir, facts.arch) },
   };
 }
 

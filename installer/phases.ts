@@ -7,6 +7,7 @@ import type { CniDirs } from './containerd.ts';
 import { parseCniDirs } from './containerd.ts';
 import type { HostFacts } from './facts.ts';
 import { elMajor, has, isMountedAs, kernelVerdict } from './facts.ts';
+import { CNI_SHIM_IN_BUNDLE } from './cni-shim.ts';
 import {
   AGENT_BPF_ROOT, AGENT_KUBECONFIG, AGENT_STATE_DIR, BPFFS, CGROUP2_MOUNT, ETC_DIR, K3S_CONTAINERD_CONFIG, K3S_KUBECONFIG, K3S_MANIFESTS,
   AGENT_NODE_FLAGS, RESUME_ENV, STATE_DIR, agentKubeconfig, agentOpenrcScript, agentSystemdUnit, cliArgv, cniWrapper, conflist, envFile,
@@ -23,6 +24,8 @@ export interface PlanInput {
   history: { rebootedForKernel: boolean };
   /** Variables the resume hook re-runs with (secrets included; written 0600). */
   resumeEnv: Record<string, string>;
+  /** The bundle's native kinglet-cni shim runs on this host (installer/cni-shim.ts); else the Node plugin is kinglet-cni. */
+  cniShim?: boolean;
 }
 
 /** Flags kinglet needs k3s servers to run with: kinglet is CNI, proxy and policy. */
@@ -252,6 +255,8 @@ export function planAgent(i: PlanInput, dirs: CniDirs): PhasePlan {
   p.notes.push(dirs.fromConfig
     ? `CNI dirs from k3s's containerd config: bin ${dirs.binDir}, conf ${dirs.confDir}`
     : `CNI dirs assumed (bin ${dirs.binDir}, conf ${dirs.confDir}); a real run reads them from ${K3S_CONTAINERD_CONFIG} once k3s has started`);
+  // Without the bundle's native shim, kinglet-cni is the Node plugin itself (each call pays Node's start-up).
+  const shim = i.cniShim ?? false;
   const name = nodeName(i);
   const exec = cliArgv(s.nodeBin, s.bundleDir, ['agent', '--source', 'kube', '--kubeconfig', AGENT_KUBECONFIG, '--node-name', name, '--manage-sysctls'], AGENT_NODE_FLAGS);
   // Uninstall runs this after stopping the agent: detach its programs and tc filters, unpin its maps, undo its pod network.
@@ -259,7 +264,12 @@ export function planAgent(i: PlanInput, dirs: CniDirs): PhasePlan {
   p.steps.push(
     { id: 'agent.etc', title: 'kinglet configuration directory', kind: 'dir', path: ETC_DIR, mode: 0o755 },
     { id: 'agent.cni-bin-dir', title: 'CNI plugin directory', kind: 'dir', path: dirs.binDir, mode: 0o755 },
-    { id: 'agent.cni-plugin', title: 'the kinglet-cni plugin (runs the bundle with its own Node.js)', kind: 'file', path: `${dirs.binDir}/kinglet-cni`, mode: 0o755, content: cniWrapper(s.nodeBin, s.bundleDir) },
+    ...(shim
+      ? [
+          { id: 'agent.cni-plugin-node', title: "the Node.js kinglet-cni plugin (the shim's fallback when the agent is down)", kind: 'file', path: `${dirs.binDir}/kinglet-cni-node`, mode: 0o755, content: cniWrapper(s.nodeBin, s.bundleDir) } as const,
+          { id: 'agent.cni-plugin', title: 'the kinglet-cni plugin (native shim: the agent runs each call)', kind: 'copy', from: CNI_SHIM_IN_BUNDLE, path: `${dirs.binDir}/kinglet-cni`, mode: 0o755 } as const,
+        ]
+      : [{ id: 'agent.cni-plugin', title: 'the kinglet-cni plugin (runs the bundle with its own Node.js)', kind: 'file', path: `${dirs.binDir}/kinglet-cni`, mode: 0o755, content: cniWrapper(s.nodeBin, s.bundleDir) } as const]),
     { id: 'agent.cni-conf-dir', title: 'CNI config directory', kind: 'dir', path: dirs.confDir, mode: 0o755 },
     { id: 'agent.conflist', title: "kinglet's CNI network config", kind: 'file', path: `${dirs.confDir}/05-kinglet.conflist`, mode: 0o644, content: conflist(AGENT_SOCKET) },
   );

@@ -10,11 +10,12 @@ import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createServer } from 'node:http';
 import { access, copyFile, mkdir, mkdtemp, readFile, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { machine, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BundleResult } from '../../../installer/bundle.ts';
 import { buildBundle } from '../../../installer/bundle.ts';
+import { cniShimUsable } from '../../../installer/cni-shim.ts';
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '../../..');
 const FACTS = join(REPO, 'test/fixtures/installer/ubuntu2204.json');
@@ -100,6 +101,8 @@ t.test('the bundle: layout, checksum, no tests, no dev dependencies', { skip: no
   }
   const natives = (await files(join(top, 'node_modules'))).filter((f) => f.endsWith('koffi.node'));
   t.ok(natives.some((f) => f.includes(`linux_${process.arch}`)), `koffi's native binary for this host is there (${natives.join(', ')})`);
+  t.ok(cniShimUsable(top, machine()), 'the native kinglet-cni shim, built for this machine');
+  t.same(await readdir(join(top, 'agent/cni/shim/build')), ['kinglet-cni'], 'and nothing else of its build');
 });
 
 t.test('self-contained: runs from the unpacked tree without the repo', { skip: noClang }, async (t) => {
