@@ -18,6 +18,8 @@
 import { HttpError, Reply, type ApiServer, type Handler } from '../api/server.ts';
 import { AgentError } from './agent-client.ts';
 import { runPlugin, type AgentLink, type Log } from './plugin.ts';
+import { IpSession } from './ip-session.ts';
+import { useIpSession } from './plumbing.ts';
 
 export const CNI_ROUTE = '/v1/cni';
 export const CNI_CONTENT_TYPE = 'application/x-kinglet-cni';
@@ -68,9 +70,12 @@ export function decodeCall(body: Buffer): ForwardedCall {
 /**
  * The POST /v1/cni handler: run the plugin with the forwarded call. `link`
  * is how the plugin reaches the agent's other routes (directly, not through
- * the socket); `log` gets the plugin's log lines.
+ * the socket); `log` gets the plugin's log lines. Host-side `ip` work of
+ * these calls goes through one long-lived ip (ip-session.ts).
  */
 export function cniHandler(link: AgentLink, log: Log): Handler {
+  // Host-side `ip` batches of the calls run here go to one long-lived ip.
+  useIpSession(new IpSession());
   return async (req) => {
     const call = decodeCall(Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0));
     const out = await runPlugin(call.env, call.stdin, log, link);

@@ -63,6 +63,19 @@ export function run(cmd: string, args: string[], input?: string): Promise<RunRes
   });
 }
 
+/** The agent's long-lived `ip` for the node namespace (ip-session.ts); unset: one exec per call. */
+let session: { batch(text: string): Promise<RunResult> } | undefined;
+
+/** Run host-side batches through `s` (the agent does, for the CNI calls it runs in-process). */
+export function useIpSession(s: { batch(text: string): Promise<RunResult> } | undefined): void {
+  session = s;
+}
+
+/** `ip -batch -` in the node namespace. */
+function hostIp(text: string): Promise<RunResult> {
+  return session ? session.batch(text) : run('ip', ['-batch', '-'], text);
+}
+
 /** Host-side veth name: "kl" + 11 hex of sha256(containerId/ifname): 13 characters, stable. */
 export function hostIfname(containerId: string, ifname: string): string {
   return `kl${sha256Hex(`${containerId}/${ifname}`).slice(0, 11)}`;
@@ -137,15 +150,15 @@ export async function setupVeth(s: VethSpec): Promise<void> {
 /** The veth pair (its pod end moved into the pod's namespace), the gateway, the route and neighbour to the pod. */
 export async function setupHost(s: VethSpec): Promise<void> {
   const batch = hostBatch(s);
-  let r = await run('ip', ['-batch', '-'], batch);
+  let r = await hostIp(batch);
   if (r.code !== 0 && r.stderr.includes(`"${GATEWAY_DEV}"`)) {
     await ensureGatewayDev();
-    r = await run('ip', ['-batch', '-'], batch);
+    r = await hostIp(batch);
   }
-  if (r.code !== 0 && /File exists/.test(r.stderr) && /-:2/.test(r.stderr)) {
+  if (r.code !== 0 && /File exists/.test(r.stderr) && /-:2\b/.test(r.stderr)) {
     // A host veth of an earlier, half-finished ADD for the same container: replace it.
     await removeVeth(s.hostIfname);
-    r = await run('ip', ['-batch', '-'], batch);
+    r = await hostIp(batch);
   }
   if (r.code !== 0) {
     await removeVeth(s.hostIfname).catch(() => {});
@@ -185,7 +198,7 @@ function sameDir(a: string, b: string): boolean {
 
 /** Remove the host veth (and with it the pod side). Idempotent: 'absent' when it was already gone. */
 export async function removeVeth(hostIf: string): Promise<'removed' | 'absent'> {
-  const r = await run('ip', ['link', 'del', 'dev', hostIf]);
+  const r = await hostIp(`link del dev ${hostIf}\n`);
   if (r.code === 0) return 'removed';
   if (/Cannot find device|does not exist/.test(r.stderr)) return 'absent';
   throw new PlumbingError(`removing ${hostIf} failed: ${firstLine(r.stderr)}`, r.stderr);
