@@ -43,14 +43,14 @@ function optString(body: Record<string, unknown>, key: string, max = 253): strin
   return v;
 }
 
+/** Six lower-case hex pairs, the first even (not multicast). */
+const UNICAST_MAC = /^[0-9a-f][02468ace](:[0-9a-f]{2}){5}$/;
+
 /**
  * Check a PUT body against the path's container id and return the
  * registration with canonical addresses. Unknown fields are ignored (a newer
  * plugin may send more); wrong ones throw EndpointValidationError.
  */
-/** Six lower-case hex pairs, the first even (not multicast). */
-const UNICAST_MAC = /^[0-9a-f][02468ace](:[0-9a-f]{2}){5}$/;
-
 export function validateRegistration(containerId: string, body: unknown): EndpointRegistration {
   if (!containerId || containerId.length > MAX_ID || !CONTAINER_ID.test(containerId)) {
     throw new EndpointValidationError(

@@ -7,6 +7,8 @@
 //   PUT    /v1/endpoints/{containerId} (EndpointRegistration) -> EndpointInfo
 //   DELETE /v1/endpoints/{containerId} -> 204 (also when unknown: idempotent)
 //   GET    /v1/endpoints              -> EndpointInfo[]
+//   POST   /v1/cni                    a CNI call forwarded by the native kinglet-cni shim, run by the
+//                                     agent in-process (framing and answer: agent/cni/forward.ts)
 // Errors: a non-2xx status with body ApiError.
 
 export const DEFAULT_API_SOCKET = '/run/kinglet/agent.sock';
