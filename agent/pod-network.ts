@@ -278,11 +278,12 @@ export class PodNetwork {
         const cur = owned.get(a);
         if (!cur || e.ifindex === undefined || cur.ifindex === e.ifindex) this.#dp.deleteEndpoint(a);
       }
-      const link = await linkByName(e.hostIfname).catch(() => undefined);
-      if (link && link.ifindex === e.ifindex) {
+      // Still the veth the programs went on (by index, no `ip` exec)? Else they went with it.
+      const ifindex = ifNameToIndex(e.hostIfname);
+      if (ifindex > 0 && ifindex === e.ifindex) {
         for (const h of POD_HOOKS) {
           try {
-            tcDetachProgram(link.ifindex, h.direction);
+            tcDetachProgram(ifindex, h.direction);
           } catch (err) {
             this.#o.log('warn', 'detaching a pod program failed', { containerId, hostIfname: e.hostIfname, error: (err as Error).message });
           }
