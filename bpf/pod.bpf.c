@@ -14,6 +14,10 @@
  * bpf_redirect_neigh, or the stack; anything else goes to the stack (routes
  * to other nodes, masquerade on the way out).
  *
+ * ICMP errors about translated flows are translated back: on the pod
+ * side for the per-packet LB (lib/lb4_tc.h), on the native device for
+ * masquerade (lib/nat4.h); their quoted headers with them (lib/icmp4.h).
+ *
  * IPv4 only. IPv6 packets pass untouched (routed by the stack; no conntrack,
  * per-packet LB, masquerade or BPF redirect for IPv6 yet). IPv4 non-first
  * fragments are not translated (no ports to look up).
@@ -32,7 +36,10 @@
 #include "lb4_tc.h"
 #include "nat4.h"
 
-/* Conntrack and reverse NAT for a packet; 0 or a negative drop reason. *dir as kl_ct4_process. */
+/*
+ * Conntrack and reverse NAT for a packet (replies, and ICMP errors about
+ * translated flows); 0 or a negative drop reason. *dir as kl_ct4_process.
+ */
 static __always_inline int kl_track(struct __sk_buff *ctx, struct pkt4 *p, const struct lb4_xlate *x, int *dir)
 {
 	struct kl_ct4_entry *e = kl_ct4_process(p, dir);
@@ -40,7 +47,7 @@ static __always_inline int kl_track(struct __sk_buff *ctx, struct pkt4 *p, const
 	if (!e) {
 		if (x && !p->frag)
 			return -KL_DROP_CT_FULL; /* a translated flow must be tracked, or replies could not be mapped back */
-		return 0;
+		return kl_lb4_icmp_err_rev(ctx, p); /* untracked: maybe an ICMP error about a translated flow */
 	}
 	if (x) {
 		e->nat_addr = x->vaddr;

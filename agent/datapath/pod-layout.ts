@@ -52,6 +52,7 @@ export const DROP_REASONS: Record<number, string> = {
   7: 'no free masquerade port',
   8: 'denied by policy',
   9: 'conntrack table full',
+  10: 'masquerade mapping not stored',
 };
 
 // ---- structs ----------------------------------------------------------------------
@@ -67,7 +68,7 @@ export const CFG = layout('kl_cfg', [
   ['snat_port_min', 2], ['snat_port_max', 2],
 ]);
 export const SNAT4_KEY = layout('kl_snat4_key', [['saddr', 4], ['daddr', 4], ['sport', 2], ['dport', 2], ['proto', 1], ['dir', 1], ['pad', 2]]);
-export const SNAT4_ENTRY = layout('kl_snat4_entry', [['last_seen_ns', 8], ['to_addr', 4], ['to_port', 2], ['pad', 2]]);
+export const SNAT4_ENTRY = layout('kl_snat4_entry', [['last_seen_ns', 8], ['to_addr', 4], ['to_port', 2], ['flags', 2]]);
 
 export const POD_STRUCTS: readonly StructLayout[] = [ENDPOINT, CT4_KEY, CT4_ENTRY, CFG, SNAT4_KEY, SNAT4_ENTRY];
 

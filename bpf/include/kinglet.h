@@ -188,6 +188,7 @@ struct kl_lb_aff {
 #define KL_DROP_SNAT_NO_PORT    7   /* no free masquerade port for the flow */
 #define KL_DROP_POLICY          8   /* denied by policy (the policy hook) */
 #define KL_DROP_CT_FULL         9   /* conntrack entry could not be created */
+#define KL_DROP_SNAT_MAP        10  /* a masquerade mapping could not be stored */
 
 /* Verdicts given to the flow-event hook. */
 #define KL_VERDICT_FORWARDED    1
@@ -283,11 +284,18 @@ struct kl_snat4_key {
 	__u16  pad;
 };
 
+/*
+ * A masquerade mapping. The IN entry is the claim on the node port and holds
+ * the flow's state: last_seen_ns and flags (KL_CT_F_SEEN_REPLY, KL_CT_F_CLOSING)
+ * give its lifetime as in conntrack; an IN entry idle past it frees the port.
+ * flags was padding before (always 0): entries of an older agent read as
+ * "not answered yet" until their next reply.
+ */
 struct kl_snat4_entry {
 	__u64  last_seen_ns;
 	__be32 to_addr;         /* OUT: the node address; IN: the pod */
 	__be16 to_port;         /* OUT: the allocated port; IN: the pod's port */
-	__u16  pad;
+	__u16  flags;           /* IN: KL_CT_F_SEEN_REPLY, KL_CT_F_CLOSING; OUT: 0 */
 };
 
 #endif /* KINGLET_H */

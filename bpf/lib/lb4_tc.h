@@ -6,7 +6,8 @@
  * affinity), reached through the same pins. The chosen backend is kept per
  * client tuple in conntrack (scope SVC) so every packet of a flow goes to the
  * same backend; the flow's conntrack entry carries the frontend for the
- * reverse translation of replies.
+ * reverse translation of replies, and of the ICMP errors about the flow
+ * (kl_lb4_icmp_err_rev).
  */
 #ifndef KL_LB4_TC_H
 #define KL_LB4_TC_H
@@ -15,6 +16,7 @@
 #include "lb4_select.h"
 #include "ct4.h"
 #include "pkt4.h"
+#include "icmp4.h"
 
 /* Affinity client key of the per-packet LB: the client address, marked so it never equals a netns cookie. */
 #define KL_AFF_CLIENT_IP (1ULL << 63)
@@ -122,6 +124,42 @@ static __always_inline int kl_lb4_rev(struct __sk_buff *ctx, struct pkt4 *p, con
 	__be16 port = e->nat_port;
 
 	if (kl_set_addr4(ctx, p, 0, addr) < 0 || kl_set_port4(ctx, p, 0, port) < 0)
+		return -KL_DROP_REWRITE;
+	return 0;
+}
+
+/*
+ * An ICMP error about a flow this LB translated quotes the packet as it
+ * went out, client -> backend: quote the frontend instead (the client's
+ * socket is connected to it), and when the backend itself sent the error,
+ * show it as coming from the frontend. Anything else is left alone. 0 or a
+ * negative drop reason.
+ */
+static __always_inline int kl_lb4_icmp_err_rev(struct __sk_buff *ctx, struct pkt4 *p)
+{
+	struct icmp4_quote q;
+	struct kl_ct4_key k = {};
+	struct kl_ct4_entry *e;
+	__be32 be_addr, vaddr;
+	__be16 vport;
+
+	if (kl_icmp4_quote(ctx, p, &q) < 0 || q.proto == IPPROTO_ICMP)
+		return 0;
+	k.saddr = q.saddr;
+	k.daddr = q.daddr;
+	k.sport = q.sport;
+	k.dport = q.dport;
+	k.proto = q.proto;
+	k.scope = KL_CT_SCOPE_FLOW;
+	e = bpf_map_lookup_elem(&KL_CT4_MAP, &k);
+	if (!e || !(e->flags & KL_CT_F_REV_NAT))
+		return 0;
+	be_addr = q.daddr;
+	vaddr = e->nat_addr;
+	vport = e->nat_port;
+	if (kl_icmp4_quote_set(ctx, p, &q, 1, vaddr, vport) < 0)
+		return -KL_DROP_REWRITE;
+	if (p->saddr == be_addr && kl_set_addr4(ctx, p, 0, vaddr) < 0)
 		return -KL_DROP_REWRITE;
 	return 0;
 }
