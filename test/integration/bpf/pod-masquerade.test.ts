@@ -1,0 +1,159 @@
+// Masquerade and reverse NAT of bpf/pod.bpf.c under the cases that break
+// naive NAT, on one simulated node (test/lib/cluster.ts) with a router
+// namespace beyond it and a far host behind the router on a link with a
+// smaller MTU:
+//
+//   pods a1, a2 -- n1 (node, eth0 10.99.0.x) -- bridge -- rt (router) ==mtu 1280== far (10.98.0.2)
+//
+// Nothing has a default route: n1 reaches 10.98.0.0/24 through a route via
+// rt, far reaches the underlay through a route via rt, and rt forwards in its
+// own namespace. far has no route to the pods: only masqueraded traffic can
+// be answered.
+import t from 'tap';
+import { readFile } from 'node:fs/promises';
+import { netns, rootSkipReason, veth } from '../../lib/sandbox.ts';
+import { waitFor } from '../../lib/wait.ts';
+import { UNDERLAY, cluster, type EchoAnswer, type External, type Pod } from '../../lib/cluster.ts';
+import type { AgentStatus } from '../../../agent/api/types.ts';
+
+const skip = rootSkipReason();
+const FAR_NET = '10.98.0';
+const FAR = `${FAR_NET}.2`;
+const LINK_MTU = 1280;
+
+/** Connected UDP socket: send until answered or refused (argv: host port [localPort]). */
+const UDP_CLIENT = `
+const dgram = require('node:dgram');
+const [host, port, localPort] = process.argv.slice(1);
+const s = dgram.createSocket('udp4');
+const done = (r) => { console.log(JSON.stringify(r)); process.exit(0); };
+s.on('error', (e) => done({ error: e.code }));
+s.on('message', (m, r) => done({ ...JSON.parse(String(m)), remote: r.address + ':' + r.port }));
+const go = () => s.connect(Number(port), host, () => {
+  let i = 0;
+  const tick = () => { if (i++ < 10) { s.send('hi'); setTimeout(tick, 300); } else done({ error: 'TIMEOUT' }); };
+  tick();
+});
+if (localPort) s.bind(Number(localPort), go); else go();
+`;
+/** One TCP connection from a fixed local port, held open ~1 s before reading the answer (argv: host port localPort). */
+const TCP_SAME_PORT = `
+const net = require('node:net');
+const [host, port, localPort] = process.argv.slice(1);
+const s = net.connect({ host, port: Number(port), localPort: Number(localPort) });
+let d = '', remote = '';
+const done = (r) => { clearTimeout(timer); console.log(JSON.stringify(r)); s.destroy(); };
+const timer = setTimeout(() => done({ error: 'TIMEOUT' }), 5000);
+s.on('connect', () => { remote = s.remoteAddress + ':' + s.remotePort; });
+s.on('data', (x) => { d += x; });
+s.on('end', () => setTimeout(() => done({ ...JSON.parse(d), remote }), 1000));
+s.on('error', (e) => done({ error: e.code }));
+`;
+/** Upload argv[3] bytes over TCP; prints what the sink counted. */
+const UPLOAD = `
+const net = require('node:net');
+const [host, port, n] = process.argv.slice(1);
+const s = net.connect({ host, port: Number(port) });
+let d = '';
+const timer = setTimeout(() => { console.log(JSON.stringify({ error: 'TIMEOUT', acked: s.bytesWritten })); process.exit(0); }, 20000);
+s.on('connect', () => s.end(Buffer.alloc(Number(n), 0x5a)));
+s.on('data', (x) => { d += x; });
+s.on('end', () => { clearTimeout(timer); console.log(JSON.stringify({ received: Number(d) })); });
+s.on('error', (e) => { clearTimeout(timer); console.log(JSON.stringify({ error: e.code })); });
+`;
+/** TCP sink on argv[1]: answers each connection with the number of bytes it got. */
+const SINK = `
+const net = require('node:net');
+net.createServer((c) => { let n = 0; c.on('data', (x) => { n += x.length; }); c.on('end', () => c.end(String(n))); })
+  .listen(Number(process.argv[1]), () => console.log('listening'));
+`;
+
+t.test('masquerade: ICMP, path MTU, port collisions; ICMP errors of tc-LB flows', { skip }, async (t) => {
+  t.equal((await readFile('/proc/sys/net/ipv4/ip_forward', 'utf8')).trim(), '0', 'precondition: the host does not forward');
+  const c = await cluster(t);
+  const n1 = await c.makeNode('n1', { podCIDR: '10.42.1.0/24', redirect: 'peer' });
+  const a1 = await c.addPod(n1, 'a1');
+  const a2 = await c.addPod(n1, 'a2');
+  const rt = await c.external('rt');
+  const farNs = await netns(t, 'kl-far');
+  const link = await veth(t, { ns: rt.ns, addr: `${FAR_NET}.1/24` }, { ns: farNs, addr: `${FAR}/24` });
+  await rt.ns.run(['sysctl', '-qw', 'net.ipv4.ip_forward=1']); // the router's own namespace
+  await rt.ns.run(['ip', 'link', 'set', link.a, 'mtu', String(LINK_MTU)]);
+  await farNs.run(['ip', 'route', 'add', `${UNDERLAY}.0/24`, 'via', `${FAR_NET}.1`]);
+  await n1.ns.run(['ip', 'route', 'add', `${FAR_NET}.0/24`, 'via', rt.ip]);
+  const far: External = { name: 'far', ns: farNs, ip: FAR };
+  await c.echoServer(far, 'far');
+  await c.echoServer(rt, 'rt');
+  const sink = c.spawn(far, [process.execPath, '-e', SINK, '9000']);
+  await sink.waitForOutput((o) => o.includes('listening'));
+
+  const run = async (p: Pod, script: string, ...args: (string | number)[]) =>
+    JSON.parse((await c.exec(p, [process.execPath, '-e', script, ...args.map(String)])).trim().split('\n').pop()!) as EchoAnswer & { received?: number; acked?: number };
+  const drops = async () => (await c.api<AgentStatus>(n1, 'GET', '/v1/status')).podNetwork!.drops;
+
+  await t.test('the far host answers only what is masqueraded', async (t) => {
+    t.notMatch(await farNs.run(['ip', 'route', 'show']), /10\.42\./, 'far has no route to the pods');
+    const [tcp, udp] = await c.echo(a1, [{ op: 'tcp', host: FAR, port: 8080, n: 2 }, { op: 'udp', host: FAR, port: 8080, n: 2 }]);
+    t.same([...new Set([...tcp!, ...udp!].map((a) => a.peer?.split(':')[0] ?? a.error))], [n1.ip], 'far sees the node address');
+  });
+
+  await t.test('ping from a pod: the echo identifier is translated both ways', async (t) => {
+    const out = await c.exec(a1, ['ping', '-c', '3', '-i', '0.2', '-W', '2', FAR]);
+    t.match(out, /3 received/, 'every echo answered (far can only answer the node address)');
+  });
+
+  await t.test('ICMP time exceeded from the router reaches the pinging pod', async (t) => {
+    // TTL 2: n1 forwards (1 left), rt sees 1 and answers time exceeded to n1's address.
+    const out = await c.exec(a1, ['ping', '-c', '1', '-t', '2', '-W', '2', FAR], { reject: false });
+    t.match(out, new RegExp(`From ${rt.ip.replace(/\./g, '\\.')} icmp_seq=1 Time to live exceeded`), `ping reports the router's error (${out.trim()})`);
+  });
+
+  await t.test('UDP to a closed port on the far host: ECONNREFUSED in the pod', async (t) => {
+    const r = await run(a1, UDP_CLIENT, FAR, 9999);
+    t.equal(r.error, 'ECONNREFUSED', JSON.stringify(r));
+    const ok = await run(a1, UDP_CLIENT, FAR, 8080);
+    t.equal(ok.server, 'far', 'the same pod still talks UDP to an open port');
+  });
+
+  await t.test('fragmentation needed from the router: the pod learns the path MTU, a large TCP upload completes', async (t) => {
+    const size = 512 * 1024;
+    const r = await run(a1, UPLOAD, FAR, 9000, size);
+    t.same(r, { received: size }, `${size} bytes over a ${LINK_MTU}-byte link with DF set`);
+    const route = await c.exec(a1, ['ip', 'route', 'get', FAR]);
+    t.match(route, new RegExp(`mtu ${LINK_MTU}`), `the pod's route cache holds the learned MTU (${route.trim()})`);
+  });
+
+  await t.test('two pods, one source port, one destination: distinct node ports, both answered', async (t) => {
+    const both = async (script: string) => Promise.all([a1, a2].map((p) => run(p, script, rt.ip, 8080, 23456)));
+    for (const [proto, script] of [['udp', UDP_CLIENT], ['tcp', TCP_SAME_PORT]] as const) {
+      const rs = await both(script);
+      t.same(rs.map((r) => r.server ?? r.error), ['rt', 'rt'], `${proto}: both answered (${JSON.stringify(rs)})`);
+      t.same([...new Set(rs.map((r) => r.peer?.split(':')[0]))], [n1.ip], `${proto}: both leave with the node address`);
+      const ports = rs.map((r) => Number(r.peer?.split(':')[1]));
+      t.not(ports[0], ports[1], `${proto}: distinct node ports (${ports.join(', ')})`);
+      t.same(rs.map((r) => r.remote), [`${rt.ip}:8080`, `${rt.ip}:8080`], `${proto}: each pod sees its own peer`);
+    }
+  });
+
+  await t.test('ICMP errors of a flow the per-packet LB translated quote the ClusterIP', async (t) => {
+    // a2 serves nothing on 9: its port unreachable quotes a1 -> a2:9, which
+    // a1's socket (connected to the ClusterIP) only matches once translated.
+    const VIP = '10.43.0.30';
+    await c.writeObjects([
+      {
+        apiVersion: 'v1', kind: 'Service', metadata: { name: 'closed', namespace: 'default' },
+        spec: { type: 'ClusterIP', clusterIP: VIP, clusterIPs: [VIP], ports: [{ name: 'udp', port: 80, protocol: 'UDP', targetPort: 9 }] },
+      },
+      {
+        apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', addressType: 'IPv4',
+        metadata: { name: 'closed-x1', namespace: 'default', labels: { 'kubernetes.io/service-name': 'closed' } },
+        ports: [{ name: 'udp', port: 9, protocol: 'UDP' }],
+        endpoints: [{ addresses: [a2.ip], conditions: { ready: true } }],
+      },
+    ]);
+    await waitFor(async () => (await c.api<{ address: string; backends: unknown[] }[]>(n1, 'GET', '/v1/services')).some((s) => s.address === VIP && s.backends.length === 1), 'the service on n1');
+    const r = await run(a1, UDP_CLIENT, VIP, 80); // outside the node cgroup: translated per packet in tc
+    t.equal(r.error, 'ECONNREFUSED', JSON.stringify(r));
+    t.same((await drops()).filter((d) => d.reason === 'header rewrite failed'), [], 'no rewrite failures');
+  });
+});
