@@ -41,6 +41,8 @@ export interface AgentOptions {
   /** Native device for masquerade: a name, 'none', or undefined for the default route's device. */
   nativeDevice?: string;
   clusterCidr?: string;
+  /** Masquerade source ports, inclusive (default DEFAULT_SNAT_PORTS, above Linux's default ephemeral range). */
+  snatPorts?: [number, number];
   redirect?: RedirectMode | 'auto';
   /** Allow changing sysctls and routes when running in the initial network namespace. */
   manageSysctls?: boolean;
@@ -95,6 +97,7 @@ export class Agent {
         replaceIncompatible: this.#o.replaceIncompatible,
         nativeDevice: this.#o.nativeDevice,
         clusterCidr: this.#o.clusterCidr,
+        snatPorts: this.#o.snatPorts,
         redirect: this.#o.redirect,
         manageSysctls: this.#o.manageSysctls,
         log,

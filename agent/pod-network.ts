@@ -18,7 +18,7 @@ import { defaultRouteDevice, linkByName, linkInNetns, listLinks, type IpLink } f
 import { PodDatapath, NATIVE_HOOKS, POD_HOOKS } from './datapath/pod.ts';
 import { tcDetachProgram, type TcAttachment } from './datapath/loader.ts';
 import { Helper, ProgType, probeHelper } from './datapath/libbpf.ts';
-import type { NodeConfig, RedirectMode } from './datapath/pod-layout.ts';
+import { portRangeOverlap, type NodeConfig, type RedirectMode } from './datapath/pod-layout.ts';
 import { ifNameToIndex } from './cni/ifindex.ts';
 import { desiredRoutes, syncRoutes, type NodeRouteInput, type RouteSync } from './routes.ts';
 
@@ -147,6 +147,7 @@ export class PodNetwork {
       const podCidr = dp.writtenPodCidr();
       if (podCidr) pn.#config.podCidr = podCidr;
       pn.#sysctls();
+      pn.#checkSnatPorts();
       await pn.#restoreEndpoints();
       await pn.#attachNative();
       pn.#dp.setConfig(pn.#config);
@@ -187,6 +188,23 @@ export class PodNetwork {
       this.#o.log('info', 'net.ipv4.ip_forward turned on in the agent\'s network namespace', { was: value });
     }
     this.#ipForward = { value: '1', managed: true };
+  }
+
+  /** Warn when the masquerade ports overlap the node's ephemeral ports (this namespace's). */
+  #checkSnatPorts(): void {
+    let text = '';
+    try {
+      text = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8');
+    } catch {
+      return; // no procfs
+    }
+    const [lo, hi] = text.trim().split(/\s+/).map(Number);
+    if (!lo || !hi) return;
+    const snat: [number, number] = [this.#config.snatPortMin, this.#config.snatPortMax];
+    const shared = portRangeOverlap(snat, [lo, hi]);
+    if (shared) {
+      this.#o.log('warn', `the masquerade ports ${snat.join('-')} overlap the node's ephemeral ports ${lo}-${hi} (net.ipv4.ip_local_port_range): a node connection may get a port a pod's flow holds towards the same peer and lose its replies; pass --masquerade-ports outside ${lo}-${hi}`, { shared: shared.join('-') });
+    }
   }
 
   // ---- endpoints --------------------------------------------------------------

@@ -154,6 +154,28 @@ export interface NodeConfig {
   snatPortMax: number;
 }
 
+/**
+ * "61000-65535" -> [61000, 65535]: the masquerade port range (inclusive).
+ * Throws with what to pass instead on anything else.
+ */
+export function parsePortRange(text: string): [number, number] {
+  const m = /^(\d{1,5})-(\d{1,5})$/.exec(text.trim());
+  const min = Number(m?.[1]), max = Number(m?.[2]);
+  if (!m || min < 1 || max > 65535 || min > max) throw new Error(`not a port range: "${text}" (want <min>-<max> with 1 <= min <= max <= 65535, like 61000-65535)`);
+  return [min, max];
+}
+
+/**
+ * The ports two inclusive ranges share, or undefined. Used against the
+ * node's ephemeral range (net.ipv4.ip_local_port_range): a node connection
+ * may get a port that a pod's flow holds towards the same peer while they
+ * overlap (the datapath checks node sockets only when it hands a port out).
+ */
+export function portRangeOverlap(a: readonly [number, number], b: readonly [number, number]): [number, number] | undefined {
+  const lo = Math.max(a[0], b[0]), hi = Math.min(a[1], b[1]);
+  return lo <= hi ? [lo, hi] : undefined;
+}
+
 /** "10.42.0.0/16" -> network and mask bytes (network order). */
 export function cidr4(cidr: string): { net: Buffer; mask: Buffer; prefix: number } {
   const [addr, len] = cidr.split('/');

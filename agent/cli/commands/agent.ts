@@ -7,8 +7,8 @@ import { DEFAULT_BPF_ROOT, cleanup } from '../../datapath/loader.ts';
 import { isLevel, jsonLogger } from '../../log.ts';
 import type { Source } from '../../source/types.ts';
 import { DEFAULT_STATE_DIR } from '../../endpoints.ts';
-import { DEFAULT_CLUSTER_CIDR, cleanupPodNetwork } from '../../pod-network.ts';
-import { cidr4 } from '../../datapath/pod-layout.ts';
+import { DEFAULT_CLUSTER_CIDR, DEFAULT_SNAT_PORTS, cleanupPodNetwork } from '../../pod-network.ts';
+import { cidr4, parsePortRange } from '../../datapath/pod-layout.ts';
 
 const HELP = `usage: kinglet agent --source dir:<path>|kube [options]
 
@@ -24,6 +24,8 @@ const HELP = `usage: kinglet agent --source dir:<path>|kube [options]
   --socket-lb=true|false  translate ClusterIPs at connect() in the cgroup (default true); false: per packet in tc
   --native-device <if>  the node's uplink for masquerade (default: the default route's device; "none": no masquerade)
   --cluster-cidr <cidr> pod traffic to addresses outside it is masqueraded (default ${DEFAULT_CLUSTER_CIDR})
+  --masquerade-ports <min>-<max>  source ports of masqueraded flows (default ${DEFAULT_SNAT_PORTS.join('-')}; keep it
+                        outside the node's ephemeral ports, net.ipv4.ip_local_port_range)
   --pod-redirect <mode> how local pods are reached: auto, peer, neigh, stack (default auto: the best the kernel has)
   --pod-network=true|false  pod endpoints, tc programs, masquerade and node routes (default true)
   --manage-sysctls      in the initial network namespace, also turn on ip_forward, install node routes and
@@ -61,6 +63,7 @@ export async function run(args: string[], io: Io): Promise<number> {
       'socket-lb': { type: 'string', default: 'true' },
       'native-device': { type: 'string' },
       'cluster-cidr': { type: 'string', default: DEFAULT_CLUSTER_CIDR },
+      'masquerade-ports': { type: 'string' },
       'pod-redirect': { type: 'string', default: 'auto' },
       'pod-network': { type: 'string', default: 'true' },
       'manage-sysctls': { type: 'boolean', default: false },
@@ -104,6 +107,14 @@ export async function run(args: string[], io: Io): Promise<number> {
   } catch {
     throw new UsageError(`--cluster-cidr must be an IPv4 CIDR like 10.42.0.0/16 (got "${values['cluster-cidr']}")`);
   }
+  let snatPorts: [number, number] | undefined;
+  if (values['masquerade-ports'] !== undefined) {
+    try {
+      snatPorts = parsePortRange(values['masquerade-ports']);
+    } catch (e) {
+      throw new UsageError(`--masquerade-ports: ${(e as Error).message}`);
+    }
+  }
   const level = values['log-level'];
   if (!isLevel(level)) throw new UsageError(`--log-level must be one of debug, info, warn, error (got "${level}")`);
   const resync = Number(values.resync);
@@ -143,6 +154,7 @@ export async function run(args: string[], io: Io): Promise<number> {
     podNetwork,
     nativeDevice: values['native-device'],
     clusterCidr: values['cluster-cidr'],
+    snatPorts,
     redirect: redirect as 'auto' | 'peer' | 'neigh' | 'stack',
     manageSysctls: values['manage-sysctls'],
     nodeName: values['node-name'],

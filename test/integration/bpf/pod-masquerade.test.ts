@@ -11,7 +11,7 @@
 // be answered.
 import t from 'tap';
 import { readFile } from 'node:fs/promises';
-import { netns, rootSkipReason, veth } from '../../lib/sandbox.ts';
+import { netns, rootSkipReason, start, veth } from '../../lib/sandbox.ts';
 import { waitFor } from '../../lib/wait.ts';
 import { UNDERLAY, cluster, type EchoAnswer, type External, type Pod } from '../../lib/cluster.ts';
 import type { AgentStatus } from '../../../agent/api/types.ts';
@@ -60,6 +60,15 @@ s.on('connect', () => s.end(Buffer.alloc(Number(n), 0x5a)));
 s.on('data', (x) => { d += x; });
 s.on('end', () => { clearTimeout(timer); console.log(JSON.stringify({ received: Number(d) })); });
 s.on('error', (e) => { clearTimeout(timer); console.log(JSON.stringify({ error: e.code })); });
+`;
+/** A node socket: UDP from argv[3] (bound) to argv[1]:argv[2]; prints each answer, keeps the socket until killed. */
+const NODE_UDP = `
+const dgram = require('node:dgram');
+const [host, port, localPort] = process.argv.slice(1);
+const s = dgram.createSocket('udp4');
+s.on('message', (m) => console.log(String(m)));
+s.on('error', (e) => console.log(JSON.stringify({ error: e.code })));
+s.bind(Number(localPort), () => s.connect(Number(port), host, () => setInterval(() => s.send('hi'), 300)));
 `;
 /** TCP sink on argv[1]: answers each connection with the number of bytes it got. */
 const SINK = `
@@ -155,5 +164,37 @@ t.test('masquerade: ICMP, path MTU, port collisions; ICMP errors of tc-LB flows'
     const r = await run(a1, UDP_CLIENT, VIP, 80); // outside the node cgroup: translated per packet in tc
     t.equal(r.error, 'ECONNREFUSED', JSON.stringify(r));
     t.same((await drops()).filter((d) => d.reason === 'header rewrite failed'), [], 'no rewrite failures');
+  });
+
+  await t.test('two masquerade ports: a node socket keeps its port, a full range drops with a named reason, a closed TCP flow frees its port', async (t) => {
+    // A destination nothing used before, so earlier claims cannot hold these ports.
+    await c.echoServer(far, 'far2', 8081);
+    await c.restartAgent(n1, { agentArgs: ['--masquerade-ports', '61000-61001'] });
+    const noPort = async () => (await drops()).find((d) => d.reason === 'no free masquerade port')?.count ?? 0;
+    // The node itself talks UDP from 61000 to far:8081: masquerade must not hand 61000 out towards far:8081.
+    const node = start(t, [process.execPath, '-e', NODE_UDP, FAR, '8081', '61000'], { ns: n1.ns });
+    await node.waitForOutput((o) => o.includes(`"peer":"${n1.ip}:61000"`));
+    const a = await run(a1, UDP_CLIENT, FAR, 8081);
+    t.equal(a.peer, `${n1.ip}:61001`, `the pod's flow got the port the node does not use (${JSON.stringify(a)})`);
+    const before = await noPort();
+    const b = await run(a2, UDP_CLIENT, FAR, 8081);
+    t.equal(b.error, 'TIMEOUT', `no port left for a second pod's flow (${JSON.stringify(b)})`);
+    t.ok((await noPort()) > before, 'counted as "no free masquerade port"');
+    const answers = (o: string) => o.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as EchoAnswer);
+    const sofar = answers(await node.waitForOutput(() => true)).length;
+    const seen = answers(await node.waitForOutput((o) => answers(o).length >= sofar + 3, 5000).catch(() => node.waitForOutput(() => true)));
+    t.ok(seen.length >= sofar + 3, `the node socket still gets its answers after the pods' flows (${seen.length - sofar} more)`);
+    t.same([...new Set(seen.map((x) => x.peer ?? x.error))], [`${n1.ip}:61000`], 'and nothing but its own');
+    await node.stop();
+
+    // TCP: two closed connections hold both ports for the FIN lifetime (10 s), then let go.
+    const [first] = await c.echo(a1, [{ op: 'tcp', host: FAR, port: 8081, n: 2 }]);
+    t.same(first!.map((x) => x.server ?? x.error), ['far2', 'far2'], 'two connections, one per port');
+    const closedAt = Date.now();
+    const [full] = await c.echo(a2, [{ op: 'tcp', host: FAR, port: 8081, n: 1 }]);
+    t.equal(full![0]!.error, 'TIMEOUT', 'a third finds both ports held');
+    await new Promise((r) => setTimeout(r, Math.max(0, closedAt + 11_000 - Date.now())));
+    const [later] = await c.echo(a2, [{ op: 'tcp', host: FAR, port: 8081, n: 1 }]);
+    t.equal(later![0]!.server, 'far2', `after the FIN lifetime a closed flow's port is free again (${JSON.stringify(later)})`);
   });
 });
