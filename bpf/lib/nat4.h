@@ -24,7 +24,8 @@
  *
  * ICMP errors (unreachable, fragmentation needed, time exceeded) about a
  * masqueraded flow are translated back to the pod, outer and quoted headers
- * (lib/icmp4.h), so the pod sees ECONNREFUSED and learns the path MTU.
+ * (lib/icmp4.h), so the pod sees ECONNREFUSED and learns the path MTU; those
+ * a pod sends about one leave translated to the node address.
  */
 #ifndef KL_NAT4_H
 #define KL_NAT4_H
@@ -174,6 +175,32 @@ kl_snat_claim(struct __sk_buff *ctx, const struct pkt4 *p, const struct kl_cfg *
 }
 
 /*
+ * An ICMP error a pod sends about a packet of a masqueraded flow coming in
+ * (its quote is peer -> pod:port; say port unreachable after the pod closed
+ * the socket): out with the node address, quoting node:port as the peer
+ * sent it, so the peer's socket learns of it and no pod address leaves.
+ * 0 (translated, or not such an error) or a negative drop reason.
+ */
+static __always_inline int kl_snat4_icmp_err_egress(struct __sk_buff *ctx, struct pkt4 *p, __be32 node)
+{
+	struct icmp4_quote q;
+	struct kl_snat4_key out;
+	struct kl_snat4_entry *m;
+	__be16 port;
+
+	if (kl_icmp4_quote(ctx, p, &q) < 0 || q.proto == IPPROTO_ICMP || q.daddr != p->saddr)
+		return 0;
+	kl_snat_key(&out, q.daddr, q.saddr, q.dport, q.sport, q.proto, KL_SNAT_OUT);
+	m = bpf_map_lookup_elem(&KL_SNAT4_MAP, &out);
+	if (!m || m->to_addr != node)
+		return 0; /* not about a masqueraded flow */
+	port = m->to_port;
+	if (kl_icmp4_quote_set(ctx, p, &q, 1, node, port) < 0 || kl_set_addr4(ctx, p, 0, node) < 0)
+		return -KL_DROP_REWRITE;
+	return 0;
+}
+
+/*
  * Egress: SNAT to the node address. TC_ACT_OK, or a drop. A flow keeps its
  * port while its claim is its own; a claim lost (evicted by the LRU, or
  * expired and taken by another flow) gets the flow a new port.
@@ -185,7 +212,12 @@ static __always_inline int kl_snat4_egress(struct __sk_buff *ctx, struct pkt4 *p
 	__be32 node = cfg->node_ip;
 	__be16 port = 0;
 	__u64 now = bpf_ktime_get_ns();
+	int ret;
 
+	if (p->proto == IPPROTO_ICMP && !p->has_ports) {
+		ret = kl_snat4_icmp_err_egress(ctx, p, node);
+		return ret < 0 ? kl_drop(ctx, p, -ret) : TC_ACT_OK;
+	}
 	if (!p->has_ports || p->frag || (p->proto == IPPROTO_ICMP && p->icmp_type != KL_ICMP_ECHO))
 		return TC_ACT_OK; /* only what can be mapped back: TCP, UDP, ICMP echo */
 	kl_snat_key(&out, p->saddr, p->daddr, p->sport, p->dport, p->proto, KL_SNAT_OUT);

@@ -70,6 +70,27 @@ s.on('message', (m) => console.log(String(m)));
 s.on('error', (e) => console.log(JSON.stringify({ error: e.code })));
 s.bind(Number(localPort), () => s.connect(Number(port), host, () => setInterval(() => s.send('hi'), 300)));
 `;
+/**
+ * UDP on argv[1] that answers late: for each datagram, a socket connected
+ * back to its sender (same port, SO_REUSEADDR) sends "late" a few times and
+ * prints the error it gets, if any.
+ */
+const LATE_ANSWER = `
+const dgram = require('node:dgram');
+const port = Number(process.argv[1]);
+const srv = dgram.createSocket({ type: 'udp4', reuseAddr: true });
+srv.on('message', (m, r) => {
+  const c = dgram.createSocket({ type: 'udp4', reuseAddr: true });
+  c.on('error', (e) => { console.log(JSON.stringify({ peer: r.address + ':' + r.port, error: e.code })); c.close(); });
+  c.on('message', () => {});
+  c.bind(port, () => c.connect(r.port, r.address, () => {
+    let i = 0;
+    const tick = () => { if (i++ < 10) { c.send('late'); setTimeout(tick, 300); } };
+    setTimeout(tick, 300);
+  }));
+});
+srv.bind(port, () => console.log('listening'));
+`;
 /** TCP sink on argv[1]: answers each connection with the number of bytes it got. */
 const SINK = `
 const net = require('node:net');
@@ -122,6 +143,16 @@ t.test('masquerade: ICMP, path MTU, port collisions; ICMP errors of tc-LB flows'
     t.equal(r.error, 'ECONNREFUSED', JSON.stringify(r));
     const ok = await run(a1, UDP_CLIENT, FAR, 8080);
     t.equal(ok.server, 'far', 'the same pod still talks UDP to an open port');
+  });
+
+  await t.test('a pod\'s port unreachable about a late reply leaves as the node, quoting the node port', async (t) => {
+    const late = c.spawn(far, [process.execPath, '-e', LATE_ANSWER, '8082']);
+    await late.waitForOutput((o) => o.includes('listening'));
+    await c.exec(a1, [process.execPath, '-e', `const s = require('node:dgram').createSocket('udp4'); s.send('hi', 8082, '${FAR}', () => s.close());`]);
+    const out = await late.waitForOutput((o) => o.includes('"error"'), 5000).catch(() => late.waitForOutput(() => true));
+    const r = out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as EchoAnswer)[0];
+    t.equal(r?.error, 'ECONNREFUSED', `the far socket learns the pod's socket is gone (${out.trim()})`);
+    t.match(r?.peer, new RegExp(`^${n1.ip.replace(/\./g, '\\.')}:6\\d{4}$`), 'from the node address and a masquerade port');
   });
 
   await t.test('fragmentation needed from the router: the pod learns the path MTU, a large TCP upload completes', async (t) => {
