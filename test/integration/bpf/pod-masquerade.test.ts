@@ -10,10 +10,14 @@
 // own namespace. far has no route to the pods: only masqueraded traffic can
 // be answered.
 import t from 'tap';
-import { readFile } from 'node:fs/promises';
+import { execa } from 'execa';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { netns, rootSkipReason, start, veth } from '../../lib/sandbox.ts';
 import { waitFor } from '../../lib/wait.ts';
 import { UNDERLAY, cluster, type EchoAnswer, type External, type Pod } from '../../lib/cluster.ts';
+import { icmpError, pcapFrames, udpDatagram, type IcmpErrorView } from '../../lib/pcap.ts';
 import type { AgentStatus } from '../../../agent/api/types.ts';
 
 const skip = rootSkipReason();
@@ -119,6 +123,20 @@ t.test('masquerade: ICMP, path MTU, port collisions; ICMP errors of tc-LB flows'
 
   const run = async (p: Pod, script: string, ...args: (string | number)[]) =>
     JSON.parse((await c.exec(p, [process.execPath, '-e', script, ...args.map(String)])).trim().split('\n').pop()!) as EchoAnswer & { received?: number; acked?: number };
+  /** The first ICMP error a pod receives while `send` runs (tcpdump on its eth0), with its checksums checked. */
+  const capturedError = async (p: Pod, send: () => Promise<unknown>): Promise<IcmpErrorView | undefined> => {
+    const file = join(await mkdtemp(join(tmpdir(), 'kl-pcap-')), 'icmp.pcap');
+    t.teardown(() => rm(join(file, '..'), { recursive: true, force: true }));
+    const dump = start(t, ['tcpdump', '-i', 'eth0', '-n', '-U', '-c', '1', '-w', file, 'icmp and icmp[0] == 3'], { ns: p.ns });
+    await dump.waitForOutput((o) => o.includes('listening on'));
+    await send();
+    await Promise.race([dump.proc, new Promise((r) => setTimeout(r, 5000))]);
+    await dump.stop();
+    return pcapFrames(await readFile(file)).map(icmpError).find((x) => x);
+  };
+  /** A UDP datagram with a full checksum from a raw socket in the pod. */
+  const rawUdp = (p: Pod, dst: string, sport: number, dport: number) =>
+    execa('ip', ['netns', 'exec', p.ns.name, 'socat', '-u', 'STDIN', `IP4-SENDTO:${dst}:17`], { input: udpDatagram(p.ip, dst, sport, dport, Buffer.from('checksums')) });
   const drops = async () => (await c.api<AgentStatus>(n1, 'GET', '/v1/status')).podNetwork!.drops;
 
   await t.test('the far host answers only what is masqueraded', async (t) => {
@@ -143,6 +161,9 @@ t.test('masquerade: ICMP, path MTU, port collisions; ICMP errors of tc-LB flows'
     t.equal(r.error, 'ECONNREFUSED', JSON.stringify(r));
     const ok = await run(a1, UDP_CLIENT, FAR, 8080);
     t.equal(ok.server, 'far', 'the same pod still talks UDP to an open port');
+    const e = await capturedError(a1, () => rawUdp(a1, FAR, 40000, 9998));
+    t.match(e, { src: FAR, dst: a1.ip, type: 3, code: 3, quote: { src: a1.ip, dst: FAR, proto: 17, sport: 40000, dport: 9998 } }, 'outer and quoted headers back to the pod');
+    t.match(e, { ipOk: true, icmpOk: true, quoteIpOk: true, quoteUdpOk: true }, `every checksum right, the quoted UDP one too (${JSON.stringify(e)})`);
   });
 
   await t.test('a pod\'s port unreachable about a late reply leaves as the node, quoting the node port', async (t) => {
@@ -194,6 +215,9 @@ t.test('masquerade: ICMP, path MTU, port collisions; ICMP errors of tc-LB flows'
     await waitFor(async () => (await c.api<{ address: string; backends: unknown[] }[]>(n1, 'GET', '/v1/services')).some((s) => s.address === VIP && s.backends.length === 1), 'the service on n1');
     const r = await run(a1, UDP_CLIENT, VIP, 80); // outside the node cgroup: translated per packet in tc
     t.equal(r.error, 'ECONNREFUSED', JSON.stringify(r));
+    const e = await capturedError(a1, () => rawUdp(a1, VIP, 40001, 80));
+    t.match(e, { src: VIP, dst: a1.ip, type: 3, code: 3, quote: { src: a1.ip, dst: VIP, proto: 17, sport: 40001, dport: 80 } }, 'from the ClusterIP, quoting the ClusterIP');
+    t.match(e, { ipOk: true, icmpOk: true, quoteIpOk: true, quoteUdpOk: true }, `every checksum right (${JSON.stringify(e)})`);
     t.same((await drops()).filter((d) => d.reason === 'header rewrite failed'), [], 'no rewrite failures');
   });
 
