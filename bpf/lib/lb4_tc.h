@@ -6,8 +6,8 @@
  * affinity), reached through the same pins. The chosen backend is kept per
  * client tuple in conntrack (scope SVC) so every packet of a flow goes to the
  * same backend; the flow's conntrack entry carries the frontend for the
- * reverse translation of replies, and of the ICMP errors about the flow
- * (kl_lb4_icmp_err_rev).
+ * reverse translation of replies. ICMP errors about a translated flow are
+ * translated too, both ways (kl_lb4_icmp_err_rev, kl_lb4_icmp_err_fwd).
  */
 #ifndef KL_LB4_TC_H
 #define KL_LB4_TC_H
@@ -29,8 +29,43 @@ struct lb4_xlate {
 };
 
 /*
+ * An ICMP error a client sends about a reply of a translated flow (its quote
+ * is the reply as the client saw it, frontend -> client; say port
+ * unreachable after the client closed its socket): to the backend that
+ * sent the reply, quoting the backend, as its own stack would have. The
+ * backend is the client tuple's service selection. 0 or a negative drop
+ * reason.
+ */
+static __always_inline int kl_lb4_icmp_err_fwd(struct __sk_buff *ctx, struct pkt4 *p)
+{
+	struct icmp4_quote q;
+	struct kl_ct4_key k = {};
+	struct kl_ct4_entry *se;
+	__be32 be_addr;
+	__be16 be_port;
+
+	if (kl_icmp4_quote(ctx, p, &q) < 0 || q.proto == IPPROTO_ICMP || q.saddr != p->daddr)
+		return 0;
+	k.saddr = q.daddr;
+	k.daddr = q.saddr;
+	k.sport = q.dport;
+	k.dport = q.sport;
+	k.proto = q.proto;
+	k.scope = KL_CT_SCOPE_SVC;
+	se = bpf_map_lookup_elem(&KL_CT4_MAP, &k);
+	if (!se)
+		return 0;
+	be_addr = se->nat_addr;
+	be_port = se->nat_port;
+	if (kl_icmp4_quote_set(ctx, p, &q, 0, be_addr, be_port) < 0 || kl_set_addr4(ctx, p, 1, be_addr) < 0)
+		return -KL_DROP_REWRITE;
+	return 0;
+}
+
+/*
  * 0: not a frontend; 1: translated (*x holds the frontend); or a negative
- * drop reason.
+ * drop reason. An ICMP error about a translated flow's reply goes to its
+ * backend (kl_lb4_icmp_err_fwd; 0).
  */
 static __always_inline int kl_lb4_tc(struct __sk_buff *ctx, struct pkt4 *p, struct lb4_xlate *x)
 {
@@ -47,6 +82,8 @@ static __always_inline int kl_lb4_tc(struct __sk_buff *ctx, struct pkt4 *p, stru
 	__u64 now;
 	int affinity;
 
+	if (p->proto == IPPROTO_ICMP && !p->has_ports)
+		return kl_lb4_icmp_err_fwd(ctx, p);
 	if (p->proto != IPPROTO_TCP && p->proto != IPPROTO_UDP)
 		return 0;
 	key.addr = p->daddr;

@@ -196,28 +196,37 @@ t.test('masquerade: ICMP, path MTU, port collisions; ICMP errors of tc-LB flows'
     }
   });
 
-  await t.test('ICMP errors of a flow the per-packet LB translated quote the ClusterIP', async (t) => {
+  await t.test('ICMP errors of flows the per-packet LB translated: the client sees the ClusterIP, the backend itself', async (t) => {
     // a2 serves nothing on 9: its port unreachable quotes a1 -> a2:9, which
     // a1's socket (connected to the ClusterIP) only matches once translated.
     const VIP = '10.43.0.30';
-    await c.writeObjects([
+    const LATE_VIP = '10.43.0.31';
+    const late = c.spawn(a2, [process.execPath, '-e', LATE_ANSWER, '8082']);
+    await late.waitForOutput((o) => o.includes('listening'));
+    const udpService = (name: string, vip: string, port: number) => [
       {
-        apiVersion: 'v1', kind: 'Service', metadata: { name: 'closed', namespace: 'default' },
-        spec: { type: 'ClusterIP', clusterIP: VIP, clusterIPs: [VIP], ports: [{ name: 'udp', port: 80, protocol: 'UDP', targetPort: 9 }] },
+        apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: 'default' },
+        spec: { type: 'ClusterIP', clusterIP: vip, clusterIPs: [vip], ports: [{ name: 'udp', port: 80, protocol: 'UDP', targetPort: port }] },
       },
       {
         apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', addressType: 'IPv4',
-        metadata: { name: 'closed-x1', namespace: 'default', labels: { 'kubernetes.io/service-name': 'closed' } },
-        ports: [{ name: 'udp', port: 9, protocol: 'UDP' }],
+        metadata: { name: `${name}-x1`, namespace: 'default', labels: { 'kubernetes.io/service-name': name } },
+        ports: [{ name: 'udp', port, protocol: 'UDP' }],
         endpoints: [{ addresses: [a2.ip], conditions: { ready: true } }],
       },
-    ]);
-    await waitFor(async () => (await c.api<{ address: string; backends: unknown[] }[]>(n1, 'GET', '/v1/services')).some((s) => s.address === VIP && s.backends.length === 1), 'the service on n1');
+    ];
+    await c.writeObjects([...udpService('closed', VIP, 9), ...udpService('late', LATE_VIP, 8082)]);
+    await waitFor(async () => (await c.api<{ address: string; backends: unknown[] }[]>(n1, 'GET', '/v1/services')).filter((s) => [VIP, LATE_VIP].includes(s.address) && s.backends.length === 1).length === 2, 'the services on n1');
     const r = await run(a1, UDP_CLIENT, VIP, 80); // outside the node cgroup: translated per packet in tc
     t.equal(r.error, 'ECONNREFUSED', JSON.stringify(r));
     const e = await capturedError(a1, () => rawUdp(a1, VIP, 40001, 80));
     t.match(e, { src: VIP, dst: a1.ip, type: 3, code: 3, quote: { src: a1.ip, dst: VIP, proto: 17, sport: 40001, dport: 80 } }, 'from the ClusterIP, quoting the ClusterIP');
     t.match(e, { ipOk: true, icmpOk: true, quoteIpOk: true, quoteUdpOk: true }, `every checksum right (${JSON.stringify(e)})`);
+    // The other way: a1 is gone when a2's answer comes; a1's port unreachable
+    // (to the ClusterIP, quoting it) must reach a2 as about a2's own packet.
+    await c.exec(a1, [process.execPath, '-e', `const s = require('node:dgram').createSocket('udp4'); s.send('hi', 80, '${LATE_VIP}', () => s.close());`]);
+    const out = await late.waitForOutput((o) => o.includes('"error"'), 5000).catch(() => late.waitForOutput(() => true));
+    t.match(out, new RegExp(`"peer":"${a1.ip.replace(/\./g, '\\.')}:\\d+","error":"ECONNREFUSED"`), `the backend learns the client's socket is gone (${out.trim()})`);
     t.same((await drops()).filter((d) => d.reason === 'header rewrite failed'), [], 'no rewrite failures');
   });
 
