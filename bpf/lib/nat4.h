@@ -253,7 +253,7 @@ static __always_inline int kl_snat4_egress(struct __sk_buff *ctx, struct pkt4 *p
 /*
  * An ICMP error for a masqueraded flow (its quote is the packet as it left:
  * node:port -> peer): back to the pod, outer destination and quoted source.
- * 1 when it was one (and translated), 0 when not, or a negative drop reason.
+ * 0 (translated, or not such an error) or a negative drop reason.
  */
 static __always_inline int kl_snat4_icmp_err_ingress(struct __sk_buff *ctx, struct pkt4 *p, __be32 node)
 {
@@ -273,7 +273,7 @@ static __always_inline int kl_snat4_icmp_err_ingress(struct __sk_buff *ctx, stru
 	to_port = c->to_port;
 	if (kl_icmp4_quote_set(ctx, p, &q, 0, to_addr, to_port) < 0 || kl_set_addr4(ctx, p, 1, to_addr) < 0)
 		return -KL_DROP_REWRITE;
-	return 1;
+	return 0;
 }
 
 /* Ingress: replies to a masqueraded flow, and ICMP errors about one, go back to the pod. TC_ACT_OK, or a drop. */

@@ -7,8 +7,9 @@ import t from 'tap';
 import { execa } from 'execa';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
+import { readFile } from 'node:fs/promises';
 import { LB_MAP_TYPES, LB_STRUCTS, type StructLayout } from '../../../../agent/datapath/lb-layout.ts';
-import { POD_MAP_TYPES, POD_OBJECT, POD_OBJECT_MAPS, POD_PROGRAMS, POD_STRUCTS, encodeConfig, encodeEndpoint, decodeEndpoint, cidr4, configPodCidr } from '../../../../agent/datapath/pod-layout.ts';
+import { DROP_MAX, DROP_REASONS, POD_MAP_TYPES, POD_OBJECT, POD_OBJECT_MAPS, POD_PROGRAMS, POD_STRUCTS, encodeConfig, encodeEndpoint, decodeEndpoint, cidr4, configPodCidr } from '../../../../agent/datapath/pod-layout.ts';
 
 const bpfDir = fileURLToPath(new URL('../../../../bpf/', import.meta.url));
 
@@ -68,6 +69,14 @@ t.test(`${POD_OBJECT}: structs, maps and programs match pod-layout.ts`, async (t
 
   const funcs = types.filter((x) => x.kind === 'FUNC').map((x) => x.name).sort();
   t.same(funcs, Object.keys(POD_PROGRAMS).sort(), 'one BTF function per entry point');
+});
+
+t.test('drop reasons: every KL_DROP_* of kinglet.h is named by the agent, under its number', async (t) => {
+  const header = await readFile(join(bpfDir, 'include', 'kinglet.h'), 'utf8');
+  const codes = [...header.matchAll(/^#define KL_DROP_(\w+)\s+(\d+)\s/gm)].filter((m) => m[1] !== 'MAP' && m[1] !== 'MAX').map((m) => Number(m[2]));
+  t.ok(codes.length >= 10, `${codes.length} reasons in kinglet.h`);
+  t.same(Object.keys(DROP_REASONS).map(Number).sort((a, b) => a - b), codes.sort((a, b) => a - b));
+  t.ok(codes.every((c) => c < DROP_MAX), 'each fits the drop map');
 });
 
 t.test('codecs', async (t) => {
