@@ -28,6 +28,20 @@ struct lb4_xlate {
 	__u32  rev_nat_id;
 };
 
+/* The conntrack entry of the packet an ICMP error quotes (swap: of its reply), in a scope. */
+static __always_inline struct kl_ct4_entry *kl_ct4_quoted(const struct icmp4_quote *q, int swap, __u8 scope)
+{
+	struct kl_ct4_key k = {};
+
+	k.saddr = swap ? q->daddr : q->saddr;
+	k.daddr = swap ? q->saddr : q->daddr;
+	k.sport = swap ? q->dport : q->sport;
+	k.dport = swap ? q->sport : q->dport;
+	k.proto = q->proto;
+	k.scope = scope;
+	return bpf_map_lookup_elem(&KL_CT4_MAP, &k);
+}
+
 /*
  * An ICMP error a client sends about a reply of a translated flow (its quote
  * is the reply as the client saw it, frontend -> client; say port
@@ -39,20 +53,13 @@ struct lb4_xlate {
 static __always_inline int kl_lb4_icmp_err_fwd(struct __sk_buff *ctx, struct pkt4 *p)
 {
 	struct icmp4_quote q;
-	struct kl_ct4_key k = {};
 	struct kl_ct4_entry *se;
 	__be32 be_addr;
 	__be16 be_port;
 
 	if (kl_icmp4_quote(ctx, p, &q) < 0 || q.proto == IPPROTO_ICMP || q.saddr != p->daddr)
 		return 0;
-	k.saddr = q.daddr;
-	k.daddr = q.saddr;
-	k.sport = q.dport;
-	k.dport = q.sport;
-	k.proto = q.proto;
-	k.scope = KL_CT_SCOPE_SVC;
-	se = bpf_map_lookup_elem(&KL_CT4_MAP, &k);
+	se = kl_ct4_quoted(&q, 1, KL_CT_SCOPE_SVC);
 	if (!se)
 		return 0;
 	be_addr = se->nat_addr;
@@ -175,20 +182,13 @@ static __always_inline int kl_lb4_rev(struct __sk_buff *ctx, struct pkt4 *p, con
 static __always_inline int kl_lb4_icmp_err_rev(struct __sk_buff *ctx, struct pkt4 *p)
 {
 	struct icmp4_quote q;
-	struct kl_ct4_key k = {};
 	struct kl_ct4_entry *e;
 	__be32 be_addr, vaddr;
 	__be16 vport;
 
 	if (kl_icmp4_quote(ctx, p, &q) < 0 || q.proto == IPPROTO_ICMP)
 		return 0;
-	k.saddr = q.saddr;
-	k.daddr = q.daddr;
-	k.sport = q.sport;
-	k.dport = q.dport;
-	k.proto = q.proto;
-	k.scope = KL_CT_SCOPE_FLOW;
-	e = bpf_map_lookup_elem(&KL_CT4_MAP, &k);
+	e = kl_ct4_quoted(&q, 0, KL_CT_SCOPE_FLOW);
 	if (!e || !(e->flags & KL_CT_F_REV_NAT))
 		return 0;
 	be_addr = q.daddr;
