@@ -102,7 +102,7 @@ export interface PodNetworkStatus {
   endpoints: number;
   redirect: RedirectMode;
   tc: { device: string; direction: string; program: string; progId: number }[];
-  masquerade: { enabled: boolean; device?: string; nodeIP?: string; clusterCIDR: string; podCIDR?: string; reason?: string };
+  masquerade: { enabled: boolean; device?: string; nodeIP?: string; clusterCIDR: string; podCIDR?: string; reason?: string; /** Source ports, "min-max". */ ports: string };
   routes: { installed: string[]; errors: string[]; skipped: string[]; reason?: string };
   ipForward: { value: string; managed: boolean; reason?: string };
   drops: { reason: string; count: number }[];
@@ -413,6 +413,7 @@ export class PodNetwork {
       masquerade: {
         enabled: masqOn,
         clusterCIDR: this.#config.clusterCidr,
+        ports: `${this.#config.snatPortMin}-${this.#config.snatPortMax}`,
         ...(this.#native ? { device: this.#native.device } : {}),
         ...(this.#config.nodeIp ? { nodeIP: this.#config.nodeIp } : {}),
         ...(this.#config.podCidr ? { podCIDR: this.#config.podCidr } : {}),

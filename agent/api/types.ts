@@ -116,7 +116,7 @@ export interface AgentStatus {
     redirect: string;
     /** tc programs on the native device (the pod veths' are per endpoint: kinglet endpoint list). */
     tc: { device: string; direction: string; program: string; progId: number }[];
-    masquerade: { enabled: boolean; device?: string; nodeIP?: string; clusterCIDR: string; podCIDR?: string; reason?: string };
+    masquerade: { enabled: boolean; device?: string; nodeIP?: string; clusterCIDR: string; podCIDR?: string; reason?: string; /** Source ports, "min-max". */ ports?: string };
     routes: { installed: string[]; errors: string[]; skipped: string[]; reason?: string };
     ipForward: { value: string; managed: boolean; reason?: string };
     drops: { reason: string; count: number }[];

@@ -46,7 +46,7 @@ export function renderStatus(st: AgentStatus, now: Date = new Date()): string {
   if (pn) {
     line('Endpoints', `${pn.endpoints} (local delivery: ${pn.redirect === 'stack' ? 'kernel stack' : `bpf_redirect_${pn.redirect}`})`);
     const m = pn.masquerade;
-    line('Masquerade', m.enabled ? `BPF   ${m.podCIDR} -> ${m.nodeIP} on ${m.device}, except to ${m.clusterCIDR}` : `Disabled   (${m.reason ?? 'off'})`);
+    line('Masquerade', m.enabled ? `BPF   ${m.podCIDR} -> ${m.nodeIP} on ${m.device}, except to ${m.clusterCIDR}${m.ports ? `, ports ${m.ports}` : ''}` : `Disabled   (${m.reason ?? 'off'})`);
     for (const p of pn.tc) out.push(`${''.padEnd(24)}- ${p.program.padEnd(20)} tc ${p.direction.padEnd(8)} ${p.device}, prog ${p.progId}`);
     line('Node routes', pn.routes.reason ? `unmanaged (${pn.routes.reason})` : `${pn.routes.installed.length} installed`);
     for (const r of pn.routes.installed) out.push(`${''.padEnd(24)}- ${r}`);

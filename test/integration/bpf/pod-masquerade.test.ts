@@ -234,6 +234,7 @@ t.test('masquerade: ICMP, path MTU, port collisions; ICMP errors of tc-LB flows'
     // A destination nothing used before, so earlier claims cannot hold these ports.
     await c.echoServer(far, 'far2', 8081);
     await c.restartAgent(n1, { agentArgs: ['--masquerade-ports', '61000-61001'] });
+    t.equal((await c.api<AgentStatus>(n1, 'GET', '/v1/status')).podNetwork!.masquerade.ports, '61000-61001', 'the range in the status');
     const noPort = async () => (await drops()).find((d) => d.reason === 'no free masquerade port')?.count ?? 0;
     // The node itself talks UDP from 61000 to far:8081: masquerade must not hand 61000 out towards far:8081.
     const node = start(t, [process.execPath, '-e', NODE_UDP, FAR, '8081', '61000'], { ns: n1.ns });
