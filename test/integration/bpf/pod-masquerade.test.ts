@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { netns, rootSkipReason, start, veth } from '../../lib/sandbox.ts';
 import { waitFor } from '../../lib/wait.ts';
-import { UNDERLAY, cluster, type EchoAnswer, type External, type Pod } from '../../lib/cluster.ts';
+import { UNDERLAY, cluster, kinglet, type EchoAnswer, type External, type Pod } from '../../lib/cluster.ts';
 import { icmpError, pcapFrames, udpDatagram, type IcmpErrorView } from '../../lib/pcap.ts';
 import type { AgentStatus } from '../../../agent/api/types.ts';
 
@@ -235,6 +235,7 @@ t.test('masquerade: ICMP, path MTU, port collisions; ICMP errors of tc-LB flows'
     await c.echoServer(far, 'far2', 8081);
     await c.restartAgent(n1, { agentArgs: ['--masquerade-ports', '61000-61001'] });
     t.equal((await c.api<AgentStatus>(n1, 'GET', '/v1/status')).podNetwork!.masquerade.ports, '61000-61001', 'the range in the status');
+    t.match((await execa(process.execPath, [kinglet, 'status', '--api-socket', n1.sock])).stdout, /Masquerade:\s+BPF .* ports 61000-61001\n/, 'and in kinglet status');
     const noPort = async () => (await drops()).find((d) => d.reason === 'no free masquerade port')?.count ?? 0;
     // The node itself talks UDP from 61000 to far:8081: masquerade must not hand 61000 out towards far:8081.
     const node = start(t, [process.execPath, '-e', NODE_UDP, FAR, '8081', '61000'], { ns: n1.ns });
