@@ -190,7 +190,7 @@ export class PodNetwork {
     this.#ipForward = { value: '1', managed: true };
   }
 
-  /** Warn when the masquerade ports overlap the node's ephemeral ports (this namespace's). */
+  /** When the masquerade ports overlap the node's ephemeral ports (this namespace's): warn, and have the datapath guard node sockets. */
   #checkSnatPorts(): void {
     let text = '';
     try {
@@ -202,8 +202,9 @@ export class PodNetwork {
     if (!lo || !hi) return;
     const snat: [number, number] = [this.#config.snatPortMin, this.#config.snatPortMax];
     const shared = portRangeOverlap(snat, [lo, hi]);
+    this.#config.snatShared = !!shared;
     if (shared) {
-      this.#o.log('warn', `the masquerade ports ${snat.join('-')} overlap the node's ephemeral ports ${lo}-${hi} (net.ipv4.ip_local_port_range): a node connection may get a port a pod's flow holds towards the same peer and lose its replies; pass --masquerade-ports outside ${lo}-${hi}`, { shared: shared.join('-') });
+      this.#o.log('warn', `the masquerade ports ${snat.join('-')} overlap the node's ephemeral ports ${lo}-${hi} (net.ipv4.ip_local_port_range): a node connection may get a port a pod's flow holds towards the same peer; the node keeps those replies (a socket lookup per masqueraded reply) and the pod's flow loses them; pass --masquerade-ports outside ${lo}-${hi}`, { shared: shared.join('-') });
     }
   }
 

@@ -40,6 +40,8 @@ export type PodProgram = keyof typeof POD_PROGRAMS;
 export const Redirect = { stack: 0, neigh: 1, peer: 2 } as const;
 export type RedirectMode = keyof typeof Redirect;
 export const CFG_F_MASQ = 0x01;
+/** The masquerade ports overlap the node's ephemeral ports: replies a node socket is connected for stay with the node. */
+export const CFG_F_SNAT_SHARED = 0x02;
 
 /** Drop reasons by number (kinglet.h KL_DROP_*). */
 export const DROP_REASONS: Record<number, string> = {
@@ -152,6 +154,8 @@ export interface NodeConfig {
   redirect: RedirectMode;
   snatPortMin: number;
   snatPortMax: number;
+  /** The masquerade ports overlap the node's ephemeral ports (portRangeOverlap). */
+  snatShared?: boolean;
 }
 
 /**
@@ -169,7 +173,7 @@ export function parsePortRange(text: string): [number, number] {
  * The ports two inclusive ranges share, or undefined. Used against the
  * node's ephemeral range (net.ipv4.ip_local_port_range): a node connection
  * may get a port that a pod's flow holds towards the same peer while they
- * overlap (the datapath checks node sockets only when it hands a port out).
+ * overlap (CFG_F_SNAT_SHARED then keeps such replies with the node).
  */
 export function portRangeOverlap(a: readonly [number, number], b: readonly [number, number]): [number, number] | undefined {
   const lo = Math.max(a[0], b[0]), hi = Math.min(a[1], b[1]);
@@ -203,7 +207,7 @@ export function encodeConfig(c: NodeConfig): Buffer {
     pc.net.copy(b, f(CFG, 'pod_net').offset);
     pc.mask.copy(b, f(CFG, 'pod_mask').offset);
   }
-  dv.setUint32(f(CFG, 'flags').offset, on ? CFG_F_MASQ : 0, LE);
+  dv.setUint32(f(CFG, 'flags').offset, (on ? CFG_F_MASQ : 0) | (c.snatShared ? CFG_F_SNAT_SHARED : 0), LE);
   dv.setUint32(f(CFG, 'redirect').offset, Redirect[c.redirect], LE);
   dv.setUint16(f(CFG, 'snat_port_min').offset, c.snatPortMin, LE);
   dv.setUint16(f(CFG, 'snat_port_max').offset, c.snatPortMax, LE);

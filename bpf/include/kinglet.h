@@ -202,6 +202,8 @@ struct kl_lb_aff {
 
 /* struct kl_cfg.flags */
 #define KL_CFG_F_MASQ       0x01    /* masquerade connections pods open to outside the cluster CIDR (not replies) */
+#define KL_CFG_F_SNAT_SHARED 0x02   /* the masquerade ports overlap the node's ephemeral ports: replies a node
+                                       socket is connected for go to the node, not to a pod's mapping */
 
 /*
  * skb->mark bits set by from-pod when it has already done the destination

@@ -19,7 +19,14 @@
  * snat_port_max], which by default lies above the node's ephemeral range,
  * and never one a node socket holds towards the peer (see
  * kl_snat_port_used_by_node), so the node's own connections keep their
- * replies. No free port after KL_SNAT_TRIES candidates: the packet is
+ * replies; when the agent finds the range overlapping the node's ephemeral
+ * ports it also sets KL_CFG_F_SNAT_SHARED, and a reply a node socket is
+ * connected for stays with the node (kl_node_socket_connected). The rate
+ * of new flows to one peer (address, port, protocol) is bounded by the
+ * range over the lifetimes: 4536 ports of the default range over 10 s is
+ * about 450 closed TCP connections a second, over 60 s about 75 UDP flows
+ * (say DNS queries from fresh sockets) a second; widen the range
+ * (--masquerade-ports) for more. No free port after KL_SNAT_TRIES candidates: the packet is
  * dropped as KL_DROP_SNAT_NO_PORT (counted per reason).
  *
  * ICMP errors (unreachable, fragmentation needed, time exceeded) about a
@@ -99,6 +106,48 @@ kl_snat_port_used_by_node(struct __sk_buff *ctx, const struct pkt4 *p, __be32 no
 		return 0;
 	bpf_sk_release(sk);
 	return 1;
+}
+
+/*
+ * Is a node socket connected for exactly this incoming packet (a TCP
+ * connection, or a connected UDP socket)? Only asked when the masquerade
+ * range overlaps the node's ephemeral ports (KL_CFG_F_SNAT_SHARED): the
+ * kernel may then give a new node connection a port a pod's mapping holds
+ * towards the same peer, and the node keeps its replies (the pod's flow
+ * loses them). Listeners and unconnected UDP sockets do not count.
+ */
+static __always_inline int kl_node_socket_connected(struct __sk_buff *ctx, const struct pkt4 *p)
+{
+	struct bpf_sock_tuple t = {};
+	struct bpf_sock *sk;
+	int mine;
+
+	t.ipv4.saddr = p->saddr;
+	t.ipv4.daddr = p->daddr;
+	t.ipv4.sport = p->sport;
+	t.ipv4.dport = p->dport;
+	/*
+	 * One field read per branch, pinned there by the empty asm: merged
+	 * into one read after the branches, it would become arithmetic on the
+	 * socket pointer, which the verifier refuses.
+	 */
+	if (p->proto == IPPROTO_TCP) {
+		sk = bpf_sk_lookup_tcp(ctx, &t, sizeof(t.ipv4), BPF_F_CURRENT_NETNS, 0);
+		if (!sk)
+			return 0;
+		mine = sk->state != BPF_TCP_LISTEN;
+		asm volatile("" : "+r"(mine));
+	} else if (p->proto == IPPROTO_UDP) {
+		sk = bpf_sk_lookup_udp(ctx, &t, sizeof(t.ipv4), BPF_F_CURRENT_NETNS, 0);
+		if (!sk)
+			return 0;
+		mine = sk->dst_ip4 != 0;
+		asm volatile("" : "+r"(mine));
+	} else {
+		return 0;
+	}
+	bpf_sk_release(sk);
+	return mine;
 }
 
 /* A mapping's IN entry (its port claim) is live while idle less than its flow's lifetime. */
@@ -295,6 +344,8 @@ static __always_inline int kl_snat4_ingress(struct __sk_buff *ctx, struct pkt4 *
 	c = bpf_map_lookup_elem(&KL_SNAT4_MAP, &in);
 	if (!c)
 		return TC_ACT_OK; /* the node's own traffic */
+	if ((cfg->flags & KL_CFG_F_SNAT_SHARED) && kl_node_socket_connected(ctx, p))
+		return TC_ACT_OK; /* a node connection got this port after the pod's flow did: the node's */
 	kl_snat_touch(c, p, bpf_ktime_get_ns(), 1);
 	to_addr = c->to_addr;
 	to_port = c->to_port;

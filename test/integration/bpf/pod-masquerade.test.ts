@@ -263,4 +263,22 @@ t.test('masquerade: ICMP, path MTU, port collisions; ICMP errors of tc-LB flows'
     const [later] = await c.echo(a2, [{ op: 'tcp', host: FAR, port: 8081, n: 1 }]);
     t.equal(later![0]!.server, 'far2', `after the FIN lifetime a closed flow's port is free again (${JSON.stringify(later)})`);
   });
+
+  await t.test('masquerade ports inside the node\'s ephemeral range: a node connection that gets a pod flow\'s port keeps its replies', async (t) => {
+    const hostRange = await readFile('/proc/sys/net/ipv4/ip_local_port_range', 'utf8');
+    await n1.ns.run(['sysctl', '-qw', 'net.ipv4.ip_local_port_range=61000 62000']); // the node namespace's own
+    t.equal(await readFile('/proc/sys/net/ipv4/ip_local_port_range', 'utf8'), hostRange, 'the host\'s range is untouched');
+    await c.restartAgent(n1, { agentArgs: ['--masquerade-ports', '61000-61001'] });
+    await n1.agent.waitForOutput((o) => o.includes('overlap the node\'s ephemeral ports 61000-62000'));
+    t.pass('the agent warns about the overlap');
+    await c.echoServer(far, 'far3', 8083);
+    const a = await run(a1, UDP_CLIENT, FAR, 8083);
+    t.equal(a.server, 'far3', `the pod's flow (${JSON.stringify(a)})`);
+    const port = a.peer!.split(':')[1]!;
+    // As if the kernel had picked that port for a node connection to the same peer.
+    const node = start(t, [process.execPath, '-e', NODE_UDP, FAR, '8083', port], { ns: n1.ns });
+    const out = await node.waitForOutput((o) => o.includes(`"peer":"${n1.ip}:${port}"`), 5000).catch((e: Error) => e.message);
+    t.match(out, `"server":"far3","peer":"${n1.ip}:${port}"`, `the node socket on ${port} gets its answers`);
+    await node.stop();
+  });
 });

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { readFile } from 'node:fs/promises';
 import { LB_MAP_TYPES, LB_STRUCTS, type StructLayout } from '../../../../agent/datapath/lb-layout.ts';
-import { DROP_MAX, DROP_REASONS, POD_MAP_TYPES, POD_OBJECT, POD_OBJECT_MAPS, POD_PROGRAMS, POD_STRUCTS, encodeConfig, encodeEndpoint, decodeEndpoint, cidr4, configPodCidr } from '../../../../agent/datapath/pod-layout.ts';
+import { CFG_F_MASQ, CFG_F_SNAT_SHARED, DROP_MAX, DROP_REASONS, POD_MAP_TYPES, POD_OBJECT, POD_OBJECT_MAPS, POD_PROGRAMS, POD_STRUCTS, encodeConfig, encodeEndpoint, decodeEndpoint, cidr4, configPodCidr } from '../../../../agent/datapath/pod-layout.ts';
 
 const bpfDir = fileURLToPath(new URL('../../../../bpf/', import.meta.url));
 
@@ -79,6 +79,12 @@ t.test('drop reasons: every KL_DROP_* of kinglet.h is named by the agent, under 
   t.ok(codes.every((c) => c < DROP_MAX), 'each fits the drop map');
 });
 
+t.test('config flags: the same bits as kinglet.h', async (t) => {
+  const header = await readFile(join(bpfDir, 'include', 'kinglet.h'), 'utf8');
+  const flags = Object.fromEntries([...header.matchAll(/^#define KL_CFG_F_(\w+)\s+(0x[0-9a-f]+)/gm)].map((m) => [m[1], Number(m[2])]));
+  t.same(flags, { MASQ: CFG_F_MASQ, SNAT_SHARED: CFG_F_SNAT_SHARED });
+});
+
 t.test('codecs', async (t) => {
   const ep = { ifindex: 7, identity: 0, podMac: '02:aa:bb:cc:dd:ee', hostMac: '02:11:22:33:44:55' };
   t.same(decodeEndpoint(encodeEndpoint(ep)), ep, 'endpoint round trip');
@@ -88,6 +94,8 @@ t.test('codecs', async (t) => {
   const cfg = encodeConfig({ nodeIp: '10.99.0.1', clusterCidr: '10.42.0.0/16', podCidr: '10.42.1.0/24', masquerade: true, redirect: 'peer', snatPortMin: 61000, snatPortMax: 65535 });
   t.same([...cfg.subarray(0, 4)], [10, 99, 0, 1], 'node ip in network order');
   t.equal(cfg.readUInt32LE(20), 1, 'masquerade flag');
+  const shared = encodeConfig({ nodeIp: '10.99.0.1', clusterCidr: '10.42.0.0/16', podCidr: '10.42.1.0/24', masquerade: true, redirect: 'peer', snatPortMin: 32768, snatPortMax: 65535, snatShared: true });
+  t.equal(shared.readUInt32LE(20), 3, 'masquerade and shared-ports flags');
   t.equal(cfg.readUInt32LE(24), 2, 'redirect peer');
   const off = encodeConfig({ clusterCidr: '10.42.0.0/16', masquerade: true, redirect: 'stack', snatPortMin: 1, snatPortMax: 2 });
   t.equal(off.readUInt32LE(20), 0, 'no node ip or pod CIDR: masquerade off');
