@@ -15,6 +15,7 @@ import { removePinnedLinks } from './datapath/loader.ts';
 import { SOCK_LB_PROGRAMS } from './datapath/lb-layout.ts';
 import { LbModel } from './model/services.ts';
 import { LbDatapath, type LbApplyResult } from './datapath/lb.ts';
+import { HeapCompactor } from './memory.ts';
 
 export const AGENT_VERSION = '0.1.0';
 
@@ -46,6 +47,8 @@ export interface AgentOptions {
   redirect?: RedirectMode | 'auto';
   /** Allow changing sysctls and routes when running in the initial network namespace. */
   manageSysctls?: boolean;
+  /** Run a full GC once idle after work that grew the heap (see memory.ts). Default true. */
+  compactHeap?: boolean;
 }
 
 export class Agent {
@@ -60,6 +63,7 @@ export class Agent {
   #resyncDue = false;
   readonly #model = new LbModel();
   #pods: PodNetwork | undefined;
+  #compactor: HeapCompactor | undefined;
 
   constructor(opts: AgentOptions) {
     this.#o = opts;
@@ -103,12 +107,24 @@ export class Agent {
         log,
       });
     }
+    if (this.#o.compactHeap ?? true) {
+      this.#compactor = new HeapCompactor({
+        onCollect: ({ beforeBytes, afterBytes, ms }) =>
+          log('info', 'heap compacted', { beforeMb: Math.round(beforeBytes / 1048576), afterMb: Math.round(afterBytes / 1048576), ms: Math.round(ms) }),
+      });
+    }
     this.#controller = new Controller({
       name: 'lb-services',
       debounceMs: this.#o.debounceMs ?? 10,
       resyncMs: 0,
       ready: () => this.#o.source.status().synced,
-      reconcile: async () => this.#reconcile(),
+      reconcile: async () => {
+        try {
+          await this.#reconcile();
+        } finally {
+          this.#compactor?.afterWork();
+        }
+      },
       onError: (err, st) => log('error', 'reconcile failed; will retry', { controller: st.name, error: err, failures: st.consecutiveFailures }),
     });
     const resyncMs = this.#o.resyncMs ?? 60_000;
@@ -274,6 +290,7 @@ export class Agent {
   /** Stop watching and serving. The datapath stays pinned and attached. */
   async stop(): Promise<void> {
     if (this.#resyncTimer) clearInterval(this.#resyncTimer);
+    this.#compactor?.stop();
     await this.#controller?.stop();
     await this.#o.source.stop();
     await this.#api?.close();

@@ -1,7 +1,8 @@
 // Kubernetes manifests as text -> objects sorted into Snapshot buckets.
 // Pure (no I/O): used by the dir source, and by anything that loads YAML
 // fixtures (the lab, tests).
-import { parseAllDocuments } from 'yaml';
+import { createRequire } from 'node:module';
+import type * as Yaml from 'yaml';
 import { emptySnapshot, type KubeObject, type Snapshot } from './types.ts';
 
 export type Bucket = keyof Snapshot;
@@ -39,6 +40,13 @@ export interface Skipped {
 export type ParseResult =
   | { ok: true; objects: ClassifiedObject[]; skipped: Skipped[] }
   | { ok: false; error: string };
+
+// The YAML parser is loaded on the first YAML file: an agent fed JSON (or the
+// kube source) does not keep its ~70 modules in memory.
+let yamlModule: typeof Yaml | undefined;
+function yaml(): typeof Yaml {
+  return (yamlModule ??= createRequire(import.meta.url)('yaml') as typeof Yaml);
+}
 
 function isRec(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -128,7 +136,7 @@ export function parseManifests(text: string, name: string): ParseResult {
       if (Array.isArray(v)) docs.push(...v);
       else docs.push(v);
     } else {
-      const parsed = parseAllDocuments(body, { merge: true, prettyErrors: true });
+      const parsed = yaml().parseAllDocuments(body, { merge: true, prettyErrors: true });
       const list = Array.isArray(parsed) ? parsed : [];
       for (let i = 0; i < list.length; i++) {
         const d = list[i];

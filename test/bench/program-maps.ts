@@ -34,6 +34,7 @@ import { BpfMap, mapUpdate, mapUpdateBatch } from '../../agent/datapath/libbpf.t
 import { lbEntries } from '../../agent/datapath/lb-entries.ts';
 import { LB_CONFIG_MAPS } from '../../agent/datapath/lb-layout.ts';
 import { apiRequest } from '../../agent/api/client.ts';
+import { AGENT_NODE_FLAGS } from '../../installer/render.ts';
 import type { AgentStatus } from '../../agent/api/types.ts';
 import { bench, fmtInt, fmtMs, fmtRatio, median, table, type Collector } from './lib/bench.ts';
 
@@ -267,7 +268,8 @@ await bench('program-maps', async (c: Collector) => {
   c.teardown(() => cleanup(agentRoot)); // the agent leaves its datapath pinned on exit
   const sock = join(run, 'agent.sock');
   const t0 = performance.now();
-  const agent = start(c, [process.execPath, kinglet, 'agent', '--source', `dir:${dir}`, '--bpf-root', agentRoot, '--cgroup', agentCgroup, '--api-socket', sock]);
+  // The node flags of the installed unit, so the RSS is the one a node sees.
+  const agent = start(c, [process.execPath, ...AGENT_NODE_FLAGS, kinglet, 'agent', '--source', `dir:${dir}`, '--bpf-root', agentRoot, '--cgroup', agentCgroup, '--api-socket', sock]);
   let startedMs = NaN;
   let status: AgentStatus | undefined;
   const deadline = Date.now() + 120_000;
