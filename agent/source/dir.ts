@@ -12,6 +12,7 @@
 // - Files are taken in name order; an object defined twice (same kind,
 //   namespace, name) is taken from the last definition, like
 //   `kubectl apply -f <dir>` would leave it, and a warning is logged.
+// - Objects are kept trimmed to the fields the agent reads (trim.ts).
 //
 // When a file does not parse
 // - It is logged, its error is kept in status().fileErrors, malformed is
@@ -48,6 +49,7 @@ import type { Logger } from '../log.ts';
 import type { Snapshot, Source, SourceStatus } from './types.ts';
 import { emptySnapshot } from './types.ts';
 import { parseManifests, toSnapshot, type ClassifiedObject } from './manifests.ts';
+import { trimObject } from './trim.ts';
 
 export interface DirSourceOptions {
   /** Log lines (level, msg, fields). Default: silent. */
@@ -336,7 +338,9 @@ export class DirSource implements Source {
         }
       }
       if (prev?.error) this.#log('info', 'dir source: manifest parses again', { file: name });
-      this.#files.set(name, { sig, hash, objects: r.objects });
+      // Only what the agent reads is kept (trim.ts); the parsed text is dropped here.
+      const objects = r.objects.map((o) => ({ ...o, object: trimObject(o.object.kind ?? '', o.object) }));
+      this.#files.set(name, { sig, hash, objects });
       changed = true;
     }
     for (const name of [...this.#files.keys()]) {

@@ -33,7 +33,9 @@
 //   an unhandled rejection. Watches ask for bookmarks (the client does not).
 // - Lists are ours (raw JSON over node:https with the kubeconfig's TLS and
 //   credentials, paged with limit/continue): the typed client would
-//   deserialize, and one odd object could fail a whole list. Each list
+//   deserialize, and one odd object could fail a whole list. Each page is
+//   validated and trimmed (trim.ts) as it arrives, so a list holds at most
+//   one page of raw JSON; watch events are trimmed the same way. Each list
 //   replaces the cached objects of its kind in one step, so a relist (after
 //   410 or an apiserver restart with new data) applies deletions only once the
 //   new list is complete; nothing disappears in between.
@@ -51,6 +53,7 @@ import { hostname } from 'node:os';
 import { KubeConfig, ListWatch, Watch, type Cluster, type KubernetesObject, type KubernetesListObject } from '@kubernetes/client-node';
 import type { Logger } from '../log.ts';
 import type { KubeObject, Snapshot, Source, SourceStatus } from './types.ts';
+import { trimObject } from './trim.ts';
 
 export const K3S_KUBECONFIG = '/etc/rancher/k3s/k3s.yaml';
 /** Reaches the apiserver on every k3s node: kube-apiserver on servers, the supervisor's load balancer on agents. */
@@ -458,7 +461,7 @@ class GuardedWatch extends Watch {
           src.malformed(st, obj, why, phase);
           return;
         }
-        src.normalize(st.res, obj as KubeObject);
+        obj = src.ingest(st.res, obj as KubeObject);
       }
       events++;
       st.failures = 0;
@@ -660,9 +663,11 @@ export class KubeSource implements Source {
     this.#log(level, msg, fields);
   }
 
-  normalize(res: WatchedResource, o: KubeObject): void {
+  /** A valid object as it will be kept: apiVersion and kind filled in, trimmed to what the agent reads (trim.ts). */
+  ingest(res: WatchedResource, o: KubeObject): KubeObject {
     if (o.apiVersion === undefined) o.apiVersion = apiVersionOf(res);
     if (o.kind === undefined) o.kind = res.kind;
+    return trimObject(res.kind, o);
   }
 
   malformed(st: KindState, obj: unknown, why: string, phase: string): void {
@@ -768,7 +773,10 @@ export class KubeSource implements Source {
 
   async #list(st: KindState): Promise<KubernetesListObject<KubernetesObject>> {
     const path = listPathOf(st.res);
-    const items: unknown[] = [];
+    // Page by page: each page is validated and trimmed as it arrives, so the
+    // raw JSON of a page is garbage before the next one is fetched.
+    const good: KubeObject[] = [];
+    const next = new Map<string, KubeObject>();
     let cont: string | undefined;
     let rv = '';
     do {
@@ -776,25 +784,21 @@ export class KubeSource implements Source {
       if (cont) q.set('continue', cont);
       const page = await this.#getJson(`${path}?${q}`);
       if (!isRec(page) || !Array.isArray(page.items)) throw new Error(`list ${st.res.resource}: response is not a list`);
-      items.push(...page.items);
+      for (const it of page.items) {
+        const why = malformedReason(st.res, it);
+        if (why) {
+          this.malformed(st, it, why, 'LIST');
+          continue;
+        }
+        const o = this.ingest(st.res, it as KubeObject);
+        good.push(o);
+        next.set(keyOf(o), o);
+      }
       const md = isRec(page.metadata) ? page.metadata : {};
       rv = typeof md.resourceVersion === 'string' ? md.resourceVersion : '';
       cont = typeof md.continue === 'string' && md.continue !== '' ? md.continue : undefined;
     } while (cont);
     if (this.#stopped) throw new Error('kube source stopped');
-    const good: KubeObject[] = [];
-    const next = new Map<string, KubeObject>();
-    for (const it of items) {
-      const why = malformedReason(st.res, it);
-      if (why) {
-        this.malformed(st, it, why, 'LIST');
-        continue;
-      }
-      const o = it as KubeObject;
-      this.normalize(st.res, o);
-      good.push(o);
-      next.set(keyOf(o), o);
-    }
     // Replace the whole kind at once: deletions take effect only now, with the complete new list.
     const wasSynced = this.#kinds.every((s) => s.listed);
     st.objects = next;

@@ -134,6 +134,36 @@ t.test('watch events converge the snapshot', async (t) => {
   t.equal(h.src.snapshot().services.find((s) => s.metadata?.name === 'new')?.kind, 'Service');
 });
 
+t.test('lists come in pages; objects are kept trimmed; a malformed one in a page is counted', async (t) => {
+  const api = await server(t);
+  seed(api);
+  const noisy = (o: Obj): Obj => ({
+    ...o,
+    metadata: { ...(o.metadata as Obj), managedFields: [{ manager: 'kubectl', fieldsV1: { 'f:spec': {} } }], annotations: { 'kubectl.kubernetes.io/last-applied-configuration': JSON.stringify(o) } },
+  });
+  for (let i = 0; i < 23; i++) api.add(noisy(svc('paged', `s${String(i).padStart(2, '0')}`, `10.43.1.${i + 1}`)));
+  api.add({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'zz-bad', namespace: 'paged' }, spec: 'oops' });
+  const h = await harness(t, api, { auth: 'cert' }, { listPageSize: 10 });
+  api.clearRequests();
+  await h.start();
+  await synced(h);
+  const lists = api.requests.filter((q) => q.verb === 'list' && q.resource === 'services');
+  t.equal(lists.length, 3, '2 + 23 + 1 services in pages of 10: three requests');
+  t.ok(lists.every((q) => q.query.limit === '10'), 'each asks for at most 10');
+  t.same(lists.map((q) => q.query.continue !== undefined), [false, true, true], 'the later ones continue the first');
+  const svcs = h.src.snapshot().services;
+  t.equal(svcs.length, 25, 'every good service, none lost between pages');
+  t.equal(h.src.status().malformed, 1, 'the malformed one in the last page is counted');
+  t.ok(svcs.every((o) => o.metadata?.managedFields === undefined && o.metadata?.annotations === undefined), 'managedFields and the last-applied copy are not kept');
+  t.match(svcs.find((o) => o.metadata?.name === 's07'), { apiVersion: 'v1', kind: 'Service', metadata: { namespace: 'paged', resourceVersion: String }, spec: { clusterIP: '10.43.1.8', ports: [{ port: 80 }] } });
+
+  await waitFor(() => api.openWatches === 6, 'watches', 5000);
+  api.update(noisy(svc('paged', 's07', '10.43.1.99')));
+  await waitFor(() => (h.src.snapshot().services.find((o) => o.metadata?.name === 's07')?.spec as Obj | undefined)?.clusterIP === '10.43.1.99', 'update', 5000);
+  const s07 = h.src.snapshot().services.find((o) => o.metadata?.name === 's07')!;
+  t.equal(s07.metadata?.managedFields, undefined, 'watch events are trimmed too');
+});
+
 t.test('dropped watches: reconnect without relisting and converge', async (t) => {
   const api = await server(t);
   seed(api);

@@ -302,6 +302,32 @@ t.test('malformed objects inside a good file are counted and logged, the rest of
   t.ok(logs.some((l) => l.level === 'warn' && l.msg.includes('skipped') && l.fields?.reason === 'Service without metadata.name'));
 });
 
+t.test('objects are kept trimmed to what the agent reads; malformed ones still counted', async (t) => {
+  const dir = await tempDir(t);
+  const noisy = {
+    apiVersion: 'v1', kind: 'List', items: [
+      {
+        apiVersion: 'v1', kind: 'Service',
+        metadata: { name: 'a', namespace: 'n', managedFields: [{ manager: 'kubectl' }], annotations: { 'kubectl.kubernetes.io/last-applied-configuration': '{"big":1}' } },
+        spec: { clusterIP: '10.43.0.2', selector: { app: 'a' }, ports: [{ port: 80, protocol: 'TCP' }] },
+      },
+      {
+        apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', metadata: { name: 'a-x', namespace: 'n', labels: { 'kubernetes.io/service-name': 'a' } },
+        addressType: 'IPv4', ports: [{ port: 80, protocol: 'TCP' }],
+        endpoints: [{ addresses: ['10.42.0.5'], conditions: { ready: true }, targetRef: { kind: 'Pod', name: 'p' } }],
+      },
+      { apiVersion: 'v1', kind: 'Service', metadata: { namespace: 'n' } },
+    ],
+  };
+  await writeFile(join(dir, 'a.json'), JSON.stringify(noisy));
+  const { src } = await started(t, dir);
+  const [svc] = src.snapshot().services;
+  t.same(svc, { apiVersion: 'v1', kind: 'Service', metadata: { name: 'a', namespace: 'n' }, spec: { clusterIP: '10.43.0.2', ports: [{ port: 80, protocol: 'TCP' }] } });
+  t.same(src.snapshot().endpointSlices[0]?.endpoints, [{ addresses: ['10.42.0.5'], conditions: { ready: true } }], 'no targetRef');
+  t.equal(src.status().malformed, 1, 'the nameless Service is counted');
+  t.same(buildLbState(src.snapshot()).state.frontends.map((f) => [f.address, f.backends.map((b) => b.address)]), [['10.43.0.2', ['10.42.0.5']]]);
+});
+
 t.test('an object defined in two files: the last file in name order wins, with a warning', async (t) => {
   const dir = await tempDir(t);
   await writeFile(join(dir, '10-a.yaml'), svcYaml('dup', '10.43.0.2'));

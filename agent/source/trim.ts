@@ -1,0 +1,144 @@
+// Objects are trimmed when they come in, to what the agent reads (now, or in
+// the features the model names as next): a Kubernetes object carries much the
+// agent never looks at (managedFields, kubectl's last-applied annotation, a
+// Pod's containers, a Node's image list, an endpoint's targetRef), and the
+// sources keep every object for as long as it exists.
+//
+// The result keeps the Kubernetes shape (same field names and nesting, values
+// taken as they are), so consumers need no change: a field is either kept
+// exactly or absent. Values of an unexpected type are kept as they are, so
+// the consumer that validates them still sees and reports them. Pure.
+//
+// Readers of these objects: agent/model (Services, EndpointSlices), the
+// agent's node view (Nodes: podCIDR(s), addresses), and the policy work to
+// come (Pods, Namespaces, NetworkPolicies: labels, IPs, named ports).
+// Whoever starts reading another field adds it here, with a test.
+import type { KubeObject } from './types.ts';
+
+type Rec = Record<string, unknown>;
+
+const isRec = (v: unknown): v is Rec => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** The fields of `o` named in `keys` that are present, in that order (the rest dropped). */
+function pick(o: Rec, keys: readonly string[]): Rec {
+  const out: Rec = {};
+  for (const k of keys) if (Object.prototype.hasOwnProperty.call(o, k) && o[k] !== undefined) out[k] = o[k];
+  return out;
+}
+
+/** `pick` on a record; anything else is returned as it is (for the consumer to report). */
+function pickRec(v: unknown, keys: readonly string[]): unknown {
+  return isRec(v) ? pick(v, keys) : v;
+}
+
+/** `pickRec` on every element of a list; a non-list is returned as it is. */
+function pickEach(v: unknown, keys: readonly string[]): unknown {
+  return Array.isArray(v) ? v.map((e) => pickRec(e, keys)) : v;
+}
+
+const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
+
+const METADATA = ['name', 'namespace', 'uid', 'resourceVersion', 'generation', 'labels', 'annotations', 'deletionTimestamp'] as const;
+
+function metadata(md: unknown): unknown {
+  if (!isRec(md)) return md;
+  const out = pick(md, METADATA);
+  const ann = out.annotations;
+  // kubectl apply stores the whole object again in this annotation.
+  if (isRec(ann) && Object.prototype.hasOwnProperty.call(ann, LAST_APPLIED)) {
+    const rest = { ...ann };
+    delete rest[LAST_APPLIED];
+    if (Object.keys(rest).length > 0) out.annotations = rest;
+    else delete out.annotations;
+  }
+  return out;
+}
+
+const SERVICE_SPEC = [
+  'type', 'clusterIP', 'clusterIPs', 'ports', 'sessionAffinity', 'sessionAffinityConfig', 'externalIPs', 'externalName',
+  'externalTrafficPolicy', 'internalTrafficPolicy', 'trafficDistribution', 'healthCheckNodePort', 'loadBalancerIP',
+  'loadBalancerSourceRanges',
+] as const;
+
+const ENDPOINT = ['addresses', 'conditions', 'nodeName', 'zone', 'hints'] as const;
+const CONDITIONS = ['ready', 'serving', 'terminating'] as const;
+
+/**
+ * Conditions objects are shared: a cluster has 100k endpoints but only a few
+ * distinct {ready, serving, terminating}. Only plain ones (those three keys,
+ * booleans or absent) are shared, frozen so a stray write fails loudly.
+ */
+const sharedConditions = new Map<string, Readonly<Rec>>();
+
+function conditions(v: unknown): unknown {
+  if (!isRec(v)) return v;
+  let key = '';
+  let n = 0;
+  for (const k of CONDITIONS) {
+    if (!Object.prototype.hasOwnProperty.call(v, k) || v[k] === undefined) {
+      key += '-';
+      continue;
+    }
+    const b = v[k];
+    if (typeof b !== 'boolean') return v; // odd: the model reports it
+    key += b ? 't' : 'f';
+    n++;
+  }
+  if (Object.keys(v).length !== n) return v; // other keys: not one of the plain shapes
+  let c = sharedConditions.get(key);
+  if (!c) {
+    c = Object.freeze(pick(v, CONDITIONS));
+    sharedConditions.set(key, c);
+  }
+  return c;
+}
+
+function endpoint(e: unknown): unknown {
+  if (!isRec(e)) return e;
+  const out = pick(e, ENDPOINT);
+  if (out.conditions !== undefined) out.conditions = conditions(out.conditions);
+  return out;
+}
+
+function withSpecStatus(o: Rec, spec: ((s: Rec) => Rec) | undefined, status: ((s: Rec) => Rec) | undefined): Rec {
+  const out = pick(o, ['apiVersion', 'kind']);
+  out.metadata = metadata(o.metadata);
+  if (o.spec !== undefined) out.spec = spec && isRec(o.spec) ? spec(o.spec) : o.spec;
+  if (o.status !== undefined) out.status = status && isRec(o.status) ? status(o.status) : o.status;
+  return out;
+}
+
+const TRIM: Record<string, (o: Rec) => Rec> = {
+  Service: (o) => withSpecStatus(o, (s) => pick(s, SERVICE_SPEC), (s) => pick(s, ['loadBalancer'])),
+  EndpointSlice: (o) => {
+    const out = pick(o, ['apiVersion', 'kind']);
+    out.metadata = metadata(o.metadata);
+    for (const k of ['addressType', 'ports'] as const) if (o[k] !== undefined) out[k] = o[k];
+    if (o.endpoints !== undefined) out.endpoints = Array.isArray(o.endpoints) ? o.endpoints.map(endpoint) : o.endpoints;
+    return out;
+  },
+  Node: (o) => withSpecStatus(o, (s) => pick(s, ['podCIDR', 'podCIDRs', 'providerID', 'unschedulable', 'taints']), (s) => pick(s, ['addresses', 'conditions'])),
+  Pod: (o) => withSpecStatus(
+    o,
+    (s) => {
+      const out = pick(s, ['nodeName', 'hostNetwork']);
+      // Named ports, for NetworkPolicy.
+      if (s.containers !== undefined) out.containers = pickEach(s.containers, ['name', 'ports']);
+      return out;
+    },
+    (s) => pick(s, ['phase', 'podIP', 'podIPs', 'hostIP', 'hostIPs']),
+  ),
+  Namespace: (o) => withSpecStatus(o, () => ({}), (s) => pick(s, ['phase'])),
+  NetworkPolicy: (o) => withSpecStatus(o, undefined, undefined),
+};
+
+/**
+ * A trimmed copy of `obj`, an object of `kind` (one of the watched kinds;
+ * any other kind, or a non-object, is returned as it is). The input is not
+ * changed; unchanged sub-objects are shared with it.
+ */
+export function trimObject(kind: string, obj: KubeObject): KubeObject {
+  const f = Object.prototype.hasOwnProperty.call(TRIM, kind) ? TRIM[kind] : undefined;
+  if (!f || !isRec(obj)) return obj;
+  return f(obj) as KubeObject;
+}
