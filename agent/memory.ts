@@ -39,18 +39,24 @@ export interface CompactorOptions {
 let cachedGc: (() => void) | undefined;
 
 /**
- * A function that runs a full GC, also when node was started without
- * --expose-gc: the flag is turned on at run time and `gc` taken from a fresh
- * context (V8 installs it in contexts created after the flag is set).
+ * A function that runs a full GC that also gives memory back to the system,
+ * also when node was started without --expose-gc: the flag is turned on at
+ * run time and `gc` taken from a fresh context (V8 installs it in contexts
+ * created after the flag is set). The "last-resort" flavor is V8's
+ * collect-all-available-garbage (several passes, freed pages released): at
+ * 10k services x 10 endpoints the agent settles at ~183 MB RSS after it
+ * against ~205 MB after a plain gc().
  */
 export function fullGc(): () => void {
   if (cachedGc) return cachedGc;
-  const g = (globalThis as { gc?: () => void }).gc;
-  if (typeof g === 'function') return (cachedGc = g);
-  setFlagsFromString('--expose-gc');
-  const fromContext = runInNewContext('gc') as unknown;
-  if (typeof fromContext !== 'function') throw new Error('could not obtain a gc function from V8');
-  return (cachedGc = fromContext as () => void);
+  let g = (globalThis as { gc?: unknown }).gc;
+  if (typeof g !== 'function') {
+    setFlagsFromString('--expose-gc');
+    g = runInNewContext('gc') as unknown;
+    if (typeof g !== 'function') throw new Error('could not obtain a gc function from V8');
+  }
+  const gc = g as (opts?: { type: string; execution: string; flavor: string }) => void;
+  return (cachedGc = () => gc({ type: 'major', execution: 'sync', flavor: 'last-resort' }));
 }
 
 export interface CompactorStatus {

@@ -24,18 +24,16 @@ export function cliArgv(nodeBin: string, bundleDir: string, args: string[], node
 
 /**
  * Node flags for the long-running agent, measured with test/bench/program-maps.ts
- * (10k services x 10 endpoints, `kinglet agent --source dir:`):
- * - a small young generation: programming a large cluster otherwise grows
- *   V8's new space to its maximum and keeps it resident (RSS right after
- *   programming 315 -> 223 MB with 4 MB semi-spaces; 2 MB does as well);
- * - --optimize-for-size: V8 grows the heap less eagerly and keeps objects
- *   tighter (settled RSS ~207 -> ~192 MB, peak ~250 -> ~215 MB), at no
- *   measurable cost to the programming time.
- * No --max-old-space-size: a cap turns a large cluster into an OOM crash
- * loop, which is worse than a large RSS. Both flags only work on the command
- * line (the young generation is sized at start).
+ * (10k services x 10 endpoints, `kinglet agent --source dir:`): a small young
+ * generation; programming a large cluster otherwise grows V8's new space to
+ * its maximum and keeps it resident (RSS right after programming 315 -> 223
+ * MB). It can only be set on the command line. Tried and left out:
+ * --optimize-for-size (settled RSS ~15 MB lower, but programming took twice
+ * as long), 1 or 2 MB semi-spaces (no better than 4), --max-old-space-size
+ * (a cap turns a large cluster into an OOM crash loop, worse than a large
+ * RSS). What the agent does itself: agent/memory.ts.
  */
-export const AGENT_NODE_FLAGS = ['--max-semi-space-size=2', '--optimize-for-size'];
+export const AGENT_NODE_FLAGS = ['--max-semi-space-size=4'];
 
 /** The agent as a systemd service, started after k3s. */
 export function agentSystemdUnit(exec: string[], k3sUnit: string): string {
