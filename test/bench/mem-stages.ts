@@ -1,35 +1,53 @@
 // Memory of the agent's LB path at scale, stage by stage (not a benchmark:
-// a probe). Root; run with --expose-gc:
-//   node --expose-gc test/bench/mem-stages.ts     (MEM_SPACES=1: V8 heap spaces at the end)
-// V8 flags such as --max-semi-space-size only take effect on the command line
-// (v8.setFlagsFromString after start does not resize the young generation).
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+// a probe). Root:
+//   node test/bench/mem-stages.ts       (MEM_SPACES=1: V8 heap spaces at the end;
+//                                        BENCH_NOISY=1: objects as an API server returns them)
+// It re-executes itself with the agent's node flags (AGENT_NODE_FLAGS, as the
+// installed unit runs it) plus --expose-gc: V8 flags such as
+// --max-semi-space-size only take effect on the command line. The objects
+// file is written by a separate process, so that generating it leaves
+// nothing in this one's heap. Each stage line is taken after a full GC
+// (heapUsed: live); RSS is what the process holds at that point.
+// Baseline: the same objects as JSON.parse gives them (untrimmed), measured
+// in this run; the dir source keeps them trimmed (agent/source/trim.ts).
+import { spawnSync } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { getHeapStatistics } from 'node:v8';
-import { scratchBpffs, testCgroup } from '../lib/sandbox.ts';
-import { bench, type Collector } from './lib/bench.ts';
-import { DirSource } from '../../agent/source/dir.ts';
-import { LbModel } from '../../agent/model/services.ts';
-import { LbDatapath } from '../../agent/datapath/lb.ts';
-import { cleanup } from '../../agent/datapath/loader.ts';
+import { fileURLToPath } from 'node:url';
+import { getHeapSpaceStatistics, getHeapStatistics } from 'node:v8';
+import { AGENT_NODE_FLAGS } from '../../installer/render.ts';
 
 const SERVICES = Number(process.env.BENCH_SERVICES ?? 10_000);
 const ENDPOINTS = Number(process.env.BENCH_ENDPOINTS ?? 10);
+const NOISY = process.env.BENCH_NOISY === '1';
+const self = fileURLToPath(import.meta.url);
 const ipv4 = (n: number) => [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
 
-function items(): unknown[] {
-  const out: unknown[] = [];
+/** What an API server adds to an object and the agent never reads. */
+function noise(o: Record<string, any>, i: number): Record<string, any> {
+  if (!NOISY) return o;
+  const applied = JSON.stringify(o);
+  o.metadata.creationTimestamp = '2026-01-01T00:00:00Z';
+  o.metadata.annotations = { 'kubectl.kubernetes.io/last-applied-configuration': applied };
+  o.metadata.managedFields = [{ manager: 'kube-controller-manager', operation: 'Update', apiVersion: o.apiVersion, time: '2026-01-01T00:00:00Z', fieldsType: 'FieldsV1', fieldsV1: { 'f:metadata': { 'f:labels': { '.': {} } } } }];
+  if (o.kind === 'Service') o.spec.selector = { app: o.metadata.name };
+  else for (const [j, e] of o.endpoints.entries()) e.targetRef = { kind: 'Pod', namespace: 'bench', name: `${o.metadata.name}-pod-${j}`, uid: `00000000-0000-4000-9000-${String(i * 100 + j).padStart(12, '0')}` };
+  return o;
+}
+
+function writeObjects(file: string): void {
+  const svcs: unknown[] = [];
   const slices: unknown[] = [];
   for (let i = 0; i < SERVICES; i++) {
     const name = `svc-${i}`;
     const ip = ipv4((10 << 24) + (96 << 16) + 1 + i);
-    out.push({
+    svcs.push(noise({
       apiVersion: 'v1', kind: 'Service',
       metadata: { name, namespace: 'bench', uid: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`, resourceVersion: String(1000 + i) },
       spec: { type: 'ClusterIP', clusterIP: ip, clusterIPs: [ip], ipFamilies: ['IPv4'], ports: [{ name: 'http', port: 80, protocol: 'TCP', targetPort: 8080 }], sessionAffinity: 'None' },
-    });
-    slices.push({
+    }, i));
+    slices.push(noise({
       apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
       metadata: { name: `${name}-x7k2p`, namespace: 'bench', labels: { 'kubernetes.io/service-name': name }, resourceVersion: String(50000 + i) },
       addressType: 'IPv4', ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
@@ -37,52 +55,98 @@ function items(): unknown[] {
         addresses: [ipv4((10 << 24) + (64 << 16) + i * ENDPOINTS + j + 1)],
         conditions: { ready: true, serving: true, terminating: false }, nodeName: `node-${j % 3}`,
       })),
-    });
+    }, i));
   }
-  return [...out, ...slices];
+  // Written synchronously in pieces: the whole text is never one string here.
+  const fs = process.getBuiltinModule('node:fs');
+  const fd = fs.openSync(file, 'w');
+  fs.writeSync(fd, '{"apiVersion":"v1","kind":"List","items":[');
+  [...svcs, ...slices].forEach((o, i) => fs.writeSync(fd, (i ? ',' : '') + JSON.stringify(o)));
+  fs.writeSync(fd, ']}');
+  fs.closeSync(fd);
 }
 
-const gc = (globalThis as { gc?: () => void }).gc;
-function mem(stage: string): void {
-  gc?.();
-  const m = process.memoryUsage();
-  const h = getHeapStatistics();
+if (process.env.MEM_STAGES_WRITE) {
+  writeObjects(process.env.MEM_STAGES_WRITE);
+} else if (!process.env.MEM_STAGES_CHILD) {
+  // Re-run with the agent's flags; nothing else happens in this process.
+  const r = spawnSync(process.execPath, [...AGENT_NODE_FLAGS, '--expose-gc', self], { stdio: 'inherit', env: { ...process.env, MEM_STAGES_CHILD: '1' } });
+  process.exitCode = r.status ?? 1;
+} else {
+  await probe();
+}
+
+async function probe(): Promise<void> {
+  const { scratchBpffs, testCgroup } = await import('../lib/sandbox.ts');
+  const { bench } = await import('./lib/bench.ts');
+  const { DirSource } = await import('../../agent/source/dir.ts');
+  const { LbModel } = await import('../../agent/model/services.ts');
+  const { LbDatapath } = await import('../../agent/datapath/lb.ts');
+  const { cleanup } = await import('../../agent/datapath/loader.ts');
+  const { fullGc } = await import('../../agent/memory.ts');
+
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (!gc) throw new Error('mem-stages: run without --expose-gc (start it as `node test/bench/mem-stages.ts`)');
   const mb = (n: number) => (n / 1048576).toFixed(1).padStart(7);
-  console.log(`${stage.padEnd(34)} rss ${mb(m.rss)}  heapUsed ${mb(m.heapUsed)}  heapTotal ${mb(m.heapTotal)}  external ${mb(m.external)}  arrayBuffers ${mb(m.arrayBuffers)}  malloced ${mb(h.malloced_memory)}`);
-}
+  let prevUsed = 0;
+  const mem = (stage: string): number => {
+    gc();
+    const m = process.memoryUsage();
+    const h = getHeapStatistics();
+    const delta = m.heapUsed - prevUsed;
+    prevUsed = m.heapUsed;
+    console.log(`${stage.padEnd(36)} rss ${mb(m.rss)}  heapUsed ${mb(m.heapUsed)} (${delta >= 0 ? '+' : '-'}${mb(Math.abs(delta)).trim()})  heapTotal ${mb(m.heapTotal)}  external ${mb(m.external)}  arrayBuffers ${mb(m.arrayBuffers)}  malloced ${mb(h.malloced_memory)}`);
+    return m.heapUsed;
+  };
 
-await bench('mem-stages', async (c: Collector) => {
-  const dir = await mkdtemp(join(tmpdir(), 'kl-mem-'));
-  c.teardown(() => rm(dir, { recursive: true, force: true }));
-  await writeFile(join(dir, 'objects.json'), JSON.stringify({ apiVersion: 'v1', kind: 'List', items: items() }));
-  const fs = await scratchBpffs(c);
-  const bpfRoot = join(fs, 'kinglet');
-  const cgroup = await testCgroup(c, 'kinglet-mem');
-  mem('start');
-  const lb = LbDatapath.open({ bpfRoot, cgroup });
-  c.teardown(() => {
-    lb.close();
-    cleanup(bpfRoot);
+  await bench('mem-stages', async (c) => {
+    console.log(`mem-stages: ${SERVICES} services x ${ENDPOINTS} endpoints${NOISY ? ' (with API server noise)' : ''}; node flags ${[...AGENT_NODE_FLAGS, '--expose-gc'].join(' ')}`);
+    const dir = await mkdtemp(join(tmpdir(), 'kl-mem-'));
+    c.teardown(() => rm(dir, { recursive: true, force: true }));
+    const file = join(dir, 'objects.json');
+    const w = spawnSync(process.execPath, [self], { stdio: 'inherit', env: { ...process.env, MEM_STAGES_WRITE: file } });
+    if (w.status !== 0) throw new Error('mem-stages: writing the objects failed');
+    const fs = await scratchBpffs(c);
+    const bpfRoot = join(fs, 'kinglet');
+    const cgroup = await testCgroup(c, 'kinglet-mem');
+
+    // Baseline: the objects as parsed, untrimmed, measured in this process.
+    // Every step runs in a function of its own: a value left in a register of
+    // a frame that is still running would stay alive and skew the figures.
+    const loadParsed = async (): Promise<unknown> => JSON.parse(await readFile(file, 'utf8'));
+    const before = mem('start');
+    const asParsed = await (async () => {
+      const o = await loadParsed();
+      const used = mem('baseline: objects as JSON.parse gives them');
+      void o;
+      return used - before;
+    })();
+    mem('baseline dropped');
+
+    const lb = LbDatapath.open({ bpfRoot, cgroup });
+    c.teardown(() => {
+      lb.close();
+      cleanup(bpfRoot);
+    });
+    const opened = mem('datapath open');
+    const src = new DirSource(dir, { rescanMs: 0, watch: false });
+    await src.start(() => {});
+    c.teardown(() => src.stop());
+    const kept = mem('dir source read (trimmed)') - opened;
+    const model = new LbModel();
+    const u = model.update(src.snapshot());
+    mem('model update + state');
+    const r = lb.update(u);
+    mem(`datapath apply (${r.added} adds)`);
+    lb.services();
+    mem('datapath table (settle)');
+    lb.prepare();
+    mem('datapath prepare (shadow index)');
+    fullGc()();
+    mem('after the agent\'s compaction (memory.ts)');
+    console.log(`\nsource objects kept: ${mb(kept).trim()} MB trimmed vs ${mb(asParsed).trim()} MB as parsed (ratio ${(kept / asParsed).toFixed(3)})`);
+    if (process.env.MEM_SPACES) {
+      for (const s of getHeapSpaceStatistics()) console.log(`  ${s.space_name.padEnd(26)} size ${mb(s.space_size)}  used ${mb(s.space_used_size)}`);
+    }
   });
-  mem('datapath open');
-  const src = new DirSource(dir, { rescanMs: 0, watch: false });
-  await src.start(() => {});
-  c.teardown(() => src.stop());
-  mem('dir source read');
-  const model = new LbModel();
-  const u = model.update(src.snapshot());
-  const state = u.state;
-  mem('model update + state');
-  const r = lb.update(u);
-  mem(`datapath apply (${r.added} adds)`);
-  lb.services();
-  mem('datapath table (settle)');
-  lb.prepare();
-  mem('datapath prepare (shadow index)');
-  void state;
-if (process.env.MEM_SPACES) {
-    const { getHeapSpaceStatistics } = await import('node:v8');
-    for (const s of getHeapSpaceStatistics()) console.log(`  ${s.space_name.padEnd(26)} size ${(s.space_size / 1048576).toFixed(1).padStart(7)}  used ${(s.space_used_size / 1048576).toFixed(1).padStart(7)}`);
-  }
-});
-
+}
