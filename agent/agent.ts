@@ -120,6 +120,7 @@ export class Agent {
       ready: () => this.#o.source.status().synced,
       reconcile: async () => {
         try {
+          this.#compactor?.beforeFirstWork();
           await this.#reconcile();
         } finally {
           this.#compactor?.afterWork();

@@ -64,7 +64,7 @@ t.test('never more often than minIntervalMs', async (t) => {
 
 t.test('afterWork waits for a quiet moment, and stop cancels it', async (t) => {
   const f = fakeHeap(200 * MB, 50 * MB);
-  const c = new HeapCompactor({ gc: f.gc, heapUsed: f.heapUsed, idleMs: 30 });
+  const c = new HeapCompactor({ gc: f.gc, heapUsed: f.heapUsed, idleMs: 30, firstIdleMs: 30 });
   c.afterWork();
   await tick(15);
   c.afterWork(); // more work: the quiet time starts again
@@ -73,11 +73,44 @@ t.test('afterWork waits for a quiet moment, and stop cancels it', async (t) => {
   await tick(40);
   t.equal(f.h.gcs, 1, 'once it has been quiet for idleMs');
   f.h.used = 200 * MB;
-  const d = new HeapCompactor({ gc: f.gc, heapUsed: f.heapUsed, idleMs: 10 });
+  const d = new HeapCompactor({ gc: f.gc, heapUsed: f.heapUsed, idleMs: 10, firstIdleMs: 10 });
   d.afterWork();
   d.stop();
   await tick(30);
   t.equal(f.h.gcs, 1, 'nothing after stop');
+  c.stop();
+});
+
+t.test('the first collection comes right after the first work, later ones after idleMs', async (t) => {
+  const f = fakeHeap(200 * MB, 50 * MB);
+  const c = new HeapCompactor({ gc: f.gc, heapUsed: f.heapUsed, idleMs: 40, minIntervalMs: 0 });
+  c.afterWork();
+  await tick(5);
+  t.equal(f.h.gcs, 1, 'the initial sync is collected on the next tick');
+  f.h.used = 200 * MB;
+  c.afterWork();
+  await tick(10);
+  t.equal(f.h.gcs, 1, 'later work waits for a quiet moment');
+  await tick(50);
+  t.equal(f.h.gcs, 2);
+  c.stop();
+});
+
+t.test('beforeFirstWork collects once, and the first check after work still collects', async (t) => {
+  let now = 0;
+  const f = fakeHeap(60 * MB, 40 * MB);
+  let quick = 0;
+  const c = new HeapCompactor({ gc: f.gc, quickGc: () => { quick++; f.gc(); }, heapUsed: f.heapUsed, now: () => now, minIntervalMs: 30_000 });
+  c.beforeFirstWork();
+  t.equal(quick, 1, 'the quick kind');
+  t.equal(f.h.gcs, 1);
+  c.beforeFirstWork();
+  t.equal(f.h.gcs, 1, 'only once');
+  f.h.live = 90 * MB;
+  f.h.used = 100 * MB; // 1.1x of 90: not "grown", but this is the first check after work
+  now += 10;
+  t.equal(c.check(), true, 'not held back by minIntervalMs nor by the growth rule');
+  t.equal(c.status().collections, 2);
   c.stop();
 });
 
@@ -90,5 +123,10 @@ t.test('fullGc works without --expose-gc and frees unreachable memory', async (t
   await tick(0);
   gc();
   t.equal(ref.deref(), undefined, 'the garbage is gone after one call');
-  t.equal(fullGc(), gc, 'the same function every time');
+  junk = Array.from({ length: 200 }, () => new Array(10_000).fill(2.5));
+  const ref2 = new WeakRef(junk);
+  junk = undefined;
+  await tick(0);
+  fullGc('regular')();
+  t.equal(ref2.deref(), undefined, 'the regular kind frees it too');
 });
