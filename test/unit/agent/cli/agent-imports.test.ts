@@ -1,0 +1,33 @@
+// What `kinglet agent --source dir:` loads: every module stays resident in
+// the long-running agent, so heavy packages only come in when they are used
+// (the kube source's client, the YAML parser for YAML files).
+import t from 'tap';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('../../../../', import.meta.url));
+
+/** npm packages loaded by importing `modules` (paths relative to the repo) in a fresh node. */
+async function packagesLoadedBy(modules: string[]): Promise<string[]> {
+  const script = `
+    const { registerHooks } = await import('node:module');
+    const seen = new Set();
+    registerHooks({ load(url, ctx, next) { const m = /\\/node_modules\\/((?:@[^/]+\\/)?[^/]+)\\//.exec(url); if (m) seen.add(m[1]); return next(url, ctx); } });
+    for (const m of ${JSON.stringify(modules)}) await import(${JSON.stringify(root)} + m);
+    console.log(JSON.stringify([...seen].sort()));
+  `;
+  const { stdout } = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script], { cwd: root });
+  return JSON.parse(stdout) as string[];
+}
+
+t.test('the agent with a dir source loads no kube client, no execa, no YAML parser', async (t) => {
+  const loaded = await packagesLoadedBy(['agent/cli/commands/agent.ts', 'agent/agent.ts', 'agent/source/dir.ts']);
+  for (const heavy of ['@kubernetes/client-node', 'execa', 'yaml']) t.notOk(loaded.includes(heavy), `${heavy} is not loaded`);
+  t.ok(loaded.includes('koffi'), 'the check sees packages (koffi, for libbpf, is loaded)');
+});
+
+t.test('the kube source does load its client', async (t) => {
+  const loaded = await packagesLoadedBy(['agent/source/kube.ts']);
+  t.ok(loaded.includes('@kubernetes/client-node'));
+});
