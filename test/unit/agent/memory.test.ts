@@ -62,37 +62,46 @@ t.test('never more often than minIntervalMs', async (t) => {
   c.stop();
 });
 
+/** Poll until `pred` holds (timers are real; only the compactor's clock is fake). */
+async function eventually(pred: () => boolean): Promise<boolean> {
+  for (let i = 0; i < 200 && !pred(); i++) await tick(10);
+  return pred();
+}
+
 t.test('afterWork waits for a quiet moment, and stop cancels it', async (t) => {
+  let now = 0;
   const f = fakeHeap(200 * MB, 50 * MB);
-  const c = new HeapCompactor({ gc: f.gc, heapUsed: f.heapUsed, idleMs: 30, firstIdleMs: 30 });
+  const c = new HeapCompactor({ gc: f.gc, heapUsed: f.heapUsed, idleMs: 30, firstIdleMs: 30, now: () => now });
   c.afterWork();
-  await tick(15);
+  now = 25;
   c.afterWork(); // more work: the quiet time starts again
-  await tick(20);
+  now = 50; // quiet for 25 ms of the 30
+  await tick(80); // the timer has fired at least once by now
   t.equal(f.h.gcs, 0, 'not while work is still coming in');
-  await tick(40);
-  t.equal(f.h.gcs, 1, 'once it has been quiet for idleMs');
+  now = 100;
+  t.ok(await eventually(() => f.h.gcs === 1), 'once it has been quiet for idleMs');
   f.h.used = 200 * MB;
   const d = new HeapCompactor({ gc: f.gc, heapUsed: f.heapUsed, idleMs: 10, firstIdleMs: 10 });
   d.afterWork();
   d.stop();
-  await tick(30);
+  await tick(50);
   t.equal(f.h.gcs, 1, 'nothing after stop');
   c.stop();
 });
 
 t.test('the first collection comes right after the first work, later ones after idleMs', async (t) => {
+  let now = 0;
   const f = fakeHeap(200 * MB, 50 * MB);
-  const c = new HeapCompactor({ gc: f.gc, heapUsed: f.heapUsed, idleMs: 40, minIntervalMs: 0 });
+  const c = new HeapCompactor({ gc: f.gc, heapUsed: f.heapUsed, idleMs: 40, minIntervalMs: 0, now: () => now });
   c.afterWork();
-  await tick(5);
-  t.equal(f.h.gcs, 1, 'the initial sync is collected on the next tick');
+  t.ok(await eventually(() => f.h.gcs === 1), 'the initial sync is collected on the next tick, with no quiet time');
   f.h.used = 200 * MB;
   c.afterWork();
-  await tick(10);
+  now = 30;
+  await tick(80);
   t.equal(f.h.gcs, 1, 'later work waits for a quiet moment');
-  await tick(50);
-  t.equal(f.h.gcs, 2);
+  now = 50;
+  t.ok(await eventually(() => f.h.gcs === 2));
   c.stop();
 });
 
