@@ -15,7 +15,7 @@ import { removePinnedLinks } from './datapath/loader.ts';
 import { SOCK_LB_PROGRAMS } from './datapath/lb-layout.ts';
 import { LbModel } from './model/services.ts';
 import { LbDatapath, type LbApplyResult } from './datapath/lb.ts';
-import { HeapCompactor } from './memory.ts';
+import { HeapCompactor, tuneMalloc } from './memory.ts';
 
 export const AGENT_VERSION = '0.1.0';
 
@@ -108,6 +108,8 @@ export class Agent {
       });
     }
     if (this.#o.compactHeap ?? true) {
+      const why = tuneMalloc();
+      if (why) log('debug', 'malloc left as it is', { reason: why });
       this.#compactor = new HeapCompactor({
         onCollect: ({ beforeBytes, afterBytes, ms }) =>
           log('info', 'heap compacted', { beforeMb: Math.round(beforeBytes / 1048576), afterMb: Math.round(afterBytes / 1048576), ms: Math.round(ms) }),

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { HeapCompactor, fullGc } from '../../../agent/memory.ts';
+import { HeapCompactor, fullGc, tuneMalloc } from '../../../agent/memory.ts';
 
 const MB = 1024 * 1024;
 const tick = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -138,4 +138,9 @@ t.test('fullGc works without --expose-gc and frees unreachable memory', async (t
   await tick(0);
   fullGc('regular')();
   t.equal(ref2.deref(), undefined, 'the regular kind frees it too');
+});
+
+t.test("tuneMalloc sets glibc's thresholds (this host runs glibc), and says why not elsewhere", async (t) => {
+  t.equal(tuneMalloc(), undefined, 'mallopt accepted both thresholds');
+  t.equal(tuneMalloc(), undefined, 'setting them again is fine');
 });
