@@ -13,8 +13,8 @@
 // heap in use with the live size measured after the last full GC, and run a
 // full GC when it has grown well beyond it. The first check after start
 // always collects (that is where the big burst is). That GC is V8's most
-// thorough one: it blocks the event loop for ~0.3 s at 10k services x 10
-// endpoints (over 1 s on a loaded 2-core box), so it runs only when idle and
+// thorough one: at 10k services x 10 endpoints it blocked the event loop for
+// 0.6 to 1.6 s on a busy 2-core box, so it runs only when idle and
 // at most once per `minIntervalMs`. The same holds after a periodic resync,
 // whose transient garbage at that scale is ~200 MB.
 import koffi from 'koffi';
