@@ -2,40 +2,20 @@
 // network namespace (`ip -json`), and batched changes (`ip -batch -`).
 // Not /sys/class/net: sysfs shows the namespace of whoever mounted it, which
 // is not ours when the agent was started with nsenter.
-// Run through node:child_process rather than execa: execa and its ~130
-// modules cost the long-running agent ~18 MB of RSS (measured: importing
-// this file with execa 63.8 MB, node:child_process alone 45.4 MB, over a
-// bare 42.8 MB), and these calls need none of its features.
-import { spawn } from 'node:child_process';
+// Run through node:child_process (cni/plumbing.ts's run) rather than execa:
+// execa and its ~130 modules cost the long-running agent ~18 MB of RSS
+// (measured: importing this file with execa 63.8 MB, node:child_process alone
+// 45.4 MB, over a bare 42.8 MB), and these calls need none of its features.
+import { run as exec } from '../cni/plumbing.ts';
 
-interface RunResult {
-  /** null when the command could not be started or was killed. */
-  exitCode: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Run a command to completion; never rejects (a command that cannot start has exitCode null and says why in stderr). */
-function run(cmd: string, args: string[], input?: string): Promise<RunResult> {
-  return new Promise((resolve) => {
-    const child = spawn(cmd, args, { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    let failed: string | undefined;
-    child.stdout?.on('data', (d: Buffer) => out.push(d));
-    child.stderr?.on('data', (d: Buffer) => err.push(d));
-    child.on('error', (e: NodeJS.ErrnoException) => {
-      failed = e.code === 'ENOENT' ? `${cmd} not found: install iproute2 (and util-linux for nsenter)` : `${cmd}: ${e.message}`;
-    });
-    child.on('close', (code) => {
-      const stderr = Buffer.concat(err).toString('utf8');
-      resolve({ exitCode: failed ? null : code, stdout: Buffer.concat(out).toString('utf8'), stderr: failed ? `${failed}\n${stderr}` : stderr });
-    });
-    if (input !== undefined) {
-      child.stdin?.on('error', () => {}); // the command exited before reading everything: its exit code tells
-      child.stdin?.end(input);
-    }
-  });
+/** exec, where a command that cannot start is an ordinary failure (exitCode null, the reason in stderr): these helpers report, they do not throw. */
+async function run(cmd: string, args: string[], input?: string): Promise<{ exitCode: number | null; stdout: string; stderr: string }> {
+  try {
+    const r = await exec(cmd, args, input);
+    return { exitCode: r.code, stdout: r.stdout, stderr: r.stderr };
+  } catch (e) {
+    return { exitCode: null, stdout: '', stderr: e instanceof Error ? e.message : String(e) };
+  }
 }
 
 export interface IpLink {
