@@ -46,9 +46,9 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import type { Logger } from '../log.ts';
-import type { Snapshot, Source, SourceStatus } from './types.ts';
+import type { KubeObject, Snapshot, Source, SourceStatus } from './types.ts';
 import { emptySnapshot } from './types.ts';
-import { parseManifests, toSnapshot, type ClassifiedObject } from './manifests.ts';
+import { classifiedAgain, parseManifests, toSnapshot, type ClassifiedObject } from './manifests.ts';
 import { trimObject } from './trim.ts';
 
 export interface DirSourceOptions {
@@ -79,8 +79,8 @@ export interface DirSourceStatus extends SourceStatus {
 interface FileState {
   sig: string;
   hash: string;
-  /** Objects of the last version that parsed (empty if none ever did). */
-  objects: ClassifiedObject[];
+  /** Objects of the last version that parsed (empty if none ever did), trimmed; keys are derived again at each rebuild rather than kept. */
+  objects: KubeObject[];
   error?: string;
 }
 
@@ -339,7 +339,7 @@ export class DirSource implements Source {
       }
       if (prev?.error) this.#log('info', 'dir source: manifest parses again', { file: name });
       // Only what the agent reads is kept (trim.ts); the parsed text is dropped here.
-      const objects = r.objects.map((o) => ({ ...o, object: trimObject(o.object.kind ?? '', o.object) }));
+      const objects = r.objects.map((o) => trimObject(o.object.kind ?? '', o.object));
       this.#files.set(name, { sig, hash, objects });
       changed = true;
     }
@@ -372,7 +372,7 @@ export class DirSource implements Source {
 
   #rebuild(): void {
     const all: ClassifiedObject[] = [];
-    for (const name of [...this.#files.keys()].sort()) all.push(...(this.#files.get(name)?.objects ?? []));
+    for (const name of [...this.#files.keys()].sort()) for (const o of this.#files.get(name)?.objects ?? []) all.push(classifiedAgain(o));
     const { snapshot, replaced } = toSnapshot(all);
     for (const key of new Set(replaced)) {
       this.#log('warn', 'dir source: object defined more than once; the last definition wins', { dir: this.dir, object: key });

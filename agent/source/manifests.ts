@@ -90,6 +90,13 @@ export function classify(obj: unknown, where: string): ClassifiedObject | Skippe
   return { bucket: info.bucket, key: `${info.bucket}/${ns}/${md.name}`, object };
 }
 
+/** The ClassifiedObject of an object classify() accepted before (its kind, name and namespace are known good). */
+export function classifiedAgain(object: KubeObject): ClassifiedObject {
+  const info = KINDS[object.kind ?? '']!;
+  const ns = info.namespaced ? (object.metadata?.namespace ?? '') : '';
+  return { bucket: info.bucket, key: `${info.bucket}/${ns}/${object.metadata?.name ?? ''}`, object };
+}
+
 /** Expand `kind: List` (what kubectl prints) and typed lists (`ServiceList`, as the API returns, whose items carry no kind). */
 function flatten(doc: Record<string, unknown>, where: string, out: ClassifiedObject[], skipped: Skipped[]): void {
   const kind = doc.kind;

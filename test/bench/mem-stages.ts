@@ -83,7 +83,8 @@ async function probe(): Promise<void> {
   const { LbModel } = await import('../../agent/model/services.ts');
   const { LbDatapath } = await import('../../agent/datapath/lb.ts');
   const { cleanup } = await import('../../agent/datapath/loader.ts');
-  const { fullGc } = await import('../../agent/memory.ts');
+  const { fullGc, tuneMalloc } = await import('../../agent/memory.ts');
+  tuneMalloc(); // as the agent does at start
 
   const gc = (globalThis as { gc?: () => void }).gc;
   if (!gc) throw new Error('mem-stages: run without --expose-gc (start it as `node test/bench/mem-stages.ts`)');
