@@ -145,20 +145,49 @@ interface SlicePort {
   port: number;
 }
 
-interface SliceEndpoint {
-  /** The address as parseIp gives it (canonical text, and its key): inline, not a ParsedIp object per endpoint. */
-  address: string;
-  key: string;
-  /** 2: ready; 1: serving and terminating (fallback only); 0 endpoints are dropped at parse time. */
-  rank: 1 | 2;
-  nodeName?: string;
-}
-
+/**
+ * A slice's usable endpoints as parallel arrays of exact length (no object
+ * or key string per endpoint: the model keeps every slice). Endpoint i: the
+ * first address as parseIp gives it, its rank (2: ready; 1: serving and
+ * terminating, a fallback only; rank 0 endpoints are dropped at parse time;
+ * `ranks` undefined: all ready) and its nodeName (`nodes` undefined: none has one).
+ */
 interface ParsedSlice {
   id: string;
   family: IpFamily;
   ports: SlicePort[];
-  endpoints: SliceEndpoint[];
+  addresses: string[];
+  ranks: number[] | undefined;
+  nodes: (string | undefined)[] | undefined;
+}
+
+/** The sort key of an address parseSlice accepted: its value for IPv4, the hex key for IPv6 (numeric order either way). */
+function addressKey(address: string, family: IpFamily): number | string {
+  return family === 4 ? ipv4Number(address) : parseIp(address)!.key;
+}
+
+/** The value of a dotted quad as isIP accepts it (no leading zeros), or -1. */
+function ipv4Number(s: string): number {
+  const n = s.length;
+  if (n < 7 || n > 15) return -1;
+  let v = 0, octet = 0, digits = 0, dots = 0;
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 46) {
+      if (digits === 0 || dots === 3) return -1;
+      v = v * 256 + octet;
+      octet = 0;
+      digits = 0;
+      dots++;
+    } else if (c >= 48 && c <= 57) {
+      if (digits > 0 && octet === 0) return -1;
+      octet = octet * 10 + (c - 48);
+      if (octet > 255) return -1;
+      digits++;
+    } else return -1;
+  }
+  if (digits === 0 || dots !== 3) return -1;
+  return v * 256 + octet;
 }
 
 function parseCondition(conds: Rec, key: string): boolean | null | 'bad' {
@@ -218,7 +247,8 @@ function parseSlice(obj: unknown, meta: Meta, id: string, warn: (reason: string)
     });
   }
 
-  const endpoints: SliceEndpoint[] = [];
+  const addresses: string[] = [], ranks: number[] = [], nodes: (string | undefined)[] = [];
+  let allReady = true, anyNode = false;
   const rawEps = get(o, 'endpoints');
   if (rawEps !== undefined && rawEps !== null) {
     if (!Array.isArray(rawEps)) {
@@ -235,14 +265,26 @@ function parseSlice(obj: unknown, meta: Meta, id: string, warn: (reason: string)
         warn(`endpoints[${i}].addresses missing or empty`);
         return;
       }
-      const ip = parseIp(addrs[0]);
-      if (!ip) {
-        warn(`endpoints[${i}].addresses[0] ${describe(addrs[0])} is not an IP address`);
-        return;
-      }
-      if (ip.family !== family) {
-        warn(`endpoints[${i}].addresses[0] ${ip.address} is not ${at}`);
-        return;
+      // A plain dotted quad (the common case) needs no ParsedIp.
+      const raw: unknown = addrs[0];
+      let address: string;
+      if (typeof raw === 'string' && ipv4Number(raw) >= 0) {
+        address = raw;
+        if (family !== 4) {
+          warn(`endpoints[${i}].addresses[0] ${address} is not ${at}`);
+          return;
+        }
+      } else {
+        const ip = parseIp(raw);
+        if (!ip) {
+          warn(`endpoints[${i}].addresses[0] ${describe(raw)} is not an IP address`);
+          return;
+        }
+        if (ip.family !== family) {
+          warn(`endpoints[${i}].addresses[0] ${ip.address} is not ${at}`);
+          return;
+        }
+        address = ip.address;
       }
       let ready: boolean | null | 'bad' = null, serving: boolean | null | 'bad' = null, terminating: boolean | null | 'bad' = null;
       const conds = get(ep, 'conditions');
@@ -264,13 +306,19 @@ function parseSlice(obj: unknown, meta: Meta, id: string, warn: (reason: string)
       const isTerminating = terminating ?? false;
       const rank = isReady ? 2 : isServing && isTerminating ? 1 : 0;
       if (rank === 0) return;
-      const e: SliceEndpoint = { address: ip.address, key: ip.key, rank };
       const node = get(ep, 'nodeName');
-      if (typeof node === 'string' && node !== '') e.nodeName = node;
-      endpoints.push(e);
+      addresses.push(address);
+      ranks.push(rank);
+      if (rank !== 2) allReady = false;
+      if (typeof node === 'string' && node !== '') {
+        nodes.push(node);
+        anyNode = true;
+      } else nodes.push(undefined);
     });
   }
-  return { serviceKey: `${meta.namespace}/${svcName}`, slice: { id, family, ports, endpoints } };
+  return { serviceKey: `${meta.namespace}/${svcName}`, slice: {
+    id, family, ports, addresses: addresses.slice(), ranks: allReady ? undefined : ranks.slice(), nodes: anyNode ? nodes.slice() : undefined,
+  } };
 }
 
 // ---------------------------------------------------------------------------
@@ -411,32 +459,58 @@ function parseService(obj: Rec, meta: Meta, warn: (reason: string) => void): Par
 
 function selectBackends(slices: ParsedSlice[] | undefined, family: IpFamily, port: ServicePort): LbBackend[] {
   if (!slices) return [];
-  const best = new Map<string, { address: string; key: string; port: number; rank: number; nodeName?: string }>();
-  let anyReady = false;
+  // The slices feeding this frontend, each with the port number it maps to.
+  const use: ParsedSlice[] = [], nums: number[] = [];
+  let anyReady = false, total = 0;
   for (const s of slices) {
     if (s.family !== family) continue;
     const sp = s.ports.find((p) => p.name === port.name && p.protocol === port.protocol);
     if (!sp) continue;
-    for (const e of s.endpoints) {
-      if (e.rank === 2) anyReady = true;
-      const k = `${e.key}:${sp.port}`;
-      const cur = best.get(k);
-      // Higher rank wins; on a tie the smaller nodeName, so input order never matters.
-      if (!cur || e.rank > cur.rank || (e.rank === cur.rank && (e.nodeName ?? '') < (cur.nodeName ?? ''))) {
-        const v: { address: string; key: string; port: number; rank: number; nodeName?: string } = { address: e.address, key: e.key, port: sp.port, rank: e.rank };
-        if (e.nodeName !== undefined) v.nodeName = e.nodeName;
-        best.set(k, v);
-      }
+    use.push(s);
+    nums.push(sp.port);
+    total += s.addresses.length;
+    if (!anyReady && s.addresses.length > 0) anyReady = !s.ranks || s.ranks.includes(2);
+  }
+  if (total === 0) return [];
+  // Only endpoints of the wanted rank count: a ready copy of an address+port
+  // beats a terminating one, and terminating ones are used only when no
+  // endpoint is ready. Candidate c: slice cs[c], endpoint ce[c].
+  const want = anyReady ? 2 : 1;
+  const cs: number[] = [], ce: number[] = [], keys: (number | string)[] = [];
+  for (let u = 0; u < use.length; u++) {
+    const { ranks, addresses } = use[u]!;
+    for (let i = 0; i < addresses.length; i++) {
+      if ((ranks ? ranks[i] : 2) !== want) continue;
+      cs.push(u);
+      ce.push(i);
+      keys.push(addressKey(addresses[i]!, family));
     }
   }
-  const want = anyReady ? 2 : 1;
-  const chosen = [...best.values()].filter((b) => b.rank === want);
-  chosen.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : a.port - b.port));
-  return chosen.map((b) => {
-    const out: LbBackend = { address: b.address, port: b.port, terminating: want === 1 };
-    if (b.nodeName !== undefined) out.nodeName = b.nodeName;
-    return out;
+  const order = cs.map((_, c) => c);
+  const key = (c: number) => keys[c]!;
+  const node = (c: number) => use[cs[c]!]!.nodes?.[ce[c]!] ?? '';
+  // By address, then port; among copies of one address+port the smaller nodeName first (so input order never matters).
+  order.sort((a, b) => {
+    const ka = key(a), kb = key(b);
+    if (ka !== kb) return ka < kb ? -1 : 1;
+    const pa = nums[cs[a]!]!, pb = nums[cs[b]!]!;
+    if (pa !== pb) return pa - pb;
+    const na = node(a), nb = node(b);
+    return na < nb ? -1 : na > nb ? 1 : 0;
   });
+  const out: LbBackend[] = [];
+  let lastKey: number | string | undefined, lastPort = -1;
+  for (const c of order) {
+    const s = use[cs[c]!]!, i = ce[c]!, p = nums[cs[c]!]!, k = keys[c]!;
+    if (k === lastKey && p === lastPort) continue; // the same backend again
+    lastKey = k;
+    lastPort = p;
+    const nodeName = s.nodes?.[i];
+    out.push(nodeName === undefined
+      ? { address: s.addresses[i]!, port: p, terminating: want === 1 }
+      : { address: s.addresses[i]!, port: p, terminating: want === 1, nodeName });
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------------------
@@ -693,7 +767,13 @@ interface SliceRec {
 
 interface ServiceRec {
   obj: unknown;
-  cands: Map<string, LbFrontend>;
+  /** The frontends it asks for (a few: an array, not a Map, per service). */
+  cands: Candidate[];
+}
+
+function candidate(cands: readonly Candidate[] | undefined, sortKey: string): LbFrontend | undefined {
+  if (cands) for (const c of cands) if (c.sortKey === sortKey) return c.fe;
+  return undefined;
 }
 
 /**
@@ -714,8 +794,8 @@ export class LbModel {
   readonly #badServices = new Map<unknown, number>();
   readonly #badSlices = new Map<unknown, number>();
   readonly #slices = new Map<string, SliceRec>();
-  /** "namespace/service" -> slice key -> parsed slice. */
-  readonly #bySvc = new Map<string, Map<string, ParsedSlice>>();
+  /** "namespace/service" -> its parsed slices, in slice-name order (as buildLbState sees them). */
+  readonly #bySvc = new Map<string, ParsedSlice[]>();
   readonly #svcs = new Map<string, ServiceRec>();
   /** Frontend sort key -> the services asking for it, in name order (the first one gets it). */
   readonly #claims = new Map<string, string[]>();
@@ -840,9 +920,10 @@ export class LbModel {
     this.#setWarnings(`de:${key}`, dupWarnings);
     if (group && old && old.obj === chosen) return;
     if (old?.serviceKey !== undefined) {
-      const m = this.#bySvc.get(old.serviceKey);
-      m?.delete(key);
-      if (m?.size === 0) this.#bySvc.delete(old.serviceKey);
+      const list = this.#bySvc.get(old.serviceKey);
+      const i = list ? list.findIndex((p) => p.id === key) : -1;
+      if (i >= 0) list!.splice(i, 1);
+      if (list?.length === 0) this.#bySvc.delete(old.serviceKey);
       dirtySvcs.add(old.serviceKey);
     }
     if (!group) {
@@ -855,9 +936,13 @@ export class LbModel {
     this.#setWarnings(`e:${key}`, warnings);
     this.#slices.set(key, { obj: chosen, serviceKey: r?.serviceKey });
     if (r) {
-      let m = this.#bySvc.get(r.serviceKey);
-      if (!m) this.#bySvc.set(r.serviceKey, (m = new Map()));
-      m.set(key, r.slice);
+      const list = this.#bySvc.get(r.serviceKey);
+      if (!list) this.#bySvc.set(r.serviceKey, [r.slice]);
+      else {
+        let i = 0;
+        while (i < list.length && list[i]!.id < key) i++;
+        list.splice(i, 0, r.slice);
+      }
       dirtySvcs.add(r.serviceKey);
     }
   }
@@ -868,13 +953,10 @@ export class LbModel {
     const dupWarnings: ModelWarning[] = [];
     const chosen = group ? chooseOne(key, group, 'Service', (object, reason) => dupWarnings.push({ object, reason })) : undefined;
     this.#setWarnings(`ds:${key}`, dupWarnings);
-    const cands = new Map<string, LbFrontend>();
+    let cands: Candidate[] = [];
     if (group) {
       const warnings: ModelWarning[] = [];
-      const bySlice = this.#bySvc.get(key);
-      // In slice-name order, as buildLbState sees them.
-      const slices = bySlice ? [...bySlice.keys()].sort().map((k) => bySlice.get(k)!) : undefined;
-      for (const c of candidatesOf(key, chosen, slices, (object, reason) => warnings.push({ object, reason }))) cands.set(c.sortKey, c.fe);
+      cands = candidatesOf(key, chosen, this.#bySvc.get(key), (object, reason) => warnings.push({ object, reason }));
       this.#setWarnings(`s:${key}`, warnings);
       this.#svcs.set(key, { obj: chosen, cands });
     } else {
@@ -882,8 +964,8 @@ export class LbModel {
       this.#warn.delete(`s:${key}`);
     }
     if (old) {
-      for (const sk of old.cands.keys()) {
-        if (cands.has(sk)) continue;
+      for (const { sortKey: sk } of old.cands) {
+        if (candidate(cands, sk)) continue;
         const list = this.#claims.get(sk);
         if (list) {
           removeOne(list, key);
@@ -892,9 +974,9 @@ export class LbModel {
         touched.add(sk);
       }
     }
-    for (const sk of cands.keys()) {
+    for (const { sortKey: sk } of cands) {
       touched.add(sk);
-      if (old?.cands.has(sk)) continue;
+      if (candidate(old?.cands, sk)) continue;
       const list = this.#claims.get(sk);
       if (!list) this.#claims.set(sk, [key]);
       else {
@@ -909,12 +991,12 @@ export class LbModel {
   #settle(sk: string, changes: Map<string, FrontendChange>): void {
     const claimants = this.#claims.get(sk);
     const owner = claimants?.[0];
-    const after = owner === undefined ? undefined : this.#svcs.get(owner)?.cands.get(sk);
+    const after = owner === undefined ? undefined : candidate(this.#svcs.get(owner)?.cands, sk);
     const conflicts: ModelWarning[] = [];
     if (claimants && owner !== undefined) {
       for (let i = 1; i < claimants.length; i++) {
         const c = claimants[i]!;
-        const fe = this.#svcs.get(c)?.cands.get(sk);
+        const fe = candidate(this.#svcs.get(c)?.cands, sk);
         if (fe) conflicts.push({ object: `Service ${c}`, reason: conflictReason(fe, owner) });
       }
     }
