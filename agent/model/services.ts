@@ -487,15 +487,16 @@ function selectBackends(slices: ParsedSlice[] | undefined, family: IpFamily, por
     }
   }
   const order = cs.map((_, c) => c);
-  const key = (c: number) => keys[c]!;
-  const node = (c: number) => use[cs[c]!]!.nodes?.[ce[c]!] ?? '';
-  // By address, then port; among copies of one address+port the smaller nodeName first (so input order never matters).
-  order.sort((a, b) => {
-    const ka = key(a), kb = key(b);
+  let sorted = true;
+  for (let c = 1; c < keys.length && sorted; c++) sorted = keys[c - 1]! < keys[c]!;
+  // Strictly increasing addresses (usual for one slice): already in order, no two the same backend. Else sort
+  // by address, then port; among copies of one address+port the smaller nodeName first (so input order never matters).
+  if (!sorted) order.sort((a, b) => {
+    const ka = keys[a]!, kb = keys[b]!;
     if (ka !== kb) return ka < kb ? -1 : 1;
     const pa = nums[cs[a]!]!, pb = nums[cs[b]!]!;
     if (pa !== pb) return pa - pb;
-    const na = node(a), nb = node(b);
+    const na = use[cs[a]!]!.nodes?.[ce[a]!] ?? '', nb = use[cs[b]!]!.nodes?.[ce[b]!] ?? '';
     return na < nb ? -1 : na > nb ? 1 : 0;
   });
   const out: LbBackend[] = [];
@@ -760,6 +761,9 @@ function removeOne(list: unknown[], o: unknown): void {
   if (i >= 0) list.splice(i, 1);
 }
 
+/** What produced a warning: a Service, an EndpointSlice, an address conflict (by frontend sort key), duplicate Services, duplicate slices. */
+type WarningSource = 's' | 'e' | 'c' | 'ds' | 'de';
+
 interface SliceRec {
   obj: unknown;
   serviceKey: string | undefined;
@@ -800,8 +804,8 @@ export class LbModel {
   /** Frontend sort key -> the services asking for it, in name order (the first one gets it). */
   readonly #claims = new Map<string, string[]>();
   readonly #winners = new Map<string, LbFrontend>();
-  /** Warnings by what produced them ("s:<key>", "e:<key>", "c:<sortKey>", "ds:<key>", "de:<key>"). */
-  readonly #warn = new Map<string, ModelWarning[]>();
+  /** Warnings by what produced them (WarningSource), then by object key (frontend sort key for conflicts). */
+  readonly #warn: Record<WarningSource, Map<string, ModelWarning[]>> = { s: new Map(), e: new Map(), c: new Map(), ds: new Map(), de: new Map() };
   #inputWarnings: ModelWarning[] = [];
   #state: LbState | undefined;
 
@@ -868,13 +872,13 @@ export class LbModel {
     };
     positional(this.#slicesIn, this.#badSlices, 'EndpointSlice');
     positional(this.#services, this.#badServices, 'Service');
-    for (const list of this.#warn.values()) out.push(...list);
+    for (const m of Object.values(this.#warn)) for (const list of m.values()) out.push(...list);
     return out.sort(compareWarnings);
   }
 
-  #setWarnings(id: string, list: ModelWarning[]): void {
-    if (list.length > 0) this.#warn.set(id, list);
-    else this.#warn.delete(id);
+  #setWarnings(source: WarningSource, key: string, list: ModelWarning[]): void {
+    if (list.length > 0) this.#warn[source].set(key, list);
+    else this.#warn[source].delete(key);
   }
 
   /** Apply the difference between two versions of a list to the groups; returns the keys that changed. */
@@ -917,7 +921,7 @@ export class LbModel {
     const old = this.#slices.get(key);
     const dupWarnings: ModelWarning[] = [];
     const chosen = group ? chooseOne(key, group, 'EndpointSlice', (object, reason) => dupWarnings.push({ object, reason })) : undefined;
-    this.#setWarnings(`de:${key}`, dupWarnings);
+    this.#setWarnings('de', key, dupWarnings);
     if (group && old && old.obj === chosen) return;
     if (old?.serviceKey !== undefined) {
       const list = this.#bySvc.get(old.serviceKey);
@@ -928,12 +932,12 @@ export class LbModel {
     }
     if (!group) {
       this.#slices.delete(key);
-      this.#warn.delete(`e:${key}`);
+      this.#warn.e.delete(key);
       return;
     }
     const warnings: ModelWarning[] = [];
     const r = sliceOf(key, chosen, (object, reason) => warnings.push({ object, reason }));
-    this.#setWarnings(`e:${key}`, warnings);
+    this.#setWarnings('e', key, warnings);
     this.#slices.set(key, { obj: chosen, serviceKey: r?.serviceKey });
     if (r) {
       const list = this.#bySvc.get(r.serviceKey);
@@ -952,16 +956,16 @@ export class LbModel {
     const old = this.#svcs.get(key);
     const dupWarnings: ModelWarning[] = [];
     const chosen = group ? chooseOne(key, group, 'Service', (object, reason) => dupWarnings.push({ object, reason })) : undefined;
-    this.#setWarnings(`ds:${key}`, dupWarnings);
+    this.#setWarnings('ds', key, dupWarnings);
     let cands: Candidate[] = [];
     if (group) {
       const warnings: ModelWarning[] = [];
       cands = candidatesOf(key, chosen, this.#bySvc.get(key), (object, reason) => warnings.push({ object, reason }));
-      this.#setWarnings(`s:${key}`, warnings);
+      this.#setWarnings('s', key, warnings);
       this.#svcs.set(key, { obj: chosen, cands });
     } else {
       this.#svcs.delete(key);
-      this.#warn.delete(`s:${key}`);
+      this.#warn.s.delete(key);
     }
     if (old) {
       for (const { sortKey: sk } of old.cands) {
@@ -1000,7 +1004,7 @@ export class LbModel {
         if (fe) conflicts.push({ object: `Service ${c}`, reason: conflictReason(fe, owner) });
       }
     }
-    this.#setWarnings(`c:${sk}`, conflicts);
+    this.#setWarnings('c', sk, conflicts);
     const before = this.#winners.get(sk);
     if (after) this.#winners.set(sk, after);
     else this.#winners.delete(sk);
