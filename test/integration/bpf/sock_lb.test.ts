@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { netns, rootSkipReason, scratchBpffs, start, testCgroup, veth, type Netns, type Teardownable } from '../../lib/sandbox.ts';
 import { cleanup, load, type Loaded } from '../../../agent/datapath/loader.ts';
-import { BpfMap } from '../../../agent/datapath/libbpf.ts';
+import { kernelMap } from '../../lib/kernel-map.ts';
 import { allocationFromMaps, lbEntries, lbPlans, type LbAllocation } from '../../../agent/datapath/lb-entries.ts';
 import { reconcile, type MapAccess, type ReconcileResult } from '../../../agent/datapath/reconcile.ts';
 import { LB_CONFIG_MAPS, SOCK_LB_OBJECTS, type LbConfigMapName } from '../../../agent/datapath/lb-layout.ts';
@@ -67,8 +67,7 @@ async function makeLab(t: Teardownable, object: string): Promise<Lab> {
   });
   const maps = {} as Record<LbConfigMapName, MapAccess>;
   for (const name of LB_CONFIG_MAPS) {
-    const m = new BpfMap(loaded.maps[name]!); // the fd stays owned by the object
-    maps[name] = { entries: () => m.entries(), update: (k, v) => m.set(k, v), delete: (k) => { m.delete(k); } };
+    maps[name] = kernelMap(loaded.maps[name]!); // the fd stays owned by the object
   }
   const lab: Lab = {
     loaded,
