@@ -375,13 +375,15 @@ export function lbFirst(state: LbState): LbFirst {
   const feNum = new NumIndex(list.length), beNum = new NumIndex(nBackends);
   const feStr = new Map<string, number>(), beStr = new Map<string, number>();
 
+  // Columns sized for the most there can be (every backend listed distinct), filled up to nBe / nSlots.
   const fronts: LbFrontend[] = [];
-  const slotStart: number[] = [0];
-  const slotIds: number[] = [];
-  const beFamily: number[] = [], beAddress: string[] = [], bePort: number[] = [], beProto: number[] = [], beFlags: number[] = [];
-  const beAddr4: number[] = [];
-  const lastUser: number[] = [];
-  let be4 = 0;
+  const slotStart = new Uint32Array(list.length + 1);
+  const slotIds = new Uint32Array(nBackends);
+  const beFamily = new Uint8Array(nBackends), bePort = new Uint16Array(nBackends), beProto = new Uint8Array(nBackends), beFlags = new Uint8Array(nBackends);
+  const beAddress: string[] = [];
+  const beAddr4 = new Float64Array(nBackends);
+  const lastUser = new Int32Array(nBackends);
+  let be4 = 0, nBe = 0, nSlots = 0;
   for (const fe of list) {
     const fk = fe.family === 4 ? l4Num(fe.address, fe.port, fe.protocol) : -1;
     if (fk >= 0) {
@@ -401,25 +403,25 @@ export function lbFirst(state: LbState): LbFirst {
       if (bk >= 0) bi = beNum.get(bk);
       else bi = beStr.get(l4Id(fe.family, be.address, be.port, fe.protocol)) ?? -1;
       if (bi < 0) {
-        bi = beFamily.length;
+        bi = nBe++;
         if (bk >= 0) beNum.add(bk, bi);
         else beStr.set(l4Id(fe.family, be.address, be.port, fe.protocol), bi);
         // The first use sets the flags.
-        beFamily.push(fe.family);
+        beFamily[bi] = fe.family;
         beAddress.push(be.address);
-        bePort.push(be.port);
-        beProto.push(proto);
-        beFlags.push(be.terminating ? BE_F_TERMINATING : 0);
-        beAddr4.push(bk >= 0 ? Math.floor(bk / 131072) : -1);
-        lastUser.push(fi);
+        bePort[bi] = be.port;
+        beProto[bi] = proto;
+        beFlags[bi] = be.terminating ? BE_F_TERMINATING : 0;
+        beAddr4[bi] = bk >= 0 ? Math.floor(bk / 131072) : -1;
+        lastUser[bi] = fi;
         if (fe.family === 4) be4++;
       } else if (lastUser[bi] === fi) continue; // listed twice: the first counts
       else lastUser[bi] = fi;
-      slotIds.push(bi + 1); // ids from 1 in order of first use
+      slotIds[nSlots++] = bi + 1; // ids from 1 in order of first use
     }
-    slotStart.push(slotIds.length);
+    slotStart[fi + 1] = nSlots;
   }
-  const beIds = new Uint32Array(beFamily.length);
+  const beIds = new Uint32Array(nBe);
   for (let i = 0; i < beIds.length; i++) beIds[i] = i + 1;
   const rnIds = new Uint32Array(fronts.length);
   for (let i = 0; i < rnIds.length; i++) rnIds[i] = i + 1;
