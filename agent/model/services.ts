@@ -338,7 +338,7 @@ interface ParsedService {
 }
 
 /** Returns the parsed service, or undefined when it has no ClusterIP frontend (with or without a warning). */
-function parseService(obj: Rec, meta: Meta, warn: (reason: string) => void): ParsedService | undefined {
+function parseService(obj: Rec, meta: Meta, key: string, warn: (reason: string) => void): ParsedService | undefined {
   const spec = get(obj, 'spec');
   if (!isRec(spec)) {
     warn('spec missing or not an object');
@@ -451,7 +451,7 @@ function parseService(obj: Rec, meta: Meta, warn: (reason: string) => void): Par
     warn(`spec.sessionAffinity ${describe(sa)} is not None or ClientIP; using None`);
   }
 
-  return { key: `${meta.namespace}/${meta.name}`, ips, ports, affinity };
+  return { key, ips, ports, affinity };
 }
 
 // ---------------------------------------------------------------------------
@@ -573,21 +573,21 @@ interface Candidate {
 
 /** The frontends one (deduplicated) Service object asks for, given the slices labelled for it. */
 function candidatesOf(key: string, obj: unknown, slices: ParsedSlice[] | undefined, warn: (object: string, reason: string) => void): Candidate[] {
-  const object = `Service ${key}`;
   const out: Candidate[] = [];
   try {
     const meta = readMeta(obj) as Meta;
-    const svc = parseService(obj as Rec, meta, (reason) => warn(object, reason));
+    const svc = parseService(obj as Rec, meta, key, (reason) => warn(`Service ${key}`, reason));
     if (!svc) return out;
-    const backendCache = new Map<string, LbBackend[]>();
+    // Frontends of one family and port share their backends (a copy each): looked up only when there are several.
+    const backendCache = svc.ips.length > 1 ? new Map<string, LbBackend[]>() : undefined;
     for (const ip of svc.ips) {
       for (const p of svc.ports) {
         const sortKey = `${ip.family}|${ip.key}|${p.port.toString().padStart(5, '0')}|${p.protocol}`;
-        const bk = `${ip.family}|${p.name}|${p.protocol}`;
-        let backends = backendCache.get(bk);
+        const bk = backendCache ? `${ip.family}|${p.name}|${p.protocol}` : '';
+        let backends = backendCache?.get(bk);
         if (!backends) {
           backends = selectBackends(slices, ip.family, p);
-          backendCache.set(bk, backends);
+          backendCache?.set(bk, backends);
         } else {
           // Each frontend gets its own array, so a consumer may mutate one safely.
           backends = backends.map((b) => ({ ...b }));
@@ -609,7 +609,7 @@ function candidatesOf(key: string, obj: unknown, slices: ParsedSlice[] | undefin
       }
     }
   } catch (e) {
-    warn(object, `unexpected error: ${errText(e)}`);
+    warn(`Service ${key}`, `unexpected error: ${errText(e)}`);
   }
   return out;
 }
@@ -764,6 +764,15 @@ function removeOne(list: unknown[], o: unknown): void {
 /** What produced a warning: a Service, an EndpointSlice, an address conflict (by frontend sort key), duplicate Services, duplicate slices. */
 type WarningSource = 's' | 'e' | 'c' | 'ds' | 'de';
 
+/** Objects sharing one "namespace/name" (a group of one is the object itself: no array per object). */
+class Dups {
+  readonly list: unknown[];
+  constructor(list: unknown[]) {
+    this.list = list;
+  }
+}
+type Group = unknown;
+
 interface SliceRec {
   obj: unknown;
   serviceKey: string | undefined;
@@ -792,8 +801,8 @@ export class LbModel {
   #services: unknown[] = [];
   #slicesIn: unknown[] = [];
   /** Objects by "namespace/name" (usually one each). */
-  readonly #svcGroups = new Map<string, unknown[]>();
-  readonly #sliceGroups = new Map<string, unknown[]>();
+  readonly #svcGroups = new Map<string, Group>();
+  readonly #sliceGroups = new Map<string, Group>();
   /** Objects without a usable name, with how many times each is present. */
   readonly #badServices = new Map<unknown, number>();
   readonly #badSlices = new Map<unknown, number>();
@@ -802,7 +811,7 @@ export class LbModel {
   readonly #bySvc = new Map<string, ParsedSlice[]>();
   readonly #svcs = new Map<string, ServiceRec>();
   /** Frontend sort key -> the services asking for it, in name order (the first one gets it). */
-  readonly #claims = new Map<string, string[]>();
+  readonly #claims = new Map<string, string | string[]>();
   readonly #winners = new Map<string, LbFrontend>();
   /** Warnings by what produced them (WarningSource), then by object key (frontend sort key for conflicts). */
   readonly #warn: Record<WarningSource, Map<string, ModelWarning[]>> = { s: new Map(), e: new Map(), c: new Map(), ds: new Map(), de: new Map() };
@@ -882,7 +891,7 @@ export class LbModel {
   }
 
   /** Apply the difference between two versions of a list to the groups; returns the keys that changed. */
-  #regroup(prev: unknown[], next: unknown[], groups: Map<string, unknown[]>, bad: Map<unknown, number>): Set<string> {
+  #regroup(prev: unknown[], next: unknown[], groups: Map<string, Group>, bad: Map<unknown, number>): Set<string> {
     const dirty = new Set<string>();
     const { removed, added } = diffRefs(prev, next);
     for (const o of removed) {
@@ -895,10 +904,10 @@ export class LbModel {
       }
       const key = `${meta.namespace}/${meta.name}`;
       const g = groups.get(key);
-      if (g) {
-        removeOne(g, o);
-        if (g.length === 0) groups.delete(key);
-      }
+      if (g instanceof Dups) {
+        removeOne(g.list, o);
+        if (g.list.length === 1) groups.set(key, g.list[0]);
+      } else if (g === o) groups.delete(key);
       dirty.add(key);
     }
     for (const o of added) {
@@ -909,8 +918,9 @@ export class LbModel {
       }
       const key = `${meta.namespace}/${meta.name}`;
       const g = groups.get(key);
-      if (g) g.push(o);
-      else groups.set(key, [o]);
+      if (g === undefined) groups.set(key, o);
+      else if (g instanceof Dups) g.list.push(o);
+      else groups.set(key, new Dups([g, o]));
       dirty.add(key);
     }
     return dirty;
@@ -920,7 +930,7 @@ export class LbModel {
     const group = this.#sliceGroups.get(key);
     const old = this.#slices.get(key);
     const dupWarnings: ModelWarning[] = [];
-    const chosen = group ? chooseOne(key, group, 'EndpointSlice', (object, reason) => dupWarnings.push({ object, reason })) : undefined;
+    const chosen = group instanceof Dups ? chooseOne(key, group.list, 'EndpointSlice', (object, reason) => dupWarnings.push({ object, reason })) : group;
     this.#setWarnings('de', key, dupWarnings);
     if (group && old && old.obj === chosen) return;
     if (old?.serviceKey !== undefined) {
@@ -955,7 +965,7 @@ export class LbModel {
     const group = this.#svcGroups.get(key);
     const old = this.#svcs.get(key);
     const dupWarnings: ModelWarning[] = [];
-    const chosen = group ? chooseOne(key, group, 'Service', (object, reason) => dupWarnings.push({ object, reason })) : undefined;
+    const chosen = group instanceof Dups ? chooseOne(key, group.list, 'Service', (object, reason) => dupWarnings.push({ object, reason })) : group;
     this.#setWarnings('ds', key, dupWarnings);
     let cands: Candidate[] = [];
     if (group) {
@@ -971,9 +981,10 @@ export class LbModel {
       for (const { sortKey: sk } of old.cands) {
         if (candidate(cands, sk)) continue;
         const list = this.#claims.get(sk);
-        if (list) {
+        if (list === key) this.#claims.delete(sk);
+        else if (Array.isArray(list)) {
           removeOne(list, key);
-          if (list.length === 0) this.#claims.delete(sk);
+          if (list.length === 1) this.#claims.set(sk, list[0]!);
         }
         touched.add(sk);
       }
@@ -982,7 +993,8 @@ export class LbModel {
       touched.add(sk);
       if (candidate(old?.cands, sk)) continue;
       const list = this.#claims.get(sk);
-      if (!list) this.#claims.set(sk, [key]);
+      if (list === undefined) this.#claims.set(sk, key);
+      else if (!Array.isArray(list)) this.#claims.set(sk, list < key ? [list, key] : [key, list]);
       else {
         let i = 0;
         while (i < list.length && list[i]! < key) i++;
@@ -994,10 +1006,10 @@ export class LbModel {
   /** Settle who gets a frontend address and record the change, if any. */
   #settle(sk: string, changes: Map<string, FrontendChange>): void {
     const claimants = this.#claims.get(sk);
-    const owner = claimants?.[0];
+    const owner = Array.isArray(claimants) ? claimants[0] : claimants;
     const after = owner === undefined ? undefined : candidate(this.#svcs.get(owner)?.cands, sk);
     const conflicts: ModelWarning[] = [];
-    if (claimants && owner !== undefined) {
+    if (Array.isArray(claimants) && owner !== undefined) {
       for (let i = 1; i < claimants.length; i++) {
         const c = claimants[i]!;
         const fe = candidate(this.#svcs.get(c)?.cands, sk);
