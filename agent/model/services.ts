@@ -764,6 +764,9 @@ function removeOne(list: unknown[], o: unknown): void {
 /** What produced a warning: a Service, an EndpointSlice, an address conflict (by frontend sort key), duplicate Services, duplicate slices. */
 type WarningSource = 's' | 'e' | 'c' | 'ds' | 'de';
 
+/** No warnings (shared; never added to: #setWarnings keeps only non-empty lists). */
+const NO_WARNINGS: ModelWarning[] = [];
+
 /** Objects sharing one "namespace/name" (a group of one is the object itself: no array per object). */
 class Dups {
   readonly list: unknown[];
@@ -885,6 +888,18 @@ export class LbModel {
     return out.sort(compareWarnings);
   }
 
+  /** Warnings of the step at hand, collected without a list or a closure per object (most objects have none). */
+  readonly #scratch: ModelWarning[] = [];
+  readonly #collect = (object: string, reason: string): void => {
+    this.#scratch.push({ object, reason });
+  };
+
+  /** What #collect gathered since the last call (and start over). */
+  #collected(): ModelWarning[] {
+    if (this.#scratch.length === 0) return NO_WARNINGS;
+    return this.#scratch.splice(0);
+  }
+
   #setWarnings(source: WarningSource, key: string, list: ModelWarning[]): void {
     if (list.length > 0) this.#warn[source].set(key, list);
     else this.#warn[source].delete(key);
@@ -929,9 +944,8 @@ export class LbModel {
   #updateSlice(key: string, dirtySvcs: Set<string>): void {
     const group = this.#sliceGroups.get(key);
     const old = this.#slices.get(key);
-    const dupWarnings: ModelWarning[] = [];
-    const chosen = group instanceof Dups ? chooseOne(key, group.list, 'EndpointSlice', (object, reason) => dupWarnings.push({ object, reason })) : group;
-    this.#setWarnings('de', key, dupWarnings);
+    const chosen = group instanceof Dups ? chooseOne(key, group.list, 'EndpointSlice', this.#collect) : group;
+    this.#setWarnings('de', key, this.#collected());
     if (group && old && old.obj === chosen) return;
     if (old?.serviceKey !== undefined) {
       const list = this.#bySvc.get(old.serviceKey);
@@ -945,9 +959,8 @@ export class LbModel {
       this.#warn.e.delete(key);
       return;
     }
-    const warnings: ModelWarning[] = [];
-    const r = sliceOf(key, chosen, (object, reason) => warnings.push({ object, reason }));
-    this.#setWarnings('e', key, warnings);
+    const r = sliceOf(key, chosen, this.#collect);
+    this.#setWarnings('e', key, this.#collected());
     this.#slices.set(key, { obj: chosen, serviceKey: r?.serviceKey });
     if (r) {
       const list = this.#bySvc.get(r.serviceKey);
@@ -964,14 +977,12 @@ export class LbModel {
   #updateService(key: string, touched: Set<string>): void {
     const group = this.#svcGroups.get(key);
     const old = this.#svcs.get(key);
-    const dupWarnings: ModelWarning[] = [];
-    const chosen = group instanceof Dups ? chooseOne(key, group.list, 'Service', (object, reason) => dupWarnings.push({ object, reason })) : group;
-    this.#setWarnings('ds', key, dupWarnings);
+    const chosen = group instanceof Dups ? chooseOne(key, group.list, 'Service', this.#collect) : group;
+    this.#setWarnings('ds', key, this.#collected());
     let cands: Candidate[] = [];
     if (group) {
-      const warnings: ModelWarning[] = [];
-      cands = candidatesOf(key, chosen, this.#bySvc.get(key), (object, reason) => warnings.push({ object, reason }));
-      this.#setWarnings('s', key, warnings);
+      cands = candidatesOf(key, chosen, this.#bySvc.get(key), this.#collect);
+      this.#setWarnings('s', key, this.#collected());
       this.#svcs.set(key, { obj: chosen, cands });
     } else {
       this.#svcs.delete(key);
@@ -1008,15 +1019,14 @@ export class LbModel {
     const claimants = this.#claims.get(sk);
     const owner = Array.isArray(claimants) ? claimants[0] : claimants;
     const after = owner === undefined ? undefined : candidate(this.#svcs.get(owner)?.cands, sk);
-    const conflicts: ModelWarning[] = [];
     if (Array.isArray(claimants) && owner !== undefined) {
       for (let i = 1; i < claimants.length; i++) {
         const c = claimants[i]!;
         const fe = candidate(this.#svcs.get(c)?.cands, sk);
-        if (fe) conflicts.push({ object: `Service ${c}`, reason: conflictReason(fe, owner) });
+        if (fe) this.#collect(`Service ${c}`, conflictReason(fe, owner));
       }
     }
-    this.#setWarnings('c', sk, conflicts);
+    this.#setWarnings('c', sk, this.#collected());
     const before = this.#winners.get(sk);
     if (after) this.#winners.set(sk, after);
     else this.#winners.delete(sk);
