@@ -10,6 +10,7 @@
 import type { FrontendChange } from '../model/services.ts';
 import { frontendSortKey } from '../model/services.ts';
 import type { LbFrontend, LbState } from '../model/types.ts';
+import { ipv4Value } from '../model/ip.ts';
 import { endianness } from 'node:os';
 import {
   BE_F_TERMINATING, LB4_BE_MAP, LB4_RNAT_MAP, LB4_SVC_MAP, LB6_BE_MAP, LB6_RNAT_MAP, LB6_SVC_MAP, LB_CONFIG_MAPS, SVC_F_AFFINITY,
@@ -126,32 +127,7 @@ function putSvc(w: RunWriter, backendId: number, count: number, flags: number, r
   w.vv.setUint32(v + SV.timeout, timeout, LE);
 }
 
-/**
- * The value of a dotted quad as isIP accepts it (four decimal octets, no
- * leading zeros), or -1 for anything else (left to addrBytes).
- */
-export function ipv4Value(s: string): number {
-  const n = s.length;
-  if (n < 7 || n > 15) return -1;
-  let v = 0, octet = 0, digits = 0, dots = 0;
-  for (let i = 0; i < n; i++) {
-    const c = s.charCodeAt(i);
-    if (c === 46) {
-      if (digits === 0 || dots === 3) return -1;
-      v = v * 256 + octet;
-      octet = 0;
-      digits = 0;
-      dots++;
-    } else if (c >= 48 && c <= 57) {
-      if (digits > 0 && octet === 0) return -1;
-      octet = octet * 10 + (c - 48);
-      if (octet > 255) return -1;
-      digits++;
-    } else return -1;
-  }
-  if (digits === 0 || dots !== 3) return -1;
-  return v * 256 + octet;
-}
+export { ipv4Value } from '../model/ip.ts';
 
 /** Network-order address bytes at `at` (what addrBytes gives, without a lookup for plain IPv4). */
 function putAddr(buf: Uint8Array, dv: DataView, at: number, address: string, family: 4 | 6): void {

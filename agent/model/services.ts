@@ -61,7 +61,7 @@
 // then reason. The input order never changes the output.
 import type { Snapshot, KubeObject } from '../source/types.ts';
 import type { IpFamily, L4Protocol, LbBackend, LbFrontend, LbState, ModelWarning } from './types.ts';
-import { parseIp, type ParsedIp } from './ip.ts';
+import { ipv4Value, parseIp, type ParsedIp } from './ip.ts';
 
 export { parseIp, normalizeIp, type ParsedIp } from './ip.ts';
 
@@ -163,32 +163,9 @@ interface ParsedSlice {
 
 /** The sort key of an address parseSlice accepted: its value for IPv4, the hex key for IPv6 (numeric order either way). */
 function addressKey(address: string, family: IpFamily): number | string {
-  return family === 4 ? ipv4Number(address) : parseIp(address)!.key;
+  return family === 4 ? ipv4Value(address) : parseIp(address)!.key;
 }
 
-/** The value of a dotted quad as isIP accepts it (no leading zeros), or -1. */
-function ipv4Number(s: string): number {
-  const n = s.length;
-  if (n < 7 || n > 15) return -1;
-  let v = 0, octet = 0, digits = 0, dots = 0;
-  for (let i = 0; i < n; i++) {
-    const c = s.charCodeAt(i);
-    if (c === 46) {
-      if (digits === 0 || dots === 3) return -1;
-      v = v * 256 + octet;
-      octet = 0;
-      digits = 0;
-      dots++;
-    } else if (c >= 48 && c <= 57) {
-      if (digits > 0 && octet === 0) return -1;
-      octet = octet * 10 + (c - 48);
-      if (octet > 255) return -1;
-      digits++;
-    } else return -1;
-  }
-  if (digits === 0 || dots !== 3) return -1;
-  return v * 256 + octet;
-}
 
 function parseCondition(conds: Rec, key: string): boolean | null | 'bad' {
   const v = get(conds, key);
@@ -268,7 +245,7 @@ function parseSlice(obj: unknown, meta: Meta, id: string, warn: (reason: string)
       // A plain dotted quad (the common case) needs no ParsedIp.
       const raw: unknown = addrs[0];
       let address: string;
-      if (typeof raw === 'string' && ipv4Number(raw) >= 0) {
+      if (typeof raw === 'string' && ipv4Value(raw) >= 0) {
         address = raw;
         if (family !== 4) {
           warn(`endpoints[${i}].addresses[0] ${address} is not ${at}`);
