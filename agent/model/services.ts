@@ -550,11 +550,13 @@ interface Candidate {
 
 /** The frontends one (deduplicated) Service object asks for, given the slices labelled for it. */
 function candidatesOf(key: string, obj: unknown, slices: ParsedSlice[] | undefined, warn: (object: string, reason: string) => void): Candidate[] {
-  const out: Candidate[] = [];
+  // One per address and port, sized up front (the model keeps it); n filled.
+  let out: Candidate[] = [], n = 0;
   try {
     const meta = readMeta(obj) as Meta;
     const svc = parseService(obj as Rec, meta, key, (reason) => warn(`Service ${key}`, reason));
     if (!svc) return out;
+    out = new Array<Candidate>(svc.ips.length * svc.ports.length);
     // Frontends of one family and port share their backends (a copy each): looked up only when there are several.
     const backendCache = svc.ips.length > 1 ? new Map<string, LbBackend[]>() : undefined;
     for (const ip of svc.ips) {
@@ -569,7 +571,7 @@ function candidatesOf(key: string, obj: unknown, slices: ParsedSlice[] | undefin
           // Each frontend gets its own array, so a consumer may mutate one safely.
           backends = backends.map((b) => ({ ...b }));
         }
-        out.push({
+        out[n++] = {
           sortKey,
           fe: {
             service: svc.key,
@@ -582,12 +584,13 @@ function candidatesOf(key: string, obj: unknown, slices: ParsedSlice[] | undefin
             backends,
             affinityTimeoutSeconds: svc.affinity,
           },
-        });
+        };
       }
     }
   } catch (e) {
     warn(`Service ${key}`, `unexpected error: ${errText(e)}`);
   }
+  out.length = n;
   return out;
 }
 
