@@ -15,10 +15,10 @@ const LE = endianness() === 'LE';
 
 export const LB4_SVC_MAP = 'kl_lb4_svc_v1';
 export const LB6_SVC_MAP = 'kl_lb6_svc_v1';
-export const LB4_BE_MAP = 'kl_lb4_be_v1';
-export const LB6_BE_MAP = 'kl_lb6_be_v1';
-export const LB4_RNAT_MAP = 'kl_lb4_rnat_v1';
-export const LB6_RNAT_MAP = 'kl_lb6_rnat_v1';
+export const LB4_BE_MAP = 'kl_lb4_be_v2';
+export const LB6_BE_MAP = 'kl_lb6_be_v2';
+export const LB4_RNAT_MAP = 'kl_lb4_rnat_v2';
+export const LB6_RNAT_MAP = 'kl_lb6_rnat_v2';
 export const LB4_RSK_MAP = 'kl_lb4_rsk_v1';
 export const LB6_RSK_MAP = 'kl_lb6_rsk_v1';
 export const LB_AFF_MAP = 'kl_lb_aff_v1';
@@ -146,16 +146,17 @@ export const LB_STRUCTS: readonly StructLayout[] = [
 ];
 
 /** Key and value struct of each map ('u32' for a plain __u32 id key). */
-export const LB_MAP_TYPES: Record<LbMapName, { key: StructLayout | 'u32'; value: StructLayout }> = {
-  [LB4_SVC_MAP]: { key: LB4_KEY, value: LB_SVC },
-  [LB6_SVC_MAP]: { key: LB6_KEY, value: LB_SVC },
-  [LB4_BE_MAP]: { key: 'u32', value: LB4_BACKEND },
-  [LB6_BE_MAP]: { key: 'u32', value: LB6_BACKEND },
-  [LB4_RNAT_MAP]: { key: 'u32', value: LB4_RNAT },
-  [LB6_RNAT_MAP]: { key: 'u32', value: LB6_RNAT },
-  [LB4_RSK_MAP]: { key: LB4_RSK_KEY, value: LB4_RSK },
-  [LB6_RSK_MAP]: { key: LB6_RSK_KEY, value: LB6_RSK },
-  [LB_AFF_MAP]: { key: LB_AFF_KEY, value: LB_AFF },
+export const LB_MAP_TYPES: Record<LbMapName, { kind: 'hash' | 'array' | 'lru_hash'; key: StructLayout | 'u32'; value: StructLayout }> = {
+  [LB4_SVC_MAP]: { kind: 'hash', key: LB4_KEY, value: LB_SVC },
+  [LB6_SVC_MAP]: { kind: 'hash', key: LB6_KEY, value: LB_SVC },
+  // Keyed by dense ids: arrays (an unused id holds zeros).
+  [LB4_BE_MAP]: { kind: 'array', key: 'u32', value: LB4_BACKEND },
+  [LB6_BE_MAP]: { kind: 'array', key: 'u32', value: LB6_BACKEND },
+  [LB4_RNAT_MAP]: { kind: 'array', key: 'u32', value: LB4_RNAT },
+  [LB6_RNAT_MAP]: { kind: 'array', key: 'u32', value: LB6_RNAT },
+  [LB4_RSK_MAP]: { kind: 'lru_hash', key: LB4_RSK_KEY, value: LB4_RSK },
+  [LB6_RSK_MAP]: { kind: 'lru_hash', key: LB6_RSK_KEY, value: LB6_RSK },
+  [LB_AFF_MAP]: { kind: 'lru_hash', key: LB_AFF_KEY, value: LB_AFF },
 };
 
 // ---- addresses ---------------------------------------------------------------------

@@ -10,11 +10,12 @@
 import type { FrontendChange } from '../model/services.ts';
 import { frontendSortKey } from '../model/services.ts';
 import type { LbFrontend, LbState } from '../model/types.ts';
+import { ipv4Value } from '../model/ip.ts';
 import { endianness } from 'node:os';
 import {
   BE_F_TERMINATING, LB4_BE_MAP, LB4_RNAT_MAP, LB4_SVC_MAP, LB6_BE_MAP, LB6_RNAT_MAP, LB6_SVC_MAP, LB_CONFIG_MAPS, SVC_F_AFFINITY,
   LB4_BACKEND, LB4_KEY, LB4_RNAT, LB6_BACKEND, LB6_KEY, LB6_RNAT, LB_SVC,
-  addrBytes, lb4BackendCodec, lb4KeyCodec, lb4RevNatCodec, lb6BackendCodec, lb6KeyCodec, lb6RevNatCodec, protoNumber, svcValueCodec, u32Codec,
+  addrBytes, lb4BackendCodec, lb4KeyCodec, lb4RevNatCodec, lb6BackendCodec, lb6KeyCodec, lb6RevNatCodec, protoName, protoNumber, svcValueCodec, u32Codec,
   type LbConfigMapName, type StructLayout,
 } from './lb-layout.ts';
 import { assignSlots, emptyAllocation, IdPool, l4Id, lbPhase, type L4Id, type LbAllocation, type MapEntry } from './lb-entries.ts';
@@ -126,32 +127,7 @@ function putSvc(w: RunWriter, backendId: number, count: number, flags: number, r
   w.vv.setUint32(v + SV.timeout, timeout, LE);
 }
 
-/**
- * The value of a dotted quad as isIP accepts it (four decimal octets, no
- * leading zeros), or -1 for anything else (left to addrBytes).
- */
-export function ipv4Value(s: string): number {
-  const n = s.length;
-  if (n < 7 || n > 15) return -1;
-  let v = 0, octet = 0, digits = 0, dots = 0;
-  for (let i = 0; i < n; i++) {
-    const c = s.charCodeAt(i);
-    if (c === 46) {
-      if (digits === 0 || dots === 3) return -1;
-      v = v * 256 + octet;
-      octet = 0;
-      digits = 0;
-      dots++;
-    } else if (c >= 48 && c <= 57) {
-      if (digits > 0 && octet === 0) return -1;
-      octet = octet * 10 + (c - 48);
-      if (octet > 255) return -1;
-      digits++;
-    } else return -1;
-  }
-  if (digits === 0 || dots !== 3) return -1;
-  return v * 256 + octet;
-}
+export { ipv4Value } from '../model/ip.ts';
 
 /** Network-order address bytes at `at` (what addrBytes gives, without a lookup for plain IPv4). */
 function putAddr(buf: Uint8Array, dv: DataView, at: number, address: string, family: 4 | 6): void {
@@ -375,13 +351,15 @@ export function lbFirst(state: LbState): LbFirst {
   const feNum = new NumIndex(list.length), beNum = new NumIndex(nBackends);
   const feStr = new Map<string, number>(), beStr = new Map<string, number>();
 
+  // Columns sized for the most there can be (every backend listed distinct), filled up to nBe / nSlots.
   const fronts: LbFrontend[] = [];
-  const slotStart: number[] = [0];
-  const slotIds: number[] = [];
-  const beFamily: number[] = [], beAddress: string[] = [], bePort: number[] = [], beProto: number[] = [], beFlags: number[] = [];
-  const beAddr4: number[] = [];
-  const lastUser: number[] = [];
-  let be4 = 0;
+  const slotStart = new Uint32Array(list.length + 1);
+  const slotIds = new Uint32Array(nBackends);
+  const beFamily = new Uint8Array(nBackends), bePort = new Uint16Array(nBackends), beProto = new Uint8Array(nBackends), beFlags = new Uint8Array(nBackends);
+  const beAddress: string[] = [];
+  const beAddr4 = new Float64Array(nBackends);
+  const lastUser = new Int32Array(nBackends);
+  let be4 = 0, nBe = 0, nSlots = 0;
   for (const fe of list) {
     const fk = fe.family === 4 ? l4Num(fe.address, fe.port, fe.protocol) : -1;
     if (fk >= 0) {
@@ -401,25 +379,25 @@ export function lbFirst(state: LbState): LbFirst {
       if (bk >= 0) bi = beNum.get(bk);
       else bi = beStr.get(l4Id(fe.family, be.address, be.port, fe.protocol)) ?? -1;
       if (bi < 0) {
-        bi = beFamily.length;
+        bi = nBe++;
         if (bk >= 0) beNum.add(bk, bi);
         else beStr.set(l4Id(fe.family, be.address, be.port, fe.protocol), bi);
         // The first use sets the flags.
-        beFamily.push(fe.family);
+        beFamily[bi] = fe.family;
         beAddress.push(be.address);
-        bePort.push(be.port);
-        beProto.push(proto);
-        beFlags.push(be.terminating ? BE_F_TERMINATING : 0);
-        beAddr4.push(bk >= 0 ? Math.floor(bk / 131072) : -1);
-        lastUser.push(fi);
+        bePort[bi] = be.port;
+        beProto[bi] = proto;
+        beFlags[bi] = be.terminating ? BE_F_TERMINATING : 0;
+        beAddr4[bi] = bk >= 0 ? Math.floor(bk / 131072) : -1;
+        lastUser[bi] = fi;
         if (fe.family === 4) be4++;
       } else if (lastUser[bi] === fi) continue; // listed twice: the first counts
       else lastUser[bi] = fi;
-      slotIds.push(bi + 1); // ids from 1 in order of first use
+      slotIds[nSlots++] = bi + 1; // ids from 1 in order of first use
     }
-    slotStart.push(slotIds.length);
+    slotStart[fi + 1] = nSlots;
   }
-  const beIds = new Uint32Array(beFamily.length);
+  const beIds = new Uint32Array(nBe);
   for (let i = 0; i < beIds.length; i++) beIds[i] = i + 1;
   const rnIds = new Uint32Array(fronts.length);
   for (let i = 0; i < rnIds.length; i++) rnIds[i] = i + 1;
@@ -464,17 +442,18 @@ type MoreUsers = Map<number, [string, number]>;
  * arrays when asked for.
  */
 export class LbTable {
-  // Backends: family, address, port, IPPROTO, id (0: none yet); the first user
-  // (frontend index, -1: none; its sort key and the flags it sets) and the others.
-  readonly #beFamily: number[] = [];
+  // Backends 0 .. #beLen - 1: family, address, port, IPPROTO, id (0: none
+  // yet); the first user (frontend index, -1: none; its sort key and the
+  // flags it sets) and the others. Numbers in typed columns (grown by #backAdd).
+  #beLen = 0;
+  #beFamily = new Uint8Array(16);
   readonly #beAddress: string[] = [];
-  readonly #bePort: number[] = [];
-  readonly #beProto: number[] = [];
-  readonly #beProtocol: string[] = [];
-  readonly #beId: number[] = [];
-  readonly #beUser: number[] = [];
+  #bePort = new Uint16Array(16);
+  #beProto = new Uint8Array(16);
+  #beId = new Uint32Array(16);
+  #beUser = new Int32Array(16);
   readonly #beSk: string[] = [];
-  readonly #beFlags: number[] = [];
+  #beFlags = new Uint8Array(16);
   readonly #beMore = new Map<number, MoreUsers>();
   readonly #beFree: number[] = [];
   #beNum = new NumIndex(16);
@@ -513,7 +492,7 @@ export class LbTable {
       this.#use(f, sortKey, fe);
     }
     const byId = new Map<L4Id, number>();
-    for (let b = 0; b < this.#beFamily.length; b++) {
+    for (let b = 0; b < this.#beLen; b++) {
       const bid = this.#bid(b);
       byId.set(bid, b);
       this.#setBeId(b, allocation.backends.get(bid) ?? 0);
@@ -557,7 +536,7 @@ export class LbTable {
     }
 
     // Ids as lbEntries gives them: kept when still in use, else the lowest not in `prev`, in order.
-    const nBe = table.#beFamily.length;
+    const nBe = table.#beLen;
     const withPrev = prev.backends.size > 0 || prev.frontends.size > 0 || prev.slots.size > 0;
     const bePool = new IdPool(prev.backends.values());
     let be4 = 0;
@@ -570,7 +549,7 @@ export class LbTable {
       const fe = fes[f]!;
       table.#feRn[f] = (withPrev ? prev.frontends.get(l4Id(fe.family, fe.address, fe.port, fe.protocol)) : undefined) || rnPool.alloc();
     }
-    table.#beIds = new FreeIds(table.#beId);
+    table.#beIds = new FreeIds(table.#beId.subarray(0, nBe));
     table.#rnIds = new FreeIds(table.#feRn);
 
     // Slots: with no previous layout, the backends in order.
@@ -592,7 +571,7 @@ export class LbTable {
     if (!encode) return { table, packed: [] };
     const packed = encodeRuns({
       beFamily: table.#beFamily, beAddress: table.#beAddress, bePort: table.#bePort, beProto: table.#beProto, beFlags: table.#beFlags,
-      beIds: table.#beId, be4, fronts: fes, rnIds: table.#feRn, slotStart, slotIds,
+      beIds: table.#beId.subarray(0, nBe), be4, fronts: fes, rnIds: table.#feRn, slotStart, slotIds,
     });
     return { table, packed };
   }
@@ -610,7 +589,7 @@ export class LbTable {
   get allocation(): LbAllocation {
     const a = emptyAllocation();
     const bids: (L4Id | undefined)[] = [];
-    for (let b = 0; b < this.#beFamily.length; b++) {
+    for (let b = 0; b < this.#beLen; b++) {
       if (this.#beId[b]! === 0) continue;
       const bid = this.#bid(b);
       bids[b] = bid;
@@ -634,7 +613,7 @@ export class LbTable {
   }
 
   #bid(b: number): L4Id {
-    return l4Id(this.#beFamily[b] === 4 ? 4 : 6, this.#beAddress[b]!, this.#bePort[b]!, this.#beProtocol[b]!);
+    return l4Id(this.#beFamily[b] === 4 ? 4 : 6, this.#beAddress[b]!, this.#bePort[b]!, protoName(this.#beProto[b]!)!);
   }
 
   #frontFind(fe: Pick<LbFrontend, 'family' | 'address' | 'port' | 'protocol'>): number {
@@ -682,7 +661,11 @@ export class LbTable {
   }
 
   #backAdd(family: 4 | 6, address: string, port: number, protocol: string, proto: number): number {
-    const b = this.#beFree.pop() ?? this.#beFamily.length;
+    let b = this.#beFree.pop();
+    if (b === undefined) {
+      b = this.#beLen++;
+      if (b === this.#beFamily.length) this.#growBackends(b * 2);
+    }
     const k = family === 4 ? l4Num(address, port, protocol) : -1;
     if (k >= 0) this.#beNum.add(k, b);
     else this.#beStr.set(l4Id(family, address, port, protocol), b);
@@ -690,7 +673,6 @@ export class LbTable {
     this.#beAddress[b] = address;
     this.#bePort[b] = port;
     this.#beProto[b] = proto;
-    this.#beProtocol[b] = protocol;
     this.#beId[b] = 0;
     this.#beUser[b] = -1;
     this.#beSk[b] = '';
@@ -700,17 +682,30 @@ export class LbTable {
 
   #backRelease(b: number): void {
     const family = this.#beFamily[b] === 4 ? 4 : 6, address = this.#beAddress[b]!, port = this.#bePort[b]!;
-    const protocol = this.#beProtocol[b]!;
+    const protocol = protoName(this.#beProto[b]!)!;
     const k = family === 4 ? l4Num(address, port, protocol) : -1;
     if (k >= 0) this.#beNum.delete(k);
     else this.#beStr.delete(l4Id(family, address, port, protocol));
     if (this.#beId[b]! !== 0) this.#nBackends--;
     this.#beId[b] = 0;
     this.#beAddress[b] = '';
-    this.#beProtocol[b] = '';
     this.#beSk[b] = '';
     this.#beMore.delete(b);
     this.#beFree.push(b);
+  }
+
+  #growBackends(cap: number): void {
+    const grow = <T extends Uint8Array | Uint16Array | Uint32Array | Int32Array>(a: T, make: (n: number) => T): T => {
+      const b = make(cap);
+      b.set(a);
+      return b;
+    };
+    this.#beFamily = grow(this.#beFamily, (n) => new Uint8Array(n));
+    this.#bePort = grow(this.#bePort, (n) => new Uint16Array(n));
+    this.#beProto = grow(this.#beProto, (n) => new Uint8Array(n));
+    this.#beId = grow(this.#beId, (n) => new Uint32Array(n));
+    this.#beUser = grow(this.#beUser, (n) => new Int32Array(n));
+    this.#beFlags = grow(this.#beFlags, (n) => new Uint8Array(n));
   }
 
   #setBeId(b: number, id: number): void {

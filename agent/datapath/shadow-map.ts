@@ -6,8 +6,12 @@
 // Entries written packed (writePacked: the first apply into an empty map) are
 // kept as the packed buffers and indexed on first use: the first apply
 // allocates nothing per entry.
+//
+// An array map (the LB maps keyed by dense ids) always holds every index:
+// here an entry whose value is all zeros is no entry, and deleting one
+// writes zeros. So callers see the same map semantics for both kinds.
 import type { MapAccess } from './reconcile.ts';
-import { mapLookupAll, mapUpdateBatch, type BpfMap } from './libbpf.ts';
+import { MapType, mapLookupAll, mapUpdateBatch, type BpfMap } from './libbpf.ts';
 
 const BATCH_CHUNK = 16384;
 
@@ -211,8 +215,16 @@ class ByteIndex {
   }
 }
 
+function allZero(b: Uint8Array, at: number, n: number): boolean {
+  for (let i = 0; i < n; i++) if (b[at + i] !== 0) return false;
+  return true;
+}
+
 export class ShadowMap implements MapAccess {
   readonly map: BpfMap;
+  /** An array map: zeros mean "no entry", a delete writes zeros. */
+  readonly #array: boolean;
+  #zeros: Uint8Array | undefined;
   /** Key bytes -> the entry: a pair of buffers, or the place of an entry in a packed segment. */
   readonly #copy: ByteIndex;
   /** Packed segments entries of #copy refer to. */
@@ -223,6 +235,7 @@ export class ShadowMap implements MapAccess {
 
   constructor(map: BpfMap) {
     this.map = map;
+    this.#array = map.info.type === MapType.ARRAY;
     this.#copy = new ByteIndex(() => this.#segs, map.info.keySize);
     this.resync();
   }
@@ -239,10 +252,24 @@ export class ShadowMap implements MapAccess {
       batch = mapLookupAll(this.map.fd, keySize, valueSize);
     } catch {
       // Batch lookups need 5.6+: read key by key instead.
-      for (const [k, v] of this.map.entries()) this.#copy.set(this.#copy.pair(k, v));
+      for (const [k, v] of this.map.entries()) if (!this.#array || !allZero(v, 0, v.length)) this.#copy.set(this.#copy.pair(k, v));
       return;
     }
-    const { keys, values, count } = batch;
+    const { keys, values } = batch;
+    let count = batch.count;
+    if (this.#array) {
+      // Only the indexes in use (packed to the front, in place).
+      let n = 0;
+      for (let i = 0; i < count; i++) {
+        if (allZero(values, i * valueSize, valueSize)) continue;
+        if (n !== i) {
+          keys.copyWithin(n * keySize, i * keySize, (i + 1) * keySize);
+          values.copyWithin(n * valueSize, i * valueSize, (i + 1) * valueSize);
+        }
+        n++;
+      }
+      count = n;
+    }
     if (count === 0) return;
     // Kept as one packed segment (copies, so the batch buffers are not held).
     this.#pending.push({ keys: Uint8Array.prototype.slice.call(keys, 0, count * keySize), values: Uint8Array.prototype.slice.call(values, 0, count * valueSize), count });
@@ -392,7 +419,8 @@ export class ShadowMap implements MapAccess {
   #batchOk = true;
 
   delete(key: Uint8Array): void {
-    this.map.delete(key);
+    if (this.#array) this.map.set(key, (this.#zeros ??= new Uint8Array(this.map.info.valueSize)));
+    else this.map.delete(key);
     this.#indexed().delete(key);
   }
 }

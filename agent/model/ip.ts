@@ -39,6 +39,33 @@ export function parseIp(input: unknown): ParsedIp | undefined {
   return { address: formatV6(bytes), family: 6, key: hex(bytes) };
 }
 
+/**
+ * The value of a dotted quad as isIP accepts it (four decimal octets, no
+ * leading zeros), or -1 for anything else.
+ */
+export function ipv4Value(s: string): number {
+  const n = s.length;
+  if (n < 7 || n > 15) return -1;
+  let v = 0, octet = 0, digits = 0, dots = 0;
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 46) {
+      if (digits === 0 || dots === 3) return -1;
+      v = v * 256 + octet;
+      octet = 0;
+      digits = 0;
+      dots++;
+    } else if (c >= 48 && c <= 57) {
+      if (digits > 0 && octet === 0) return -1;
+      octet = octet * 10 + (c - 48);
+      if (octet > 255) return -1;
+      digits++;
+    } else return -1;
+  }
+  if (digits === 0 || dots !== 3) return -1;
+  return v * 256 + octet;
+}
+
 /** Just the canonical spelling, or undefined when `input` is not an IP address. */
 export function normalizeIp(input: unknown): string | undefined {
   return parseIp(input)?.address;

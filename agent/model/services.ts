@@ -61,7 +61,7 @@
 // then reason. The input order never changes the output.
 import type { Snapshot, KubeObject } from '../source/types.ts';
 import type { IpFamily, L4Protocol, LbBackend, LbFrontend, LbState, ModelWarning } from './types.ts';
-import { parseIp, type ParsedIp } from './ip.ts';
+import { ipv4Value, parseIp, type ParsedIp } from './ip.ts';
 
 export { parseIp, normalizeIp, type ParsedIp } from './ip.ts';
 
@@ -145,21 +145,27 @@ interface SlicePort {
   port: number;
 }
 
-interface SliceEndpoint {
-  /** The address as parseIp gives it (canonical text, and its key): inline, not a ParsedIp object per endpoint. */
-  address: string;
-  key: string;
-  /** 2: ready; 1: serving and terminating (fallback only); 0 endpoints are dropped at parse time. */
-  rank: 1 | 2;
-  nodeName?: string;
-}
-
+/**
+ * A slice's usable endpoints as parallel arrays of exact length (no object
+ * or key string per endpoint: the model keeps every slice). Endpoint i: the
+ * first address as parseIp gives it, its rank (2: ready; 1: serving and
+ * terminating, a fallback only; rank 0 endpoints are dropped at parse time;
+ * `ranks` undefined: all ready) and its nodeName (`nodes` undefined: none has one).
+ */
 interface ParsedSlice {
   id: string;
   family: IpFamily;
   ports: SlicePort[];
-  endpoints: SliceEndpoint[];
+  addresses: string[];
+  ranks: number[] | undefined;
+  nodes: (string | undefined)[] | undefined;
 }
+
+/** The sort key of an address parseSlice accepted: its value for IPv4, the hex key for IPv6 (numeric order either way). */
+function addressKey(address: string, family: IpFamily): number | string {
+  return family === 4 ? ipv4Value(address) : parseIp(address)!.key;
+}
+
 
 function parseCondition(conds: Rec, key: string): boolean | null | 'bad' {
   const v = get(conds, key);
@@ -218,7 +224,8 @@ function parseSlice(obj: unknown, meta: Meta, id: string, warn: (reason: string)
     });
   }
 
-  const endpoints: SliceEndpoint[] = [];
+  const addresses: string[] = [], ranks: number[] = [], nodes: (string | undefined)[] = [];
+  let allReady = true, anyNode = false;
   const rawEps = get(o, 'endpoints');
   if (rawEps !== undefined && rawEps !== null) {
     if (!Array.isArray(rawEps)) {
@@ -235,14 +242,26 @@ function parseSlice(obj: unknown, meta: Meta, id: string, warn: (reason: string)
         warn(`endpoints[${i}].addresses missing or empty`);
         return;
       }
-      const ip = parseIp(addrs[0]);
-      if (!ip) {
-        warn(`endpoints[${i}].addresses[0] ${describe(addrs[0])} is not an IP address`);
-        return;
-      }
-      if (ip.family !== family) {
-        warn(`endpoints[${i}].addresses[0] ${ip.address} is not ${at}`);
-        return;
+      // A plain dotted quad (the common case) needs no ParsedIp.
+      const raw: unknown = addrs[0];
+      let address: string;
+      if (typeof raw === 'string' && ipv4Value(raw) >= 0) {
+        address = raw;
+        if (family !== 4) {
+          warn(`endpoints[${i}].addresses[0] ${address} is not ${at}`);
+          return;
+        }
+      } else {
+        const ip = parseIp(raw);
+        if (!ip) {
+          warn(`endpoints[${i}].addresses[0] ${describe(raw)} is not an IP address`);
+          return;
+        }
+        if (ip.family !== family) {
+          warn(`endpoints[${i}].addresses[0] ${ip.address} is not ${at}`);
+          return;
+        }
+        address = ip.address;
       }
       let ready: boolean | null | 'bad' = null, serving: boolean | null | 'bad' = null, terminating: boolean | null | 'bad' = null;
       const conds = get(ep, 'conditions');
@@ -264,13 +283,19 @@ function parseSlice(obj: unknown, meta: Meta, id: string, warn: (reason: string)
       const isTerminating = terminating ?? false;
       const rank = isReady ? 2 : isServing && isTerminating ? 1 : 0;
       if (rank === 0) return;
-      const e: SliceEndpoint = { address: ip.address, key: ip.key, rank };
       const node = get(ep, 'nodeName');
-      if (typeof node === 'string' && node !== '') e.nodeName = node;
-      endpoints.push(e);
+      addresses.push(address);
+      ranks.push(rank);
+      if (rank !== 2) allReady = false;
+      if (typeof node === 'string' && node !== '') {
+        nodes.push(node);
+        anyNode = true;
+      } else nodes.push(undefined);
     });
   }
-  return { serviceKey: `${meta.namespace}/${svcName}`, slice: { id, family, ports, endpoints } };
+  return { serviceKey: `${meta.namespace}/${svcName}`, slice: {
+    id, family, ports, addresses: addresses.slice(), ranks: allReady ? undefined : ranks.slice(), nodes: anyNode ? nodes.slice() : undefined,
+  } };
 }
 
 // ---------------------------------------------------------------------------
@@ -290,7 +315,7 @@ interface ParsedService {
 }
 
 /** Returns the parsed service, or undefined when it has no ClusterIP frontend (with or without a warning). */
-function parseService(obj: Rec, meta: Meta, warn: (reason: string) => void): ParsedService | undefined {
+function parseService(obj: Rec, meta: Meta, key: string, warn: (reason: string) => void): ParsedService | undefined {
   const spec = get(obj, 'spec');
   if (!isRec(spec)) {
     warn('spec missing or not an object');
@@ -403,7 +428,7 @@ function parseService(obj: Rec, meta: Meta, warn: (reason: string) => void): Par
     warn(`spec.sessionAffinity ${describe(sa)} is not None or ClientIP; using None`);
   }
 
-  return { key: `${meta.namespace}/${meta.name}`, ips, ports, affinity };
+  return { key, ips, ports, affinity };
 }
 
 // ---------------------------------------------------------------------------
@@ -411,32 +436,59 @@ function parseService(obj: Rec, meta: Meta, warn: (reason: string) => void): Par
 
 function selectBackends(slices: ParsedSlice[] | undefined, family: IpFamily, port: ServicePort): LbBackend[] {
   if (!slices) return [];
-  const best = new Map<string, { address: string; key: string; port: number; rank: number; nodeName?: string }>();
-  let anyReady = false;
+  // The slices feeding this frontend, each with the port number it maps to.
+  const use: ParsedSlice[] = [], nums: number[] = [];
+  let anyReady = false, total = 0;
   for (const s of slices) {
     if (s.family !== family) continue;
     const sp = s.ports.find((p) => p.name === port.name && p.protocol === port.protocol);
     if (!sp) continue;
-    for (const e of s.endpoints) {
-      if (e.rank === 2) anyReady = true;
-      const k = `${e.key}:${sp.port}`;
-      const cur = best.get(k);
-      // Higher rank wins; on a tie the smaller nodeName, so input order never matters.
-      if (!cur || e.rank > cur.rank || (e.rank === cur.rank && (e.nodeName ?? '') < (cur.nodeName ?? ''))) {
-        const v: { address: string; key: string; port: number; rank: number; nodeName?: string } = { address: e.address, key: e.key, port: sp.port, rank: e.rank };
-        if (e.nodeName !== undefined) v.nodeName = e.nodeName;
-        best.set(k, v);
-      }
+    use.push(s);
+    nums.push(sp.port);
+    total += s.addresses.length;
+    if (!anyReady && s.addresses.length > 0) anyReady = !s.ranks || s.ranks.includes(2);
+  }
+  if (total === 0) return [];
+  // Only endpoints of the wanted rank count: a ready copy of an address+port
+  // beats a terminating one, and terminating ones are used only when no
+  // endpoint is ready. Candidate c: slice cs[c], endpoint ce[c].
+  const want = anyReady ? 2 : 1;
+  const cs: number[] = [], ce: number[] = [], keys: (number | string)[] = [];
+  for (let u = 0; u < use.length; u++) {
+    const { ranks, addresses } = use[u]!;
+    for (let i = 0; i < addresses.length; i++) {
+      if ((ranks ? ranks[i] : 2) !== want) continue;
+      cs.push(u);
+      ce.push(i);
+      keys.push(addressKey(addresses[i]!, family));
     }
   }
-  const want = anyReady ? 2 : 1;
-  const chosen = [...best.values()].filter((b) => b.rank === want);
-  chosen.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : a.port - b.port));
-  return chosen.map((b) => {
-    const out: LbBackend = { address: b.address, port: b.port, terminating: want === 1 };
-    if (b.nodeName !== undefined) out.nodeName = b.nodeName;
-    return out;
+  const order = cs.map((_, c) => c);
+  let sorted = true;
+  for (let c = 1; c < keys.length && sorted; c++) sorted = keys[c - 1]! < keys[c]!;
+  // Strictly increasing addresses (usual for one slice): already in order, no two the same backend. Else sort
+  // by address, then port; among copies of one address+port the smaller nodeName first (so input order never matters).
+  if (!sorted) order.sort((a, b) => {
+    const ka = keys[a]!, kb = keys[b]!;
+    if (ka !== kb) return ka < kb ? -1 : 1;
+    const pa = nums[cs[a]!]!, pb = nums[cs[b]!]!;
+    if (pa !== pb) return pa - pb;
+    const na = use[cs[a]!]!.nodes?.[ce[a]!] ?? '', nb = use[cs[b]!]!.nodes?.[ce[b]!] ?? '';
+    return na < nb ? -1 : na > nb ? 1 : 0;
   });
+  const out: LbBackend[] = [];
+  let lastKey: number | string | undefined, lastPort = -1;
+  for (const c of order) {
+    const s = use[cs[c]!]!, i = ce[c]!, p = nums[cs[c]!]!, k = keys[c]!;
+    if (k === lastKey && p === lastPort) continue; // the same backend again
+    lastKey = k;
+    lastPort = p;
+    const nodeName = s.nodes?.[i];
+    out.push(nodeName === undefined
+      ? { address: s.addresses[i]!, port: p, terminating: want === 1 }
+      : { address: s.addresses[i]!, port: p, terminating: want === 1, nodeName });
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------------------
@@ -498,26 +550,28 @@ interface Candidate {
 
 /** The frontends one (deduplicated) Service object asks for, given the slices labelled for it. */
 function candidatesOf(key: string, obj: unknown, slices: ParsedSlice[] | undefined, warn: (object: string, reason: string) => void): Candidate[] {
-  const object = `Service ${key}`;
-  const out: Candidate[] = [];
+  // One per address and port, sized up front (the model keeps it); n filled.
+  let out: Candidate[] = [], n = 0;
   try {
     const meta = readMeta(obj) as Meta;
-    const svc = parseService(obj as Rec, meta, (reason) => warn(object, reason));
+    const svc = parseService(obj as Rec, meta, key, (reason) => warn(`Service ${key}`, reason));
     if (!svc) return out;
-    const backendCache = new Map<string, LbBackend[]>();
+    out = new Array<Candidate>(svc.ips.length * svc.ports.length);
+    // Frontends of one family and port share their backends (a copy each): looked up only when there are several.
+    const backendCache = svc.ips.length > 1 ? new Map<string, LbBackend[]>() : undefined;
     for (const ip of svc.ips) {
       for (const p of svc.ports) {
         const sortKey = `${ip.family}|${ip.key}|${p.port.toString().padStart(5, '0')}|${p.protocol}`;
-        const bk = `${ip.family}|${p.name}|${p.protocol}`;
-        let backends = backendCache.get(bk);
+        const bk = backendCache ? `${ip.family}|${p.name}|${p.protocol}` : '';
+        let backends = backendCache?.get(bk);
         if (!backends) {
           backends = selectBackends(slices, ip.family, p);
-          backendCache.set(bk, backends);
+          backendCache?.set(bk, backends);
         } else {
           // Each frontend gets its own array, so a consumer may mutate one safely.
           backends = backends.map((b) => ({ ...b }));
         }
-        out.push({
+        out[n++] = {
           sortKey,
           fe: {
             service: svc.key,
@@ -530,12 +584,13 @@ function candidatesOf(key: string, obj: unknown, slices: ParsedSlice[] | undefin
             backends,
             affinityTimeoutSeconds: svc.affinity,
           },
-        });
+        };
       }
     }
   } catch (e) {
-    warn(object, `unexpected error: ${errText(e)}`);
+    warn(`Service ${key}`, `unexpected error: ${errText(e)}`);
   }
+  out.length = n;
   return out;
 }
 
@@ -686,6 +741,21 @@ function removeOne(list: unknown[], o: unknown): void {
   if (i >= 0) list.splice(i, 1);
 }
 
+/** What produced a warning: a Service, an EndpointSlice, an address conflict (by frontend sort key), duplicate Services, duplicate slices. */
+type WarningSource = 's' | 'e' | 'c' | 'ds' | 'de';
+
+/** No warnings (shared; never added to: #setWarnings keeps only non-empty lists). */
+const NO_WARNINGS: ModelWarning[] = [];
+
+/** Objects sharing one "namespace/name" (a group of one is the object itself: no array per object). */
+class Dups {
+  readonly list: unknown[];
+  constructor(list: unknown[]) {
+    this.list = list;
+  }
+}
+type Group = unknown;
+
 interface SliceRec {
   obj: unknown;
   serviceKey: string | undefined;
@@ -693,7 +763,13 @@ interface SliceRec {
 
 interface ServiceRec {
   obj: unknown;
-  cands: Map<string, LbFrontend>;
+  /** The frontends it asks for (a few: an array, not a Map, per service). */
+  cands: Candidate[];
+}
+
+function candidate(cands: readonly Candidate[] | undefined, sortKey: string): LbFrontend | undefined {
+  if (cands) for (const c of cands) if (c.sortKey === sortKey) return c.fe;
+  return undefined;
 }
 
 /**
@@ -708,20 +784,20 @@ export class LbModel {
   #services: unknown[] = [];
   #slicesIn: unknown[] = [];
   /** Objects by "namespace/name" (usually one each). */
-  readonly #svcGroups = new Map<string, unknown[]>();
-  readonly #sliceGroups = new Map<string, unknown[]>();
+  readonly #svcGroups = new Map<string, Group>();
+  readonly #sliceGroups = new Map<string, Group>();
   /** Objects without a usable name, with how many times each is present. */
   readonly #badServices = new Map<unknown, number>();
   readonly #badSlices = new Map<unknown, number>();
   readonly #slices = new Map<string, SliceRec>();
-  /** "namespace/service" -> slice key -> parsed slice. */
-  readonly #bySvc = new Map<string, Map<string, ParsedSlice>>();
+  /** "namespace/service" -> its parsed slices, in slice-name order (as buildLbState sees them). */
+  readonly #bySvc = new Map<string, ParsedSlice[]>();
   readonly #svcs = new Map<string, ServiceRec>();
   /** Frontend sort key -> the services asking for it, in name order (the first one gets it). */
-  readonly #claims = new Map<string, string[]>();
+  readonly #claims = new Map<string, string | string[]>();
   readonly #winners = new Map<string, LbFrontend>();
-  /** Warnings by what produced them ("s:<key>", "e:<key>", "c:<sortKey>", "ds:<key>", "de:<key>"). */
-  readonly #warn = new Map<string, ModelWarning[]>();
+  /** Warnings by what produced them (WarningSource), then by object key (frontend sort key for conflicts). */
+  readonly #warn: Record<WarningSource, Map<string, ModelWarning[]>> = { s: new Map(), e: new Map(), c: new Map(), ds: new Map(), de: new Map() };
   #inputWarnings: ModelWarning[] = [];
   #state: LbState | undefined;
 
@@ -788,17 +864,29 @@ export class LbModel {
     };
     positional(this.#slicesIn, this.#badSlices, 'EndpointSlice');
     positional(this.#services, this.#badServices, 'Service');
-    for (const list of this.#warn.values()) out.push(...list);
+    for (const m of Object.values(this.#warn)) for (const list of m.values()) out.push(...list);
     return out.sort(compareWarnings);
   }
 
-  #setWarnings(id: string, list: ModelWarning[]): void {
-    if (list.length > 0) this.#warn.set(id, list);
-    else this.#warn.delete(id);
+  /** Warnings of the step at hand, collected without a list or a closure per object (most objects have none). */
+  readonly #scratch: ModelWarning[] = [];
+  readonly #collect = (object: string, reason: string): void => {
+    this.#scratch.push({ object, reason });
+  };
+
+  /** What #collect gathered since the last call (and start over). */
+  #collected(): ModelWarning[] {
+    if (this.#scratch.length === 0) return NO_WARNINGS;
+    return this.#scratch.splice(0);
+  }
+
+  #setWarnings(source: WarningSource, key: string, list: ModelWarning[]): void {
+    if (list.length > 0) this.#warn[source].set(key, list);
+    else this.#warn[source].delete(key);
   }
 
   /** Apply the difference between two versions of a list to the groups; returns the keys that changed. */
-  #regroup(prev: unknown[], next: unknown[], groups: Map<string, unknown[]>, bad: Map<unknown, number>): Set<string> {
+  #regroup(prev: unknown[], next: unknown[], groups: Map<string, Group>, bad: Map<unknown, number>): Set<string> {
     const dirty = new Set<string>();
     const { removed, added } = diffRefs(prev, next);
     for (const o of removed) {
@@ -811,10 +899,10 @@ export class LbModel {
       }
       const key = `${meta.namespace}/${meta.name}`;
       const g = groups.get(key);
-      if (g) {
-        removeOne(g, o);
-        if (g.length === 0) groups.delete(key);
-      }
+      if (g instanceof Dups) {
+        removeOne(g.list, o);
+        if (g.list.length === 1) groups.set(key, g.list[0]);
+      } else if (g === o) groups.delete(key);
       dirty.add(key);
     }
     for (const o of added) {
@@ -825,8 +913,9 @@ export class LbModel {
       }
       const key = `${meta.namespace}/${meta.name}`;
       const g = groups.get(key);
-      if (g) g.push(o);
-      else groups.set(key, [o]);
+      if (g === undefined) groups.set(key, o);
+      else if (g instanceof Dups) g.list.push(o);
+      else groups.set(key, new Dups([g, o]));
       dirty.add(key);
     }
     return dirty;
@@ -835,29 +924,32 @@ export class LbModel {
   #updateSlice(key: string, dirtySvcs: Set<string>): void {
     const group = this.#sliceGroups.get(key);
     const old = this.#slices.get(key);
-    const dupWarnings: ModelWarning[] = [];
-    const chosen = group ? chooseOne(key, group, 'EndpointSlice', (object, reason) => dupWarnings.push({ object, reason })) : undefined;
-    this.#setWarnings(`de:${key}`, dupWarnings);
+    const chosen = group instanceof Dups ? chooseOne(key, group.list, 'EndpointSlice', this.#collect) : group;
+    this.#setWarnings('de', key, this.#collected());
     if (group && old && old.obj === chosen) return;
     if (old?.serviceKey !== undefined) {
-      const m = this.#bySvc.get(old.serviceKey);
-      m?.delete(key);
-      if (m?.size === 0) this.#bySvc.delete(old.serviceKey);
+      const list = this.#bySvc.get(old.serviceKey);
+      const i = list ? list.findIndex((p) => p.id === key) : -1;
+      if (i >= 0) list!.splice(i, 1);
+      if (list?.length === 0) this.#bySvc.delete(old.serviceKey);
       dirtySvcs.add(old.serviceKey);
     }
     if (!group) {
       this.#slices.delete(key);
-      this.#warn.delete(`e:${key}`);
+      this.#warn.e.delete(key);
       return;
     }
-    const warnings: ModelWarning[] = [];
-    const r = sliceOf(key, chosen, (object, reason) => warnings.push({ object, reason }));
-    this.#setWarnings(`e:${key}`, warnings);
+    const r = sliceOf(key, chosen, this.#collect);
+    this.#setWarnings('e', key, this.#collected());
     this.#slices.set(key, { obj: chosen, serviceKey: r?.serviceKey });
     if (r) {
-      let m = this.#bySvc.get(r.serviceKey);
-      if (!m) this.#bySvc.set(r.serviceKey, (m = new Map()));
-      m.set(key, r.slice);
+      const list = this.#bySvc.get(r.serviceKey);
+      if (!list) this.#bySvc.set(r.serviceKey, [r.slice]);
+      else {
+        let i = 0;
+        while (i < list.length && list[i]!.id < key) i++;
+        list.splice(i, 0, r.slice);
+      }
       dirtySvcs.add(r.serviceKey);
     }
   }
@@ -865,38 +957,35 @@ export class LbModel {
   #updateService(key: string, touched: Set<string>): void {
     const group = this.#svcGroups.get(key);
     const old = this.#svcs.get(key);
-    const dupWarnings: ModelWarning[] = [];
-    const chosen = group ? chooseOne(key, group, 'Service', (object, reason) => dupWarnings.push({ object, reason })) : undefined;
-    this.#setWarnings(`ds:${key}`, dupWarnings);
-    const cands = new Map<string, LbFrontend>();
+    const chosen = group instanceof Dups ? chooseOne(key, group.list, 'Service', this.#collect) : group;
+    this.#setWarnings('ds', key, this.#collected());
+    let cands: Candidate[] = [];
     if (group) {
-      const warnings: ModelWarning[] = [];
-      const bySlice = this.#bySvc.get(key);
-      // In slice-name order, as buildLbState sees them.
-      const slices = bySlice ? [...bySlice.keys()].sort().map((k) => bySlice.get(k)!) : undefined;
-      for (const c of candidatesOf(key, chosen, slices, (object, reason) => warnings.push({ object, reason }))) cands.set(c.sortKey, c.fe);
-      this.#setWarnings(`s:${key}`, warnings);
+      cands = candidatesOf(key, chosen, this.#bySvc.get(key), this.#collect);
+      this.#setWarnings('s', key, this.#collected());
       this.#svcs.set(key, { obj: chosen, cands });
     } else {
       this.#svcs.delete(key);
-      this.#warn.delete(`s:${key}`);
+      this.#warn.s.delete(key);
     }
     if (old) {
-      for (const sk of old.cands.keys()) {
-        if (cands.has(sk)) continue;
+      for (const { sortKey: sk } of old.cands) {
+        if (candidate(cands, sk)) continue;
         const list = this.#claims.get(sk);
-        if (list) {
+        if (list === key) this.#claims.delete(sk);
+        else if (Array.isArray(list)) {
           removeOne(list, key);
-          if (list.length === 0) this.#claims.delete(sk);
+          if (list.length === 1) this.#claims.set(sk, list[0]!);
         }
         touched.add(sk);
       }
     }
-    for (const sk of cands.keys()) {
+    for (const { sortKey: sk } of cands) {
       touched.add(sk);
-      if (old?.cands.has(sk)) continue;
+      if (candidate(old?.cands, sk)) continue;
       const list = this.#claims.get(sk);
-      if (!list) this.#claims.set(sk, [key]);
+      if (list === undefined) this.#claims.set(sk, key);
+      else if (!Array.isArray(list)) this.#claims.set(sk, list < key ? [list, key] : [key, list]);
       else {
         let i = 0;
         while (i < list.length && list[i]! < key) i++;
@@ -908,17 +997,16 @@ export class LbModel {
   /** Settle who gets a frontend address and record the change, if any. */
   #settle(sk: string, changes: Map<string, FrontendChange>): void {
     const claimants = this.#claims.get(sk);
-    const owner = claimants?.[0];
-    const after = owner === undefined ? undefined : this.#svcs.get(owner)?.cands.get(sk);
-    const conflicts: ModelWarning[] = [];
-    if (claimants && owner !== undefined) {
+    const owner = Array.isArray(claimants) ? claimants[0] : claimants;
+    const after = owner === undefined ? undefined : candidate(this.#svcs.get(owner)?.cands, sk);
+    if (Array.isArray(claimants) && owner !== undefined) {
       for (let i = 1; i < claimants.length; i++) {
         const c = claimants[i]!;
-        const fe = this.#svcs.get(c)?.cands.get(sk);
-        if (fe) conflicts.push({ object: `Service ${c}`, reason: conflictReason(fe, owner) });
+        const fe = candidate(this.#svcs.get(c)?.cands, sk);
+        if (fe) this.#collect(`Service ${c}`, conflictReason(fe, owner));
       }
     }
-    this.#setWarnings(`c:${sk}`, conflicts);
+    this.#setWarnings('c', sk, this.#collected());
     const before = this.#winners.get(sk);
     if (after) this.#winners.set(sk, after);
     else this.#winners.delete(sk);

@@ -22,10 +22,10 @@
 /* Map names (BPF object names are at most 15 characters). */
 #define KL_LB4_SVC_MAP      kl_lb4_svc_v1
 #define KL_LB6_SVC_MAP      kl_lb6_svc_v1
-#define KL_LB4_BE_MAP       kl_lb4_be_v1
-#define KL_LB6_BE_MAP       kl_lb6_be_v1
-#define KL_LB4_RNAT_MAP     kl_lb4_rnat_v1
-#define KL_LB6_RNAT_MAP     kl_lb6_rnat_v1
+#define KL_LB4_BE_MAP       kl_lb4_be_v2   /* v2: an array (v1: a hash) */
+#define KL_LB6_BE_MAP       kl_lb6_be_v2
+#define KL_LB4_RNAT_MAP     kl_lb4_rnat_v2
+#define KL_LB6_RNAT_MAP     kl_lb6_rnat_v2
 #define KL_LB4_RSK_MAP      kl_lb4_rsk_v1
 #define KL_LB6_RSK_MAP      kl_lb6_rsk_v1
 #define KL_LB_AFF_MAP       kl_lb_aff_v1

@@ -49,7 +49,7 @@ lb4_xlate_fwd(struct bpf_sock_addr *ctx, __be32 *addr, __be16 *port, __u8 proto)
 			return -KL_EHOSTUNREACH;
 	}
 	be = bpf_map_lookup_elem(&KL_LB4_BE_MAP, &backend_id);
-	if (!be)
+	if (!kl_lb4_backend_ok(be))
 		return -KL_EHOSTUNREACH;
 	if (affinity)
 		kl_aff_store(&aff_key, backend_id, slot, now);

@@ -135,7 +135,7 @@ static __always_inline int kl_lb4_tc(struct __sk_buff *ctx, struct pkt4 *p, stru
 				return -KL_DROP_BACKEND_GONE;
 		}
 		be = bpf_map_lookup_elem(&KL_LB4_BE_MAP, &backend_id);
-		if (!be)
+		if (!kl_lb4_backend_ok(be))
 			return -KL_DROP_BACKEND_GONE;
 		be_addr = be->addr;
 		be_port = be->port;

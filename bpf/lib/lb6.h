@@ -89,7 +89,7 @@ lb6_xlate_fwd(struct bpf_sock_addr *ctx, __u32 a[4], __be16 *port, __u8 proto)
 		backend_id = slot_val->backend_id;
 	}
 	be = bpf_map_lookup_elem(&KL_LB6_BE_MAP, &backend_id);
-	if (!be)
+	if (!kl_lb6_backend_ok(be))
 		return -KL_EHOSTUNREACH;
 	if (affinity)
 		kl_aff_store(&aff_key, backend_id, slot, now);

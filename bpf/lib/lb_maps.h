@@ -3,6 +3,14 @@
  * The socket-LB maps. Included once per object. No pinning attribute: the
  * agent's loader pins every map by its name under <bpf-root>/maps and reuses
  * the pinned ones on restart.
+ *
+ * Backends and rev-NAT entries are keyed by small dense ids (handed out
+ * lowest first from 1), so they live in arrays: a write is a copy, with no
+ * allocation and no hashing (several times cheaper than a hash map insert
+ * when 100k backends are programmed at once), and the memory is a fixed
+ * max_entries x value size. Id 0 is never used. An id that is not in use
+ * holds zeros: kl_lb4_backend_ok / kl_lb6_backend_ok tell the two apart
+ * (a backend's port is never 0); a zeroed rev-NAT entry matches no socket.
  */
 #ifndef KL_LB_MAPS_H
 #define KL_LB_MAPS_H
@@ -28,32 +36,28 @@ struct {
 } KL_LB6_SVC_MAP SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, KL_LB_BE_MAX);
 	__type(key, __u32);
 	__type(value, struct kl_lb4_backend);
 } KL_LB4_BE_MAP SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, KL_LB_BE_MAX);
 	__type(key, __u32);
 	__type(value, struct kl_lb6_backend);
 } KL_LB6_BE_MAP SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, KL_LB_RNAT_MAX);
 	__type(key, __u32);
 	__type(value, struct kl_lb4_rnat);
 } KL_LB4_RNAT_MAP SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, KL_LB_RNAT_MAX);
 	__type(key, __u32);
 	__type(value, struct kl_lb6_rnat);
@@ -79,5 +83,16 @@ struct {
 	__type(key, struct kl_lb_aff_key);
 	__type(value, struct kl_lb_aff);
 } KL_LB_AFF_MAP SEC(".maps");
+
+/* A backend as looked up in its array: present, and not a zeroed (unused) id. */
+static __always_inline int kl_lb4_backend_ok(const struct kl_lb4_backend *be)
+{
+	return be && be->port;
+}
+
+static __always_inline int kl_lb6_backend_ok(const struct kl_lb6_backend *be)
+{
+	return be && be->port;
+}
 
 #endif /* KL_LB_MAPS_H */

@@ -10,10 +10,10 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { netns, rootSkipReason, scratchBpffs, start, testCgroup, veth, type Netns, type Teardownable } from '../../lib/sandbox.ts';
 import { cleanup, load, type Loaded } from '../../../agent/datapath/loader.ts';
-import { BpfMap } from '../../../agent/datapath/libbpf.ts';
+import { kernelMap } from '../../lib/kernel-map.ts';
 import { allocationFromMaps, lbEntries, lbPlans, type LbAllocation } from '../../../agent/datapath/lb-entries.ts';
 import { reconcile, type MapAccess, type ReconcileResult } from '../../../agent/datapath/reconcile.ts';
-import { LB_CONFIG_MAPS, SOCK_LB_OBJECTS, type LbConfigMapName } from '../../../agent/datapath/lb-layout.ts';
+import { LB4_BE_MAP, LB_CONFIG_MAPS, SOCK_LB_OBJECTS, u32Codec, type LbConfigMapName } from '../../../agent/datapath/lb-layout.ts';
 import type { LbBackend, LbFrontend, LbState, L4Protocol } from '../../../agent/model/types.ts';
 
 const skip = rootSkipReason();
@@ -67,8 +67,7 @@ async function makeLab(t: Teardownable, object: string): Promise<Lab> {
   });
   const maps = {} as Record<LbConfigMapName, MapAccess>;
   for (const name of LB_CONFIG_MAPS) {
-    const m = new BpfMap(loaded.maps[name]!); // the fd stays owned by the object
-    maps[name] = { entries: () => m.entries(), update: (k, v) => m.set(k, v), delete: (k) => { m.delete(k); } };
+    maps[name] = kernelMap(loaded.maps[name]!); // the fd stays owned by the object
   }
   const lab: Lab = {
     loaded,
@@ -151,6 +150,18 @@ t.test('socket LB (sock_lb.bpf.o): ClusterIP over TCP and UDP, v4, v6 and v4-map
   t.ok(w2.added + w2.updated + w2.deleted <= 4, `a backend change touches few entries (${JSON.stringify(w2.byMap[LB_CONFIG_MAPS[0]])})`);
   const [after] = await lab.client([{ op: 'tcp', host: '10.96.0.10', port: 80, n: 10 }]);
   t.same(servers(after!), ['b2'], 'after the change only b2 answers');
+
+  // A slot whose backend id holds zeros (the backends live in an array: an unused id is all zeros)
+  // is no backend: the connect fails, it is never translated to 0.0.0.0:0. The next reconcile repairs it.
+  const id = lab.alloc!.backends.get(`4|10.200.2.2|${TCP_PORT}|TCP`)!;
+  t.ok(id > 0, 'b2 has a backend id');
+  lab.maps[LB4_BE_MAP].delete(u32Codec.encode(id));
+  const [stale] = await lab.client([{ op: 'tcp', host: '10.96.0.10', port: 80, n: 1 }]);
+  t.same(stale, [{ error: 'EHOSTUNREACH' }], 'slot -> zeroed backend id: EHOSTUNREACH');
+  const fixed = lab.program(only2);
+  t.same([fixed.added, fixed.updated, fixed.deleted], [1, 0, 0], 'the reconcile writes the backend back');
+  const [back] = await lab.client([{ op: 'tcp', host: '10.96.0.10', port: 80, n: 2 }]);
+  t.same(servers(back!), ['b2'], 'and b2 answers again');
 
   // Affinity follows a backend removal: the client moves to a remaining backend and sticks there.
   const stuck = aff![0]!.server!;

@@ -6,7 +6,7 @@ import t from 'tap';
 import { rootSkipReason, scratchBpffs, testCgroup } from '../../../lib/sandbox.ts';
 import { LbDatapath } from '../../../../agent/datapath/lb.ts';
 import { cleanup } from '../../../../agent/datapath/loader.ts';
-import { BpfMap } from '../../../../agent/datapath/libbpf.ts';
+import { kernelMap } from '../../../lib/kernel-map.ts';
 import { LB4_BE_MAP, LB4_SVC_MAP, LB_CONFIG_MAPS, lb4KeyCodec, svcValueCodec, u32Codec } from '../../../../agent/datapath/lb-layout.ts';
 import { buildLbState, LbModel, type ServicesInput } from '../../../../agent/model/services.ts';
 import type { KubeObject } from '../../../../agent/source/types.ts';
@@ -39,8 +39,8 @@ t.test('LbDatapath.update: batched first apply, incremental change, drift repair
   t.same(lb.fill().map((m) => m.entries), [2500, 0, 2000, 0, 500, 0]);
 
   // The kernel holds what the shadow copy says.
-  const svc = new BpfMap(lb.loaded.maps[LB4_SVC_MAP]!);
-  const be = new BpfMap(lb.loaded.maps[LB4_BE_MAP]!);
+  const svc = kernelMap(lb.loaded.maps[LB4_SVC_MAP]!);
+  const be = kernelMap(lb.loaded.maps[LB4_BE_MAP]!);
   t.equal([...svc.entries()].length, 2500);
   t.equal([...be.entries()].length, 2000);
 
@@ -58,7 +58,7 @@ t.test('LbDatapath.update: batched first apply, incremental change, drift repair
   // Drift: someone deletes a backend and rewrites a frontend's count.
   const fkey = lb4KeyCodec.encode({ address: '10.96.0.7', port: 80, proto: 6, slot: 0 });
   const fval = svcValueCodec.decode(svc.get(fkey)!);
-  svc.set(fkey, svcValueCodec.encode({ ...fval, count: 1 }));
+  svc.update(fkey, svcValueCodec.encode({ ...fval, count: 1 }));
   const victim = [...be.entries()][0]![0];
   be.delete(victim);
   const blind = lb.update(model.update(changed));

@@ -1,6 +1,6 @@
 // Layout pin: build the socket-LB objects and compare the BTF of every
 // struct in bpf/include/kinglet.h (size, member offsets and sizes) and of
-// every map (name, key/value type, capacity) with agent/datapath/lb-layout.ts.
+// every map (name, type, key/value type, capacity) with agent/datapath/lb-layout.ts.
 // A change on either side alone fails here.
 import t from 'tap';
 import { execa } from 'execa';
@@ -12,6 +12,7 @@ import {
   LB4_SVC_MAP, LB6_SVC_MAP, LB4_BE_MAP, LB6_BE_MAP, LB4_RNAT_MAP, LB6_RNAT_MAP, LB4_RSK_MAP, LB6_RSK_MAP, LB_AFF_MAP,
   type StructLayout,
 } from '../../../../agent/datapath/lb-layout.ts';
+import { MapType } from '../../../../agent/datapath/libbpf.ts';
 
 const bpfDir = fileURLToPath(new URL('../../../../bpf/', import.meta.url));
 
@@ -101,6 +102,7 @@ for (const obj of SOCK_LB_OBJECTS) {
       }
       t.equal(value.name, want.value.name, `${v.name}: value struct`);
       t.equal(ptrTarget('max_entries').nr_elems, MAX_ENTRIES[v.name], `${v.name}: max_entries`);
+      t.equal(ptrTarget('type').nr_elems, MapType[want.kind.toUpperCase() as 'HASH' | 'ARRAY' | 'LRU_HASH'], `${v.name}: map type ${want.kind}`);
     }
   });
 

@@ -483,6 +483,29 @@ t.test('determinism: the same objects in any order give the same output', async 
   t.equal(JSON.stringify(run(services, slices)), JSON.stringify(base), 'byte-identical JSON on a re-run');
 });
 
+t.test('backends: the order of endpoints inside slices never matters (numeric addresses, copies across and within slices)', async (t) => {
+  // Addresses above 2^31 (192.168.x), below (9.x, 10.x), IPv4-mapped IPv6 spelling, the same
+  // address twice in one slice (nodes differ) and across slices (ready in one, terminating in the other).
+  const eps: EpIn[] = [
+    { ip: '192.168.0.2', node: 'b' }, { ip: '9.0.0.1' }, { ip: '10.0.0.1', node: 'z' }, { ip: '192.168.0.2', node: 'a' },
+    { ip: '::ffff:10.0.0.2' }, { ip: '200.1.1.1', ready: false, serving: true, terminating: true }, { ip: '10.0.0.10', node: 'n' },
+  ];
+  const other: EpIn[] = [{ ip: '10.0.0.1', ready: false, serving: true, terminating: true, node: 'a' }, { ip: '172.16.0.1', node: 'c' }];
+  const want = ['9.0.0.1:8080', '10.0.0.1:8080@z', '10.0.0.2:8080', '10.0.0.10:8080@n', '172.16.0.1:8080@c', '192.168.0.2:8080@a'];
+  const rnd = lcg(11);
+  for (let i = 0; i < 12; i++) {
+    const a = i === 0 ? eps : i === 1 ? [...eps].reverse() : shuffle(eps, rnd);
+    const b = i % 2 ? [...other].reverse() : other;
+    const { state } = run([cip('o', '10.43.7.1', [{ port: 80 }])], [slice('o-b', 'o', 'IPv4', [{ port: 8080 }], b), slice('o-a', 'o', 'IPv4', [{ port: 8080 }], a)]);
+    const got = state.frontends[0]!.backends.map((x) => `${x.address}:${x.port}${x.nodeName ? '@' + x.nodeName : ''}${x.terminating ? ' T' : ''}`);
+    t.same(got, want, `order ${i}`);
+  }
+  // No ready endpoint at all: the terminating ones, in address order, marked.
+  const term: EpIn[] = [{ ip: '10.0.0.3', ready: false, serving: true, terminating: true }, { ip: '10.0.0.2', ready: false, serving: true, terminating: true }];
+  const { state } = run([cip('q', '10.43.7.2', [{ port: 80 }])], [slice('q-a', 'q', 'IPv4', [{ port: 8080 }], term)]);
+  t.same(state.frontends[0]!.backends, [{ address: '10.0.0.2', port: 8080, terminating: true }, { address: '10.0.0.3', port: 8080, terminating: true }]);
+});
+
 t.test('outputs are fresh objects: mutating one frontend does not leak into another', async (t) => {
   const { state } = run([cip('m', ['10.43.9.1', '10.43.9.2'], [{ port: 80 }])], [slice('m-a', 'm', 'IPv4', [{ port: 80 }], [{ ip: '10.42.9.1' }])]);
   t.equal(state.frontends.length, 2);
