@@ -3,9 +3,11 @@
 // re-run skips it, a reboot-cut run resumes, and uninstall can undo it.
 import { chmod, mkdir, readFile, readdir, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import type { Clock } from './progress.ts';
+import { DEFAULT_PROGRESS_SECONDS, realClock, redactText, secondsSince, withHeartbeat } from './progress.ts';
 import { STATE_DIR, STATE_FILE } from './render.ts';
 import type { PhaseName, Step } from './steps.ts';
-import { describe, isReadOnly, stepHash } from './steps.ts';
+import { describe, isReadOnly, REDACTED, secretValues, stepHash } from './steps.ts';
 
 export interface RunResult {
   exitCode: number;
@@ -14,7 +16,8 @@ export interface RunResult {
 }
 
 export interface Runner {
-  run(argv: string[], env?: Record<string, string>): Promise<RunResult>;
+  /** Run a command to completion; `onLine` (when given) sees each line of its output as it comes. */
+  run(argv: string[], env?: Record<string, string>, onLine?: (line: string) => void): Promise<RunResult>;
 }
 
 export interface ApplyContext {
@@ -27,6 +30,14 @@ export interface ApplyContext {
   nodeBin?: string;
   log(line: string): void;
   sleep(ms: number): Promise<void>;
+  /** Time for progress lines and wait deadlines; default the real one. */
+  clock?: Clock;
+  /** Seconds between "still ..." lines (default 15, KINGLET_PROGRESS_SECONDS). */
+  progressSec?: number;
+}
+
+function clockOf(ctx: ApplyContext): Clock {
+  return ctx.clock ?? realClock;
 }
 
 /** How to take a step back, recorded when it is applied. */
@@ -130,10 +141,19 @@ async function writeTracked(ctx: ApplyContext, path: string, content: string | B
   return [...undo, ...dirs.reverse().map((d): Undo => ({ kind: 'rmdir', path: d }))];
 }
 
+/**
+ * Run a command for a step: its output is logged line by line as it comes
+ * (secrets redacted), and a "still running" line every few seconds says the
+ * step is alive. A failure carries the output's tail.
+ */
 async function run(ctx: ApplyContext, s: Step, argv: string[], env?: Record<string, string>): Promise<RunResult> {
-  const r = await ctx.runner.run(argv, env);
+  const secrets = secretValues(s);
+  const clean = (t: string): string => redactText(t, secrets, REDACTED);
+  const every = ctx.progressSec ?? DEFAULT_PROGRESS_SECONDS;
+  const r = await withHeartbeat(clockOf(ctx), every, ctx.log, (sec) => `    still running: ${s.title} (${sec}s)`,
+    () => ctx.runner.run(argv, env, (line) => { if (line.trim()) ctx.log(`    | ${clean(line)}`); }));
   if (r.exitCode !== 0) {
-    const tail = (r.stderr || r.stdout).trim().split('\n').slice(-5).join('\n');
+    const tail = clean((r.stderr || r.stdout).trim().split('\n').slice(-5).join('\n'));
     throw new ApplyError(`${s.title}: \`${argv.join(' ')}\` exited ${r.exitCode}${tail ? `:\n${tail}` : ''}`, 'fix the cause above and re-run: steps already done are skipped');
   }
   return r;
@@ -211,13 +231,24 @@ export async function applyStep(ctx: ApplyContext, s: Step): Promise<{ outcome: 
       return { outcome: 'applied', undo: [{ kind: 'umount', target: s.target }, ...dirs.reverse().map((d): Undo => ({ kind: 'rmdir', path: d }))] };
     }
     case 'wait': {
-      const tries = Math.max(1, Math.ceil(s.timeoutSec / s.intervalSec));
-      for (let n = 0; n < tries; n++) {
+      // Deadline by the clock, not by counting tries: one try (kubectl wait) can itself take seconds.
+      const clock = clockOf(ctx);
+      const every = ctx.progressSec ?? DEFAULT_PROGRESS_SECONDS;
+      const start = clock.now();
+      let said = start;
+      for (let n = 0; ; n++) {
         if (s.file ? await exists(hostPath(ctx.root, s.file)) : (await ctx.runner.run(s.argv ?? ['false'], s.env)).exitCode === 0) {
+          if (n > 0) ctx.log(`    done after ${secondsSince(clock, start)}s: ${s.title}`);
           return { outcome: 'checked', undo: [] };
         }
-        if (n === 0) ctx.log(`  waiting up to ${s.timeoutSec}s: ${s.title}`);
-        await ctx.sleep(s.intervalSec * 1000);
+        const sec = secondsSince(clock, start);
+        if (sec >= s.timeoutSec) break;
+        if (n === 0) ctx.log(`    waiting up to ${s.timeoutSec}s: ${s.title}`);
+        else if (clock.now() - said >= every * 1000) {
+          said = clock.now();
+          ctx.log(`    still waiting: ${s.title} (${sec}s of up to ${s.timeoutSec}s)`);
+        }
+        await ctx.sleep(Math.max(0, Math.min(s.intervalSec * 1000, s.timeoutSec * 1000 - (clock.now() - start))));
       }
       throw new ApplyError(`${s.title}: gave up after ${s.timeoutSec}s`, s.fix);
     }

@@ -14,6 +14,8 @@ import { parseFacts } from './facts.ts';
 import type { PlanInput } from './phases.ts';
 import { cniShimUsable } from './cni-shim.ts';
 import type { Outcome } from './pipeline.ts';
+import type { Clock } from './progress.ts';
+import { progressSeconds, realClock } from './progress.ts';
 import type { Settings } from './settings.ts';
 import { parseSkip, resumeEnv, settingsFromEnv } from './settings.ts';
 import type { Plan } from './steps.ts';
@@ -25,15 +27,21 @@ export interface Deps {
   runner: Runner;
   gather: () => Promise<HostFacts>;
   sleep: (ms: number) => Promise<void>;
+  clock: Clock;
   bundleDir: string;
   nodeBin: string;
 }
 
 export const execaRunner: Runner = {
-  async run(argv, env) {
+  async run(argv, env, onLine) {
     const { execa } = await import('execa');
     const [cmd, ...args] = argv;
-    const r = await execa(cmd ?? 'false', args, { env: { ...process.env, ...(env ?? {}) }, reject: false, stdin: 'ignore' });
+    // Each output line goes to onLine as it comes (execa's line transform) and is still buffered for errors.
+    const tap = onLine ? function* (line: unknown) { onLine(String(line)); yield line; } : undefined;
+    const r = await execa(cmd ?? 'false', args, {
+      env: { ...process.env, ...(env ?? {}) }, reject: false, stdin: 'ignore',
+      ...(tap ? { stdout: [tap, 'pipe'] as const, stderr: [tap, 'pipe'] as const } : {}),
+    });
     return { exitCode: r.exitCode ?? 1, stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? '') };
   },
 };
@@ -48,6 +56,7 @@ export function realDeps(): Deps {
     runner: execaRunner,
     gather: async () => (await import('./gather.ts')).gatherFacts(),
     sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
+    clock: realClock,
     bundleDir: BUNDLE_DIR,
     nodeBin: process.execPath,
   };
@@ -109,7 +118,16 @@ export function printPlan(io: Io, plan: Plan, json: boolean): void {
 }
 
 export function context(deps: Deps, io: Io): ApplyContext {
-  return { root: deps.root, runner: deps.runner, bundleDir: deps.bundleDir, nodeBin: deps.nodeBin, log: (l) => io.err(l + '\n'), sleep: deps.sleep };
+  let progressSec: number;
+  try {
+    progressSec = progressSeconds(deps.env);
+  } catch (e) {
+    throw new CommandError((e as Error).message);
+  }
+  return {
+    root: deps.root, runner: deps.runner, bundleDir: deps.bundleDir, nodeBin: deps.nodeBin,
+    log: (l) => io.err(l + '\n'), sleep: deps.sleep, clock: deps.clock, progressSec,
+  };
 }
 
 /** Outcome -> exit status: 0 done, 3 stopped for a reboot, 0 rebooting. */

@@ -174,6 +174,15 @@ function splitExec(exec: string): string[] {
   return exec.split(/\s+/).filter(Boolean);
 }
 
+/**
+ * k3s variables whose values are secrets besides K3S_TOKEN: K3S_AGENT_TOKEN,
+ * anything named *PASSWORD* or *SECRET*, and K3S_DATASTORE_ENDPOINT (a
+ * database URL that may carry credentials). *_FILE variables are paths.
+ */
+export function isSecretVar(key: string): boolean {
+  return /(TOKEN|PASSWORD|SECRET)(?!_FILE$)|DATASTORE_ENDPOINT/.test(key);
+}
+
 export function planK3s(i: PlanInput): PhasePlan {
   const { facts: f, settings: s } = i;
   const p = phase('k3s');
@@ -221,8 +230,9 @@ export function planK3s(i: PlanInput): PhasePlan {
       );
     }
   }
-  const env: Record<string, string> = { ...k.passEnv };
+  const env: Record<string, string> = {};
   const secretEnv: Record<string, string> = {};
+  for (const [key, v] of Object.entries(k.passEnv)) (isSecretVar(key) ? secretEnv : env)[key] = v;
   // A token given on the command line is as secret as K3S_TOKEN.
   if (exec.some((a) => /^--(agent-)?token(=|$)|^-t$/.test(a))) secretEnv['INSTALL_K3S_EXEC'] = exec.join(' ');
   else if (exec.length) env['INSTALL_K3S_EXEC'] = exec.join(' ');

@@ -10,7 +10,7 @@ import { runWith as uninstall } from '../../../agent/cli/commands/uninstall.ts';
 import { runWith as kernelUpgrade } from '../../../agent/cli/commands/kernel-upgrade.ts';
 import { loadState, saveState } from '../../../installer/apply.ts';
 import type { HostFacts } from '../../../installer/facts.ts';
-import { deps, fixture, io, RecordingRunner, simulateHost } from '../../lib/installer-helpers.ts';
+import { deps, FakeClock, fixture, io, kernelStubs, RecordingRunner, runWithStubs, simulateHost } from '../../lib/installer-helpers.ts';
 
 async function tree(dir: string, base = dir): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
@@ -190,8 +190,8 @@ t.test('centos 7: stops for the reboot, resumes after it', async (t) => {
     'yum --disablerepo=* --enablerepo=kinglet-kernel install -y kernel-lt',
     r1.lines()[2],
   ]);
-  t.match(r1.lines()[2], /^sh -c k=\$\(rpm -q .*grubby --set-default/);
-  t.ok(r1.lines().includes('grubby --default-kernel'), 'default entry verified');
+  t.match(r1.lines()[2], /^sh -c q=\$\(rpm -q .*grubby --set-default .* kernel-lt$/);
+  t.ok(r1.lines().some((l) => /^sh -c .*grubby --default-kernel.* kernel-lt$/.test(l)), 'default entry verified');
   t.notOk(r1.lines().some((l) => /reboot|k3s-install/.test(l)), 'no reboot, nothing past the kernel phase');
   const unit = await readFile(join(root, 'etc/systemd/system/kinglet-resume.service'), 'utf8');
   t.match(unit, /ExecStart=\/opt\/kinglet\/node\/bin\/node .*kinglet\.ts install --resume/);
@@ -203,7 +203,7 @@ t.test('centos 7: stops for the reboot, resumes after it', async (t) => {
   const r2 = new RecordingRunner(root);
   simulateHost(r2);
   t.equal(await install(['--allow-reboot'], io().io, deps(root, r2, facts, env, bundle)), 0);
-  t.same(r2.lines(), ['grubby --default-kernel', 'systemctl reboot']);
+  t.same(r2.lines().map((l) => l.includes('grubby --default-kernel') ? 'verify-default' : l), ['verify-default', 'systemctl reboot'], 'only the default entry is checked again before the reboot');
   t.equal((await loadState(root)).rebootedForKernel, true);
 
   // After the boot: new kernel, the hook runs install --resume.
@@ -236,8 +236,11 @@ t.test('a failing default-entry check stops before any reboot', async (t) => {
   const { root, bundle } = await scratch(t);
   const facts = await fixture('centos7-bios');
   const r = new RecordingRunner(root);
-  r.handlers.push((argv) => argv[0] === 'grubby' && argv[1] === '--default-kernel' ? { stdout: '/boot/vmlinuz-3.10.0-1160.el7.x86_64\n' } : undefined);
-  await t.rejects(kernelUpgrade(['--allow-reboot'], io().io, deps(root, r, facts, { KINGLET_KERNEL_MIRROR: 'https://m.example/el7' }, bundle)), /verify the default boot entry.*must match \/elrepo\//s);
+  // grubby --set-default "succeeds" but the default stays the old kernel.
+  const dir = await kernelStubs(join(root, '..', 'stubs'), ['5.4.278-1.el7.elrepo.x86_64'], '/boot/vmlinuz-3.10.0-1160.el7.x86_64');
+  r.handlers.push((argv) => (argv[0] === 'sh' && argv[1] === '-c' ? (argv[2]?.includes('--set-default') ? { exitCode: 0 } : runWithStubs(argv, dir)) : undefined));
+  await t.rejects(kernelUpgrade(['--allow-reboot'], io().io, deps(root, r, facts, { KINGLET_KERNEL_MIRROR: 'https://m.example/el7' }, bundle)),
+    /verify the default boot entry is the new kernel-lt: failed \(exit 1\):\s+boot default: \/boot\/vmlinuz-3\.10\.0-1160\.el7\.x86_64; newest kernel-lt: 5\.4\.278-1\.el7\.elrepo\.x86_64\s+fix: set it by hand/);
   t.notOk(r.lines().includes('systemctl reboot'));
 });
 
@@ -247,7 +250,11 @@ t.test('kernel upgrade alone: no resume hook', async (t) => {
   const r = new RecordingRunner(root);
   await mkdir(join(root, 'etc/default'), { recursive: true });
   await writeFile(join(root, 'etc/default/grub'), 'GRUB_TIMEOUT=5\nGRUB_DEFAULT=saved\n');
-  r.handlers.push((argv) => argv[0] === 'sh' && argv[3]?.endsWith('grub.cfg') ? { stdout: "menuentry 'CentOS Linux (5.4.278-1.el7.elrepo.x86_64) 7 (Core)' {\n" } : undefined);
+  // The check reads the generated grub.cfg (in the scratch root) with the stand-in rpm.
+  const dir = await kernelStubs(join(root, '..', 'stubs'), ['6.9.7-1.el7.elrepo.x86_64'], '');
+  await mkdir(join(root, 'boot/efi/EFI/centos'), { recursive: true });
+  await writeFile(join(root, 'boot/efi/EFI/centos/grub.cfg'), "menuentry 'CentOS Linux (6.9.7-1.el7.elrepo.x86_64) 7 (Core)' {\n}\n");
+  r.handlers.push((argv) => (argv[0] === 'sh' && argv[1] === '-c' && argv.at(-1)?.endsWith('grub.cfg') ? runWithStubs([...argv.slice(0, -1), join(root, argv.at(-1)!)], dir) : undefined));
   const o = io();
   t.equal(await kernelUpgrade([], o.io, deps(root, r, facts, { KINGLET_KERNEL_RPM_DIR: '/srv/rpms' }, bundle)), 3);
   t.equal(await readFile(join(root, 'etc/default/grub'), 'utf8'), 'GRUB_TIMEOUT=5\nGRUB_DEFAULT=0\n');
@@ -296,4 +303,53 @@ t.test('verify: checks without the agent socket they need are skipped, not run',
   const r3 = new RecordingRunner(root);
   r3.handlers.push((argv) => (argv.includes('status') ? { exitCode: 1, stdout: 'agent unhealthy' } : undefined));
   await t.rejects(install([], io().io, deps(root, r3, facts, env, bundle)), { message: /agent status: failed \(exit 1\):\s+agent unhealthy\s+fix: run `kinglet status --api-socket/ });
+});
+
+t.test('progress: long commands and waits say what is going on, for how long, and the limit', async (t) => {
+  const { root, bundle } = await scratch(t);
+  const facts = await fixture('ubuntu2204');
+  const clock = new FakeClock();
+  const r = new RecordingRunner(root);
+  r.handlers.push((argv, _root, onLine) => {
+    if (argv[0] === 'sh' && argv[1]?.endsWith('k3s-install.sh')) {
+      // k3s's script talks, takes 35s, and (say) echoes its token.
+      onLine?.('[INFO]  Downloading binary https://github.com/k3s-io/k3s/releases/download/v1.31.4+k3s1/k3s');
+      clock.advance(35_000);
+      onLine?.(`[INFO]  token ${TOKEN}`);
+      return undefined; // simulateHost writes the containerd config
+    }
+    if (argv.includes('--raw=/readyz')) return clock.now() < 77_000 ? { exitCode: 1 } : { exitCode: 0 };
+    return undefined;
+  });
+  simulateHost(r);
+  const o = io();
+  t.equal(await install([], o.io, deps(root, r, facts, { K3S_TOKEN: TOKEN }, bundle, clock)), 0, o.err.join(''));
+  const log = o.err.join('');
+  t.match(log, /\n {4}\| \[INFO\] {2}Downloading binary https:\/\/github\.com\/k3s-io/, "k3s's output is shown as it comes");
+  t.match(log, /\n {4}still running: install and start k3s \(server\) \(15s\)\n {4}still running: install and start k3s \(server\) \(30s\)\n {4}\| \[INFO\] {2}token <redacted>\n/);
+  t.notMatch(log, /topsecret/, 'a secret in command output is redacted');
+  // The API wait starts at 35s and succeeds at 77s: tries every 3s, a line every 15s.
+  t.match(log, /waiting up to 300s: wait for the Kubernetes API\n {4}still waiting: wait for the Kubernetes API \(15s of up to 300s\)\n {4}still waiting: wait for the Kubernetes API \(30s of up to 300s\)\n {4}done after 42s: wait for the Kubernetes API\n/);
+  t.notMatch(log, /still (running|waiting): (?!install and start k3s|wait for the Kubernetes API)/, 'quick steps stay quiet');
+});
+
+t.test('a wait gives up at its deadline by the clock, with its fix', async (t) => {
+  const { root, bundle } = await scratch(t);
+  const facts = await fixture('ubuntu2204');
+  const clock = new FakeClock();
+  const r = new RecordingRunner(root);
+  r.handlers.push((argv) => {
+    if (!argv.includes('--raw=/readyz')) return undefined;
+    clock.advance(2_000); // each try itself takes 2s
+    return { exitCode: 1 };
+  });
+  simulateHost(r);
+  const o = io();
+  await t.rejects(install([], o.io, deps(root, r, facts, { KINGLET_PROGRESS_SECONDS: '60' }, bundle, clock)),
+    /wait for the Kubernetes API: gave up after 300s\nfix: see why k3s is not ready: journalctl -u k3s/);
+  const tries = r.lines().filter((l) => l.includes('readyz')).length;
+  t.ok(tries >= 55 && tries <= 62, `tries spaced by the clock (2s each + 3s pause): ${tries}`);
+  t.ok(clock.now() >= 300_000 && clock.now() < 306_000, `gave up at the deadline (${clock.now()}ms)`);
+  t.equal(o.err.join('').match(/still waiting/g)?.length, 4, 'KINGLET_PROGRESS_SECONDS=60: a line a minute');
+  await t.rejects(install([], io().io, deps(root, r, facts, { KINGLET_PROGRESS_SECONDS: 'often' }, bundle, clock)), /KINGLET_PROGRESS_SECONDS must be a whole number/);
 });
