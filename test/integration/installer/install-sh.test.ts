@@ -76,9 +76,14 @@ async function setup(t: Tap): Promise<{ dir: string; mirror: Mirror; bundleSha: 
   const requests: string[] = [];
   const server = createServer(async (req, res) => {
     requests.push(req.url ?? '');
+    // /slow/<path>: the first half at once, the rest 2.5s later (a slow link).
+    const slow = (req.url ?? '').startsWith('/slow/');
     try {
-      const body = await readFile(join(www, decodeURIComponent((req.url ?? '/').split('?')[0]!)));
-      res.writeHead(200, { 'content-length': body.length }).end(body);
+      const body = await readFile(join(www, decodeURIComponent((req.url ?? '/').replace(/^\/slow\//, '/').split('?')[0]!)));
+      res.writeHead(200, { 'content-length': body.length });
+      if (!slow) return void res.end(body);
+      res.write(body.subarray(0, body.length >> 1));
+      setTimeout(() => res.end(body.subarray(body.length >> 1)), 2500);
     } catch {
       res.writeHead(404).end('not found\n');
     }
@@ -213,4 +218,43 @@ t.test('a truncated script runs nothing', { skip: !have('dash') ? 'dash missing'
   t.same(mirror.requests, [], 'no download started');
   await t.rejects(stat(record), 'no hand-over');
   await t.rejects(stat(join(dir, 'opt')), 'nothing written');
+});
+
+t.test('progress: quiet lines in logs, a progress bar on a terminal', { skip: !have('dash') ? 'dash missing' : !root && why }, async (t) => {
+  const { dir, mirror, bundleSha } = await setup(t);
+  const script = join(dir, 'install.sh');
+  await copyFile(SCRIPT, script);
+  const env = {
+    KINGLET_INSTALL_DIR: join(dir, 'opt'), KINGLET_BUNDLE_URL: `${mirror.base}/slow/kinglet-0.1.0.tar.gz`,
+    KINGLET_BUNDLE_SHA256: bundleSha, KINGLET_TEST_RECORD: join(dir, 'record.txt'), KINGLET_PROGRESS_SECONDS: '1',
+  };
+  // stderr is a pipe here, as in CI or `| tee log`.
+  const r = await runScript(script, env);
+  t.equal(r.code, 0, r.stderr);
+  const lines = r.stderr.split('\n');
+  const still = lines.filter((l) => l.includes('still downloading'));
+  t.ok(still.length >= 1 && still.length <= 4, `a line a second while the bundle trickles in (${still.length})`);
+  t.match(still[0], /^\[kinglet\] still downloading http:\/\/127\.0\.0\.1:\d+\/slow\/kinglet-0\.1\.0\.tar\.gz \(1s, \d+ bytes so far; gives up after 60s without data\)$/);
+  const done = lines.findIndex((l) => /downloaded http:.*\/slow\/kinglet-0\.1\.0\.tar\.gz \(\d+ bytes\)/.test(l));
+  t.ok(done > lines.indexOf(still.at(-1)!), 'no progress line after the download finished');
+  t.notMatch(r.stderr, /#{3,}|\d+\.\d%/, 'no progress bar in a log');
+
+  await t.test('on a terminal: the downloader\'s bar, no extra lines', { skip: !have('script') && 'script (util-linux) is not installed' }, async (t) => {
+    // script(1) gives the installer a pseudo-terminal as its stdout and stderr (async: the mirror lives in this process).
+    const p = spawn('script', ['-q', '-e', '-c', `dash ${script}`, '/dev/null'], {
+      env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: '/tmp', ...env }, stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    p.stdout.on('data', (d) => { out += d; });
+    const status = await new Promise<number | null>((r) => p.on('close', r));
+    t.equal(status, 0, out);
+    t.match(out, /#+\s*100\.0%/, "curl's progress bar");
+    t.notMatch(out, /still downloading/);
+  });
+});
+
+t.test('KINGLET_PROGRESS_SECONDS must be a number', { skip: !have('dash') && 'dash missing' }, async (t) => {
+  const r = await runScript(SCRIPT, { KINGLET_PROGRESS_SECONDS: 'often', KINGLET_INSTALL_DIR: '/nonexistent/kinglet' });
+  t.equal(r.code, 1);
+  t.match(r.stderr, /KINGLET_PROGRESS_SECONDS must be a whole number of seconds >= 1, not "often"/);
 });
