@@ -258,3 +258,43 @@ t.test('KINGLET_PROGRESS_SECONDS must be a number', { skip: !have('dash') && 'da
   t.equal(r.code, 1);
   t.match(r.stderr, /KINGLET_PROGRESS_SECONDS must be a whole number of seconds >= 1, not "often"/);
 });
+
+t.test('not root: every privileged step and the hand-over go through sudo, keeping the settings', { skip: !have('dash') ? 'dash missing' : !root && why }, async (t) => {
+  const { dir, mirror, bundleSha } = await setup(t);
+  const script = join(dir, 'install.sh');
+  await copyFile(SCRIPT, script);
+  // Stand-ins: `id -u` says 1000; sudo logs its arguments and runs the command.
+  const fake = join(dir, 'fakebin');
+  await mkdir(fake);
+  await writeFile(join(fake, 'id'), '#!/bin/sh\nif [ "$1" = -u ]; then echo 1000; else exec /usr/bin/id "$@"; fi\n', { mode: 0o755 });
+  const sudoLog = join(dir, 'sudo.log');
+  const record = join(dir, 'record.txt');
+  const env = {
+    PATH: `${fake}:${process.env['PATH'] ?? '/usr/bin:/bin'}`,
+    KINGLET_INSTALL_DIR: join(dir, 'opt'), KINGLET_BUNDLE_URL: `${mirror.base}/kinglet-0.1.0.tar.gz`, KINGLET_BUNDLE_SHA256: bundleSha,
+    K3S_TOKEN: 'K10sudosecret', INSTALL_K3S_EXEC: '--node-ip 10.0.0.2', KINGLET_TEST_RECORD: record,
+  };
+
+  await t.test('without sudo: stops before anything, saying to run as root', { skip: have('sudo') && 'this machine has a real sudo' }, async (t) => {
+    const r = await runScript(script, env);
+    t.equal(r.code, 1);
+    t.match(r.stderr, /run this as root: kinglet installs system services \(no sudo found\)/);
+    t.same(mirror.requests, [], 'nothing downloaded');
+  });
+
+  await writeFile(join(fake, 'sudo'), `#!/bin/sh\nprintf '%s\\n' "$*" >> '${sudoLog}'\ncase $1 in --preserve-env=*) shift ;; esac\nexec "$@"\n`, { mode: 0o755 });
+  const r = await runScript(script, env);
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.stderr, /not root: using sudo for the installation/);
+  const calls = (await readFile(sudoLog, 'utf8')).trim().split('\n');
+  const keep = /^--preserve-env=(\S+) /.exec(calls[0] ?? '')?.[1]?.split(',') ?? [];
+  for (const v of ['K3S_TOKEN', 'INSTALL_K3S_EXEC', 'KINGLET_INSTALL_DIR', 'KINGLET_BUNDLE_URL']) t.ok(keep.includes(v), `sudo keeps ${v}`);
+  t.ok(calls.every((c) => c.startsWith(`--preserve-env=${keep.join(',')} `)), 'every sudo call keeps them');
+  const cmds = calls.map((c) => c.replace(/^--preserve-env=\S+ /, '').split(' ')[0]);
+  t.ok(cmds.includes('tar') && cmds.includes('mkdir') && cmds.includes('mv'), `unpacking runs as root (${[...new Set(cmds)].join(', ')})`);
+  t.match(calls.at(-1), /\/agent\/cli\/kinglet\.ts install$/, 'the hand-over runs as root');
+  t.notMatch(calls.join('\n'), /K10sudosecret/, 'the token is never on a command line');
+  const rec = JSON.parse(await readFile(record, 'utf8'));
+  t.equal(rec.env.K3S_TOKEN, 'K10sudosecret', 'the installer gets the token through the environment');
+  t.equal(rec.env.INSTALL_K3S_EXEC, '--node-ip 10.0.0.2');
+});
