@@ -1,7 +1,7 @@
 // The applier: executes planned steps against a root directory through an
 // injectable command runner, and records what it did in the state file so a
 // re-run skips it, a reboot-cut run resumes, and uninstall can undo it.
-import { chmod, mkdir, readFile, readdir, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, readdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Clock } from './progress.ts';
 import { DEFAULT_PROGRESS_SECONDS, realClock, redactText, secondsSince, withHeartbeat } from './progress.ts';
@@ -131,13 +131,27 @@ async function mkdirp(root: string, p: string, mode: number): Promise<string[]> 
   return created;
 }
 
-async function writeTracked(ctx: ApplyContext, path: string, content: string | Buffer, mode: number): Promise<Undo[]> {
+/**
+ * Write a file, returning how to take it back. A secret file is written
+ * under a temporary name with its final mode and renamed into place, so it
+ * is never readable by others, not even for a moment; and its old content is
+ * not kept in the state (undo removes it: secret files are kinglet's own).
+ */
+async function writeTracked(ctx: ApplyContext, path: string, content: string | Buffer, mode: number, secret = false): Promise<Undo[]> {
   const full = hostPath(ctx.root, path);
   const before = await readIf(full);
   const dirs = await mkdirp(ctx.root, dirname(path), 0o755);
-  await writeFile(full, content, { mode });
-  await chmod(full, mode);
-  const undo: Undo[] = before ? [{ kind: 'restore', path, content: before.content, mode: before.mode }] : [{ kind: 'remove', path }];
+  if (secret) {
+    const tmp = `${full}.kinglet-new`;
+    await rm(tmp, { force: true });
+    await writeFile(tmp, content, { mode, flag: 'wx' });
+    await chmod(tmp, mode);
+    await rename(tmp, full);
+  } else {
+    await writeFile(full, content, { mode });
+    await chmod(full, mode);
+  }
+  const undo: Undo[] = before && !secret ? [{ kind: 'restore', path, content: before.content, mode: before.mode }] : [{ kind: 'remove', path }];
   return [...undo, ...dirs.reverse().map((d): Undo => ({ kind: 'rmdir', path: d }))];
 }
 
@@ -171,7 +185,7 @@ export async function applyStep(ctx: ApplyContext, s: Step): Promise<{ outcome: 
       return { outcome: 'applied', undo };
     }
     case 'file':
-      return { outcome: 'applied', undo: await writeTracked(ctx, s.path, s.content, s.mode) };
+      return { outcome: 'applied', undo: await writeTracked(ctx, s.path, s.content, s.mode, s.secret) };
     case 'copy': {
       const src = s.fromHost ? hostPath(ctx.root, s.from) : join(ctx.bundleDir, s.from);
       let data: Buffer;

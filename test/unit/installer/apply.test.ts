@@ -353,3 +353,62 @@ t.test('a wait gives up at its deadline by the clock, with its fix', async (t) =
   t.equal(o.err.join('').match(/still waiting/g)?.length, 4, 'KINGLET_PROGRESS_SECONDS=60: a line a minute');
   await t.rejects(install([], io().io, deps(root, r, facts, { KINGLET_PROGRESS_SECONDS: 'often' }, bundle, clock)), /KINGLET_PROGRESS_SECONDS must be a whole number/);
 });
+
+t.test('tokens never reach a log, a plan, the state, a unit, a command line or a file others can read', async (t) => {
+  const { root, bundle } = await scratch(t);
+  const secrets = ['K10tok-one::node:aaa', 'K10agent-two', 'K10exec-three'];
+  const env = {
+    KINGLET_KERNEL_MIRROR: 'https://mirror.example.org/el7', K3S_URL: 'https://10.0.0.1:6443',
+    K3S_TOKEN: secrets[0]!, K3S_AGENT_TOKEN: secrets[1]!, INSTALL_K3S_EXEC: `--node-label a=b --token ${secrets[2]}`,
+  };
+  const leaks = (text: string) => secrets.filter((s) => text.includes(s));
+  const facts = await fixture('centos7-bios');
+  // A resume.env left by an earlier attempt: its old content must not be carried into the state either.
+  await mkdir(join(root, 'var/lib/kinglet'), { recursive: true });
+  await writeFile(join(root, 'var/lib/kinglet/resume.env'), "K3S_TOKEN='K10old-secret'\n", { mode: 0o644 });
+  secrets.push('K10old-secret');
+
+  for (const args of [['--dry-run'], ['--dry-run', '--json']]) {
+    const o = io();
+    await install(args, o.io, deps(root, new RecordingRunner(root), facts, env, bundle));
+    t.same(leaks(o.out.join('') + o.err.join('')), [], `install ${args.join(' ')}`);
+  }
+  const o = io();
+  const r1 = new RecordingRunner(root);
+  simulateHost(r1);
+  t.equal(await install(['--json'], o.io, deps(root, r1, facts, env, bundle)), 3, 'stopped for the reboot');
+  const files = await tree(root);
+  for (const [path, entry] of Object.entries(files)) {
+    if (leaks(entry).length === 0) continue;
+    t.equal(path, '/var/lib/kinglet/resume.env', `only the resume settings hold a token (${path})`);
+    t.match(entry, /^600 /, 'and only root can read them');
+  }
+  t.match(files['/var/lib/kinglet/resume.env'], "K3S_TOKEN='K10tok-one::node:aaa'", 'the resumed run gets the new token');
+  t.same(leaks(files['/var/lib/kinglet/state.json'] ?? ''), [], 'state.json');
+  t.same(leaks(files['/etc/systemd/system/kinglet-resume.service'] ?? 'missing'), [], 'the resume unit reads them from its EnvironmentFile');
+
+  // After the reboot: k3s is installed, and happens to print its token.
+  const booted: HostFacts = { ...facts, kernel: { release: '5.4.278-1.el7.elrepo.x86_64' } };
+  const r2 = new RecordingRunner(root);
+  r2.handlers.push((argv, _root, onLine) => {
+    if (argv[1]?.endsWith('k3s-install.sh')) for (const s of secrets.slice(0, 3)) onLine?.(`[INFO] token ${s}`);
+    return undefined;
+  });
+  simulateHost(r2);
+  const o2 = io();
+  t.equal(await install(['--resume', '--json'], o2.io, deps(root, r2, booted, env, bundle)), 0, o2.err.join(''));
+  const k3s = r2.calls.find((c) => c.argv[1]?.endsWith('k3s-install.sh'));
+  t.same([k3s?.env['K3S_TOKEN'], k3s?.env['K3S_AGENT_TOKEN'], k3s?.env['INSTALL_K3S_EXEC']], [secrets[0], secrets[1], `--node-label a=b --token ${secrets[2]}`], 'k3s gets all three');
+  t.match(o2.err.join(''), /\[INFO\] token <redacted>/);
+  t.same(leaks(o.out.join('') + o.err.join('') + o2.out.join('') + o2.err.join('')), [], 'logs and --json outcomes');
+  t.same([...r1.calls, ...r2.calls].filter((c) => leaks(c.argv.join(' ')).length), [], 'no command line (what ps shows) carries one');
+  for (const [path, entry] of Object.entries(await tree(root))) t.same(leaks(entry), [], `nothing left holds one: ${path}`);
+
+  // A failing k3s install that prints the token: the error shows its output, redacted.
+  const fresh = await scratch(t);
+  const r3 = new RecordingRunner(fresh.root);
+  r3.handlers.push((argv) => (argv[1]?.endsWith('k3s-install.sh') ? { exitCode: 1, stderr: `[ERROR] bad token ${secrets[0]}` } : undefined));
+  const e = await install([], io().io, deps(fresh.root, r3, booted, env, fresh.bundle)).catch((x: Error) => x);
+  t.match(e, { message: /bad token <redacted>/ });
+  t.same(leaks(String((e as Error).message)), []);
+});
