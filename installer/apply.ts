@@ -7,7 +7,7 @@ import type { Clock } from './progress.ts';
 import { DEFAULT_PROGRESS_SECONDS, realClock, redactText, secondsSince, withHeartbeat } from './progress.ts';
 import { STATE_DIR, STATE_FILE } from './render.ts';
 import type { PhaseName, Step } from './steps.ts';
-import { describe, isReadOnly, REDACTED, secretValues, stepHash } from './steps.ts';
+import { describe, isReadOnly, REDACTED, secretValues, shellLine, stepHash } from './steps.ts';
 
 export interface RunResult {
   exitCode: number;
@@ -287,8 +287,13 @@ export async function applyStep(ctx: ApplyContext, s: Step): Promise<{ outcome: 
   }
 }
 
-/** Run undo actions, most recent first. Missing things are fine: undo is idempotent. */
-export async function undoActions(ctx: ApplyContext, actions: Undo[]): Promise<void> {
+/**
+ * Run undo actions, most recent first. Missing things are fine: undo is
+ * idempotent. A command that fails is logged and skipped; the failures are
+ * returned (as the command lines) for the caller to judge.
+ */
+export async function undoActions(ctx: ApplyContext, actions: Undo[]): Promise<string[]> {
+  const failed: string[] = [];
   for (const a of actions) {
     switch (a.kind) {
       case 'remove':
@@ -303,14 +308,15 @@ export async function undoActions(ctx: ApplyContext, actions: Undo[]): Promise<v
           if ((await readdir(hostPath(ctx.root, a.path))).length === 0) await rmdir(hostPath(ctx.root, a.path));
         } catch { /* gone already */ }
         break;
-      case 'run': {
-        const r = await ctx.runner.run(a.argv);
-        if (r.exitCode !== 0) ctx.log(`  warn: \`${a.argv.join(' ')}\` exited ${r.exitCode}; continuing`);
-        break;
-      }
+      case 'run':
       case 'umount': {
-        const r = await ctx.runner.run(['umount', a.target]);
-        if (r.exitCode !== 0) ctx.log(`  warn: umount ${a.target} exited ${r.exitCode}; continuing`);
+        const argv = a.kind === 'run' ? a.argv : ['umount', a.target];
+        const r = await ctx.runner.run(argv);
+        if (r.exitCode !== 0) {
+          const why = (r.stderr || r.stdout).trim().split('\n').at(-1);
+          ctx.log(`  warn: \`${argv.join(' ')}\` exited ${r.exitCode}${why ? ` (${why})` : ''}; continuing`);
+          failed.push(argv.join(' '));
+        }
         break;
       }
       case 'unline': {
@@ -326,6 +332,19 @@ export async function undoActions(ctx: ApplyContext, actions: Undo[]): Promise<v
         break;
       }
     }
+  }
+  return failed;
+}
+
+/** One-line human rendering of an undo action (for `kinglet uninstall --dry-run`). */
+export function describeUndo(a: Undo): string {
+  switch (a.kind) {
+    case 'remove': return `remove  ${a.path}`;
+    case 'restore': return `restore ${a.path} (its content before kinglet, ${a.content.length} bytes)`;
+    case 'rmdir': return `rmdir   ${a.path} (when empty)`;
+    case 'run': return `run     ${shellLine(a.argv)}`;
+    case 'umount': return `umount  ${a.target}`;
+    case 'unline': return a.original !== undefined ? `line    ${a.path}: ${a.line} -> ${a.original}` : `line    ${a.path}: - ${a.line}`;
   }
 }
 

@@ -80,7 +80,10 @@ t.test('alpine server: files land, second run is a no-op, uninstall restores', a
   const left = await tree(root);
   // k3s (and what it wrote) stays without --k3s; everything kinglet wrote is gone.
   const k3sOwn = (p: string) => p.startsWith('/var/lib/rancher/k3s/agent/etc/containerd') || ['/var/', '/var/lib/', '/var/lib/rancher/', '/var/lib/rancher/k3s/', '/var/lib/rancher/k3s/agent/', '/var/lib/rancher/k3s/agent/etc/'].includes(p);
-  t.same(Object.fromEntries(Object.entries(left).filter(([p]) => !k3sOwn(p))), before, 'uninstall leaves the host as it was (but k3s)');
+  // ... and its record, so a later `kinglet uninstall --k3s` still removes it.
+  const k3sRecord = (p: string) => ['/var/lib/kinglet/', '/var/lib/kinglet/state.json'].includes(p);
+  t.same(Object.fromEntries(Object.entries(left).filter(([p]) => !k3sOwn(p) && !k3sRecord(p))), before, 'uninstall leaves the host as it was (but k3s)');
+  t.same((await loadState(root)).steps.map((x) => x.id), ['k3s.install'], 'only k3s stays recorded');
   t.same(r3.lines(), [
     'rc-service kinglet-agent stop', 'rc-update del kinglet-agent default',
     `/opt/kinglet/node/bin/node ${bundle}/agent/cli/kinglet.ts agent --cleanup --bpf-root /sys/fs/bpf/kinglet --state-dir /var/lib/kinglet/agent`,
@@ -411,4 +414,62 @@ t.test('tokens never reach a log, a plan, the state, a unit, a command line or a
   const e = await install([], io().io, deps(fresh.root, r3, booted, env, fresh.bundle)).catch((x: Error) => x);
   t.match(e, { message: /bad token <redacted>/ });
   t.same(leaks(String((e as Error).message)), []);
+});
+
+t.test('uninstall --dry-run [--json] shows what would be undone; a later --k3s still finds k3s', async (t) => {
+  const { root, bundle } = await scratch(t);
+  const facts = await fixture('ubuntu2204');
+  const r = new RecordingRunner(root);
+  simulateHost(r);
+  t.equal(await install([], io().io, deps(root, r, facts, {}, bundle)), 0);
+  const before = await tree(root);
+  const dry = new RecordingRunner(root);
+  const o = io();
+  t.equal(await uninstall(['--dry-run'], o.io, deps(root, dry, facts, {}, bundle)), 0);
+  const text = o.out.join('');
+  t.match(text, /^\[agent\.service\] the agent service \(systemd\)\n {8}run {5}systemctl disable --now kinglet-agent\.service\n {8}run {5}\S+node \S+kinglet\.ts agent --cleanup .*\n {8}remove {2}\/etc\/systemd\/system\/kinglet-agent\.service\n/m);
+  t.match(text, /kept: k3s\.install \(pass --k3s to undo it too\)\n$/);
+  const oj = io();
+  t.equal(await uninstall(['--dry-run', '--json', '--k3s'], oj.io, deps(root, dry, facts, {}, bundle)), 0);
+  const plan = JSON.parse(oj.out.join('')) as { undo: { id: string; undo: { kind: string; argv?: string[] }[] }[]; kept: string[] };
+  t.same(plan.kept, []);
+  t.same(plan.undo.find((u) => u.id === 'k3s.install')?.undo[0], { kind: 'run', argv: ['/usr/local/bin/k3s-uninstall.sh'] });
+  t.same(dry.calls, [], 'a dry run runs nothing');
+  t.same(await tree(root), before, 'and changes nothing');
+
+  t.equal(await uninstall([], io().io, deps(root, new RecordingRunner(root), facts, {}, bundle)), 0);
+  const later = new RecordingRunner(root);
+  t.equal(await uninstall(['--k3s'], io().io, deps(root, later, facts, {}, bundle)), 0);
+  t.same(later.lines(), ['/usr/local/bin/k3s-uninstall.sh'], 'k3s removed by a later --k3s run');
+  await t.rejects(stat(join(root, 'var/lib/kinglet')), 'nothing recorded any more');
+  const empty = io();
+  t.equal(await uninstall(['--dry-run'], empty.io, deps(root, later, facts, {}, bundle)), 0);
+  t.match(empty.out.join(''), /nothing to undo/);
+});
+
+t.test("uninstall: a failed datapath cleanup is an error with its fix, and a re-run retries it", async (t) => {
+  const { root, bundle } = await scratch(t);
+  const facts = await fixture('ubuntu2204');
+  const r = new RecordingRunner(root);
+  simulateHost(r);
+  t.equal(await install([], io().io, deps(root, r, facts, {}, bundle)), 0);
+  const r2 = new RecordingRunner(root);
+  r2.handlers.push((argv) => (argv.includes('--cleanup') ? { exitCode: 1, stderr: 'error: cannot detach tc filter from eth0' } : undefined));
+  const o = io();
+  t.equal(await uninstall([], o.io, deps(root, r2, facts, {}, bundle)), 1);
+  t.match(o.out.join(''), /error: the agent's datapath cleanup failed: .*\nfix: run `\S+node \S+kinglet\.ts agent --cleanup --bpf-root \/sys\/fs\/bpf\/kinglet --state-dir \/var\/lib\/kinglet\/agent` and read its error/);
+  t.match(o.err.join(''), /warn: .*--cleanup.* exited 1 \(error: cannot detach tc filter from eth0\)/);
+  await t.rejects(stat(join(root, 'etc/systemd/system/kinglet-agent.service')), 'the rest is undone all the same');
+  t.same((await loadState(root)).steps.map((x) => x.id), ['k3s.install', 'agent.service'], 'the agent record stays for a re-run');
+
+  // The re-run retries the cleanup; pins left behind (a cleanup that "succeeded" but left them) are an error too.
+  await mkdir(join(root, 'sys/fs/bpf/kinglet'), { recursive: true });
+  const r3 = new RecordingRunner(root);
+  const o3 = io();
+  t.equal(await uninstall(['--json'], o3.io, deps(root, r3, facts, {}, bundle)), 1);
+  t.ok(r3.lines().some((l) => l.includes('--cleanup')), 'cleanup retried');
+  t.match(JSON.parse(o3.out.join('')).problems[0].message, /pinned maps are still in \/sys\/fs\/bpf\/kinglet/);
+  await rm(join(root, 'sys'), { recursive: true });
+  t.equal(await uninstall([], io().io, deps(root, new RecordingRunner(root), facts, {}, bundle)), 0, 'clean once the datapath is gone');
+  t.same((await loadState(root)).steps.map((x) => x.id), ['k3s.install']);
 });
