@@ -80,6 +80,12 @@ export function planPreflight(i: PlanInput): PhasePlan {
   for (const c of f.cniConfigs) {
     warn(`another CNI config is present: ${c}`, `remove it (or uninstall the CNI that wrote it) so containerd picks kinglet's conflist`);
   }
+  // k3s's kubelet refuses to start without these; the memory controller is off by default on Raspberry Pi OS.
+  const missing = f.cgroupControllers ? ['cpu', 'memory', 'pids'].filter((c) => !f.cgroupControllers!.includes(c)) : [];
+  if (missing.length) {
+    fatal(`the ${missing.join(', ')} cgroup controller(s) are disabled; k3s's kubelet needs them`,
+      `enable them on the kernel command line (${missing.includes('memory') ? 'cgroup_enable=memory cgroup_memory=1' : missing.map((c) => `cgroup_enable=${c}`).join(' ')}: /boot/cmdline.txt on Raspberry Pi OS, GRUB_CMDLINE_LINUX in /etc/default/grub elsewhere), reboot and re-run`);
+  }
   if (!f.cgroup2Supported) warn('this kernel has no cgroup v2: socket load balancing is unavailable, kinglet falls back to tc load balancing', 'use a kernel with cgroup2 (4.5+) to enable socket LB');
   return p;
 }

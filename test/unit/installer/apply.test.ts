@@ -473,3 +473,15 @@ t.test("uninstall: a failed datapath cleanup is an error with its fix, and a re-
   t.equal(await uninstall([], io().io, deps(root, new RecordingRunner(root), facts, {}, bundle)), 0, 'clean once the datapath is gone');
   t.same((await loadState(root)).steps.map((x) => x.id), ['k3s.install']);
 });
+
+t.test('a refused install says every problem with its fix, and changes nothing', async (t) => {
+  const { root, bundle } = await scratch(t);
+  const before = await tree(root);
+  const deb = await fixture('debian12');
+  const facts = { ...deb, portsInUse: [6443], commands: deb.commands.filter((c) => c !== 'ip') };
+  const r = new RecordingRunner(root);
+  await t.rejects(install([], io().io, deps(root, r, facts, {}, bundle)),
+    /^cannot install on this host:\niproute2 \(`ip`\) is missing.*\n {2}fix: apt-get install -y iproute2\nTCP port 6443 is in use and k3s needs it\n {2}fix: stop what listens there .*\nfix: nothing was changed; fix the above and re-run$/);
+  t.same(r.calls, [], 'nothing ran');
+  t.same(await tree(root), before, 'nothing written');
+});

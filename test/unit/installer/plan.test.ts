@@ -132,3 +132,41 @@ t.test('verify runs kinglet\'s checks; skips only what cannot run on this node',
   t.match(noAgent.find((s) => s.id === 'verify.connectivity'), { kind: 'check', needs: '/run/kinglet/agent.sock' });
   t.notMatch(renderPlan(planInstall(input(rocky))), /does not exist in this build/);
 });
+
+t.test('every preflight refusal names what is wrong and how to fix it', async (t) => {
+  const deb = await fixture('debian12');
+  const cases: [string, Partial<typeof deb>, RegExp, RegExp][] = [
+    ['arch', { arch: 'riscv64' }, /unsupported architecture riscv64/, /x86_64 and aarch64/],
+    ['init', { init: 'unknown' }, /no systemd or OpenRC/, /boot the host with one of them/],
+    ['ip', { commands: deb.commands.filter((c) => c !== 'ip') }, /iproute2 \(`ip`\) is missing/, /^apt-get install -y iproute2$/],
+    ['mount', { commands: deb.commands.filter((c) => c !== 'mount') }, /`mount` is missing/, /util-linux/],
+    ['kernel string', { kernel: { release: 'garbage' } }, /cannot read kernel "garbage"/, /kinglet kernel check --release/],
+    ['downloader', { commands: deb.commands.filter((c) => c !== 'curl' && c !== 'wget') }, /neither curl nor wget/, /^apt-get install -y curl$/],
+    ['port 6443', { portsInUse: [6443] }, /TCP port 6443 is in use/, /ss -ltnp 'sport = :6443'/],
+    ['port 10250', { portsInUse: [10250] }, /TCP port 10250 is in use/, /ss -ltnp 'sport = :10250'/],
+    ['memory cgroup', { cgroupControllers: ['cpu', 'pids', 'cpuset'] }, /the memory cgroup controller\(s\) are disabled/, /cgroup_enable=memory cgroup_memory=1.*\/boot\/cmdline\.txt.*reboot and re-run/],
+    ['pids cgroup', { cgroupControllers: ['cpu', 'memory'] }, /the pids cgroup controller/, /cgroup_enable=pids/],
+  ];
+  for (const [name, patch, message, fix] of cases) {
+    const facts = { ...deb, ...patch };
+    const pre = planInstall(input(facts)).phases.find((p) => p.phase === 'preflight')!;
+    const fatal = pre.problems.filter((p) => p.severity === 'fatal');
+    t.equal(fatal.length, 1, `${name}: one refusal`);
+    t.match(fatal[0], { message, fix }, `${name}: says what and how`);
+  }
+  // EL hosts get their own package manager in the fix.
+  const c7 = await fixture('centos7-bios');
+  t.match(fatalProblems(planInstall(input({ ...c7, commands: c7.commands.filter((c) => c !== 'ip') }, EL7)))[0]?.fix, /^yum install -y iproute$/);
+  const alp = await fixture('alpine');
+  t.match(fatalProblems(planInstall(input({ ...alp, commands: alp.commands.filter((c) => c !== 'ip') })))[0]?.fix, /^apk add iproute2$/);
+  // Warnings do not stop an install; they carry a fix too.
+  const warned = planInstall(input({ ...deb, memoryMiB: 256, cniConfigs: ['/etc/cni/net.d/10-flannel.conflist'], cgroup2Supported: false }));
+  const warns = warned.phases[0]!.problems;
+  t.same(warns.map((w) => w.severity), ['warn', 'warn', 'warn']);
+  t.ok(warns.every((w) => w.fix.length > 10), 'each with a fix');
+  t.same(fatalProblems(warned), []);
+  // k3s already installed: its ports are its own.
+  t.same(fatalProblems(planInstall(input({ ...deb, portsInUse: [6443, 10250], k3s: { installed: true, active: true } }))), []);
+  // An agent only needs 10250.
+  t.same(fatalProblems(planInstall(input({ ...deb, portsInUse: [6443] }, { K3S_URL: 'https://10.0.0.1:6443', K3S_TOKEN: 'x' }))), []);
+});
