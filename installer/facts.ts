@@ -63,6 +63,8 @@ export interface HostFacts {
   cniConfigs: string[];
   /** Whether the cgroup v2 hierarchy is available to mount (filesystems lists cgroup2). */
   cgroup2Supported: boolean;
+  /** OpenRC's sysfs service mounts /sys/fs/bpf at boot (newer OpenRC releases do). */
+  openrcMountsBpffs?: boolean;
   /** Enabled cgroup controllers (/proc/cgroups, cgroup.controllers); absent when unknown. */
   cgroupControllers?: string[];
 }

@@ -141,6 +141,7 @@ export async function gatherFacts(): Promise<HostFacts> {
   const procCgroups = await text('/proc/cgroups');
   const v2 = await text('/sys/fs/cgroup/cgroup.controllers');
   if (procCgroups !== undefined || v2 !== undefined) facts.cgroupControllers = parseCgroupControllers(procCgroups ?? '', v2 ?? '');
+  if (initInfo.init === 'openrc') facts.openrcMountsBpffs = /\/sys\/fs\/bpf/.test((await text('/etc/init.d/sysfs')) ?? '');
   if (efiVendor) facts.efiVendor = efiVendor;
   if (glibc) facts.glibc = glibc;
   return facts;

@@ -144,6 +144,7 @@ export function planBpffs(i: PlanInput): PhasePlan {
   const persisted = f.fstab.some((m) => m.target === BPFFS) || f.unitFiles.includes('sys-fs-bpf.mount');
   // systemd mounts bpffs at /sys/fs/bpf early at boot from v238 on.
   if (f.init === 'systemd' && f.systemdVersion >= 238) p.notes.push(`systemd ${f.systemdVersion} mounts ${BPFFS} at boot`);
+  else if (f.init === 'openrc' && f.openrcMountsBpffs) p.notes.push(`OpenRC's sysfs service mounts ${BPFFS} at boot`);
   else if (persisted) p.notes.push(`${BPFFS} is already mounted at boot (fstab or a mount unit)`);
   else if (f.init === 'systemd') {
     p.steps.push({

@@ -68,12 +68,23 @@ t.test('refusals name their fix', async (t) => {
   t.match(airgap[0]?.fix, /KINGLET_K3S_INSTALL_SCRIPT/);
 });
 
-t.test('persisting bpffs: unit on old systemd, nothing when systemd or fstab already does it', async (t) => {
+t.test('persisting bpffs: a unit (old systemd) or an fstab line (OpenRC), never both, nothing when the init or the host already does it', async (t) => {
   const c7 = await fixture('centos7-bios');
   const ids = (f: typeof c7) => planInstall(input(f, EL7)).phases.find((p) => p.phase === 'bpffs')!.steps.map((s) => s.id);
   t.same(ids(c7), ['bpffs.mount', 'bpffs.persist']);
   t.same(ids({ ...c7, fstab: [...c7.fstab, { source: 'bpffs', target: '/sys/fs/bpf', fstype: 'bpf' }] }), ['bpffs.mount']);
   t.same(ids({ ...c7, systemdVersion: 239 }), ['bpffs.mount']);
+  t.same(ids({ ...c7, unitFiles: ['sys-fs-bpf.mount'] }), ['bpffs.mount'], 'a mount unit already there');
+  const unit = planInstall(input(c7, EL7)).phases.find((p) => p.phase === 'bpffs')!.steps.find((s) => s.id === 'bpffs.persist');
+  t.match(unit, { kind: 'unit', init: 'systemd', name: 'sys-fs-bpf.mount' }, 'systemd < 238: a mount unit, not an fstab line');
+  t.notOk(planInstall(input(c7, EL7)).phases.flatMap((p) => p.steps).some((s) => s.kind === 'line' && s.path === '/etc/fstab'), 'never both');
+  const alp = await fixture('alpine');
+  const alpIds = (f: typeof alp) => planInstall(input(f)).phases.find((p) => p.phase === 'bpffs')!.steps;
+  t.match(alpIds(alp).find((s) => s.id === 'bpffs.persist'), { kind: 'line', path: '/etc/fstab' }, 'OpenRC: fstab');
+  t.notOk(alpIds(alp).some((s) => s.kind === 'unit'), 'never a unit');
+  t.same(alpIds({ ...alp, openrcMountsBpffs: true }).map((s) => s.id), ['bpffs.mount'], "OpenRC whose sysfs service mounts it: nothing to persist");
+  const mounted = { ...c7, mounts: [...c7.mounts, { source: 'bpffs', target: '/sys/fs/bpf', fstype: 'bpf' }], systemdVersion: 239 };
+  t.same(ids(mounted), [], 'mounted, and mounted at boot: nothing at all');
 });
 
 t.test('air-gapped k3s: local script, binary and images', async (t) => {
