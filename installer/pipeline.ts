@@ -86,8 +86,13 @@ export async function runInstall(ctx: ApplyContext, input: PlanInput): Promise<O
     if (!wanted.includes(planned.phase)) continue;
     let ph = planned;
     if (planned.phase === 'agent') {
-      // k3s has run by now: its containerd config says where CNI goes.
-      ph = planAgent(i, await readCniDirs(ctx.root, i.facts.k3s.containerdConfig));
+      // k3s has run by now: its containerd config says where CNI goes. Never guess.
+      const dirs = await readCniDirs(ctx.root, i.facts.k3s.containerdConfig);
+      if (!dirs.fromConfig) {
+        throw new ApplyError(`k3s's containerd config (${K3S_CONTAINERD_CONFIG}) is missing or names no CNI directories, so kinglet cannot tell where containerd looks for its CNI plugin and config`,
+          i.settings.skip.includes('k3s') ? 'start k3s once (it writes that file), or drop k3s from KINGLET_SKIP, and re-run' : 'check that k3s started (journalctl -u k3s / -u k3s-agent) and re-run');
+      }
+      ph = planAgent(i, dirs);
     }
     const out = await applyPhase(ctx, state, ph, counts);
     if (out) return out;

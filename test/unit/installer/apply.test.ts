@@ -485,3 +485,61 @@ t.test('a refused install says every problem with its fix, and changes nothing',
   t.same(r.calls, [], 'nothing ran');
   t.same(await tree(root), before, 'nothing written');
 });
+
+t.test('a second apply is a no-op on every reference host', async (t) => {
+  const cases: [string, Record<string, string>][] = [
+    ['ubuntu2204', {}], ['debian12', { K3S_URL: 'https://10.0.0.1:6443', K3S_TOKEN: TOKEN }], ['rocky9', {}], ['rhel8', {}], ['alpine', {}],
+  ];
+  for (const [name, env] of cases) {
+    const { root, bundle } = await scratch(t);
+    const facts = await fixture(name);
+    const r1 = new RecordingRunner(root);
+    simulateHost(r1);
+    const o1 = io();
+    t.equal(await install([], o1.io, deps(root, r1, facts, env, bundle)), 0, `${name}: ${o1.err.join('')}`);
+    const after = await tree(root);
+    const r2 = new RecordingRunner(root);
+    simulateHost(r2);
+    const o2 = io();
+    t.equal(await install([], o2.io, deps(root, r2, facts, env, bundle)), 0);
+    t.same(await tree(root), after, `${name}: no file changes`);
+    t.same(r2.lines().filter((l) => !/kubectl|kinglet\.ts (kernel check|kernel probe|status|connectivity test)( |$)/.test(l)), [], `${name}: only read-only probes run`);
+    t.match(o2.out.join(''), /done \(0 step\(s\) applied, \d+ already done\)/);
+  }
+});
+
+t.test('a run cut in the k3s phase resumes there: done steps are not repeated', async (t) => {
+  const { root, bundle } = await scratch(t);
+  const facts = await fixture('rhel8');
+  const r1 = new RecordingRunner(root);
+  r1.handlers.push((argv) => (argv[1]?.endsWith('k3s-install.sh') ? { exitCode: 1, stderr: '[ERROR] Download failed' } : undefined));
+  await t.rejects(install([], io().io, deps(root, r1, facts, {}, bundle)), /install and start k3s \(server\): `sh \/var\/lib\/kinglet\/k3s-install\.sh` exited 1:\n\[ERROR\] Download failed\nfix: fix the cause above and re-run: steps already done are skipped/);
+  t.ok(r1.lines().includes('mount -t bpf bpffs /sys/fs/bpf'));
+  const r2 = new RecordingRunner(root);
+  simulateHost(r2);
+  t.equal(await install([], io().io, deps(root, r2, facts, {}, bundle)), 0);
+  t.notOk(r2.lines().some((l) => l.startsWith('mount ') || l.startsWith('curl ')), 'bpffs and the script download are not repeated');
+  t.ok(r2.lines().some((l) => l.endsWith('k3s-install.sh')), 'k3s install retried');
+  t.ok(r2.lines().includes('systemctl enable --now kinglet-agent.service'), 'and the rest done');
+  t.equal((await loadState(root)).completed, true);
+});
+
+t.test("CNI dirs: read from the containerd config k3s writes when it starts, never assumed", async (t) => {
+  // The host had an older config (say, from a previous k3s); the one k3s writes now wins.
+  const { root, bundle } = await scratch(t);
+  const facts = { ...(await fixture('ubuntu2204')), k3s: { installed: true, active: true, containerdConfig: 'version = 2\n[plugins."io.containerd.grpc.v1.cri".cni]\n  bin_dir = "/opt/cni/bin"\n  conf_dir = "/etc/cni/net.d"\n' } };
+  const r = new RecordingRunner(root);
+  simulateHost(r);
+  t.equal(await install([], io().io, deps(root, r, facts, {}, bundle)), 0);
+  const files = await tree(root);
+  t.ok(files['/var/lib/rancher/k3s/data/cni-test/kinglet-cni'], 'plugin where the new config says');
+  t.ok(files['/var/lib/rancher/k3s/agent/etc/cni/net.d/05-kinglet.conflist']);
+  t.notOk(Object.keys(files).some((p) => p.startsWith('/opt/cni') || p.startsWith('/etc/cni')), 'nothing where the old one said');
+
+  // k3s skipped and no config: refuse rather than guess, writing no CNI file.
+  const bare = await scratch(t);
+  const r2 = new RecordingRunner(bare.root);
+  await t.rejects(install([], io().io, deps(bare.root, r2, await fixture('ubuntu2204'), { KINGLET_SKIP: 'k3s' }, bare.bundle)),
+    /k3s's containerd config \(\/var\/lib\/rancher\/k3s\/agent\/etc\/containerd\/config\.toml\) is missing.*\nfix: start k3s once \(it writes that file\), or drop k3s from KINGLET_SKIP/s);
+  t.notOk(Object.keys(await tree(bare.root)).some((p) => p.includes('cni')), 'no CNI file written');
+});
