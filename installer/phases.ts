@@ -190,15 +190,49 @@ export function isSecretVar(key: string): boolean {
   return /(TOKEN|PASSWORD|SECRET)(?!_FILE$)|DATASTORE_ENDPOINT/.test(key);
 }
 
+/**
+ * Take `--token`/`-t` and `--agent-token` (with `=` or as the next word) out
+ * of k3s's arguments. k3s's install script writes INSTALL_K3S_EXEC into its
+ * unit's command line, which `ps` shows to every user; as K3S_TOKEN and
+ * K3S_AGENT_TOKEN they go to its root-only environment file instead.
+ */
+export function takeTokens(args: string[]): { rest: string[]; token?: string; agentToken?: string } {
+  const out: { rest: string[]; token?: string; agentToken?: string } = { rest: [] };
+  for (let n = 0; n < args.length; n++) {
+    const m = /^(--token|-t|--agent-token)(?:=(.*))?$/.exec(args[n]!);
+    if (!m) {
+      out.rest.push(args[n]!);
+      continue;
+    }
+    const value = m[2] ?? args[++n] ?? '';
+    if (m[1] === '--agent-token') out.agentToken = value;
+    else out.token = value;
+  }
+  return out;
+}
+
 export function planK3s(i: PlanInput): PhasePlan {
   const { facts: f, settings: s } = i;
   const p = phase('k3s');
   const k = s.k3s;
   const r = role(s);
-  if (k.url && !k.token) {
+  const taken = takeTokens(splitExec(k.exec));
+  const user = taken.rest;
+  const fromExec: string[] = [];
+  const pick = (name: string, env: string | undefined, exec: string | undefined, flag: string): string | undefined => {
+    if (exec === undefined) return env;
+    fromExec.push(`${flag} as ${name}`);
+    if (env !== undefined && env !== exec) {
+      p.problems.push({ severity: 'fatal', message: `${name} and ${flag} in INSTALL_K3S_EXEC differ`, fix: `give the token once: set ${name} and remove ${flag} from INSTALL_K3S_EXEC` });
+    }
+    return exec;
+  };
+  const token = pick('K3S_TOKEN', k.token, taken.token, '--token');
+  const agentToken = pick('K3S_AGENT_TOKEN', k.passEnv['K3S_AGENT_TOKEN'], taken.agentToken, '--agent-token');
+  if (fromExec.length) p.notes.push(`INSTALL_K3S_EXEC's ${fromExec.join(' and ')}: k3s reads them from its root-only environment file, never from a command line ps shows`);
+  if (k.url && !token) {
     p.problems.push({ severity: 'fatal', message: 'K3S_URL is set but K3S_TOKEN is not', fix: 'set K3S_TOKEN to the server\'s node token (on the server: /var/lib/rancher/k3s/server/node-token)' });
   }
-  const user = splitExec(k.exec);
   for (const a of user) {
     const m = /^--flannel-backend(?:=(.*))?$/.exec(a);
     if (m && m[1] !== 'none') {
@@ -240,13 +274,12 @@ export function planK3s(i: PlanInput): PhasePlan {
   const env: Record<string, string> = {};
   const secretEnv: Record<string, string> = {};
   for (const [key, v] of Object.entries(k.passEnv)) (isSecretVar(key) ? secretEnv : env)[key] = v;
-  // A token given on the command line is as secret as K3S_TOKEN.
-  if (exec.some((a) => /^--(agent-)?token(=|$)|^-t$/.test(a))) secretEnv['INSTALL_K3S_EXEC'] = exec.join(' ');
-  else if (exec.length) env['INSTALL_K3S_EXEC'] = exec.join(' ');
+  if (exec.length) env['INSTALL_K3S_EXEC'] = exec.join(' ');
   if (airgap) env['INSTALL_K3S_SKIP_DOWNLOAD'] = 'true';
   if (k.url) env['K3S_URL'] = k.url;
   if (k.nodeName) env['K3S_NODE_NAME'] = k.nodeName;
-  if (k.token) secretEnv['K3S_TOKEN'] = k.token;
+  if (token) secretEnv['K3S_TOKEN'] = token;
+  if (agentToken) secretEnv['K3S_AGENT_TOKEN'] = agentToken;
   const uninstall = r === 'server' ? '/usr/local/bin/k3s-uninstall.sh' : '/usr/local/bin/k3s-agent-uninstall.sh';
   p.steps.push({
     id: 'k3s.install', title: `install and start k3s (${r})`, kind: 'run', argv: ['sh', script], env,

@@ -155,21 +155,19 @@ export function redactStep(s: Step): Step {
   return s;
 }
 
-/** Token values inside a k3s command line (`--token=x`, `--agent-token x`, `-t x`). */
-const TOKEN_ARG = /(?:^|\s)(?:--(?:agent-)?token(?:=|\s+)|-t\s+)(\S+)/g;
-
 /**
- * The secret values a step carries: every secretEnv value and the tokens
- * inside them, so a command's output can be scrubbed of them too.
+ * The secret values a step carries, longest first, so command output can be
+ * scrubbed of them: each secretEnv value, and the password inside a URL
+ * value (K3S_DATASTORE_ENDPOINT=mysql://user:password@tcp(host)/db).
  */
 export function secretValues(s: Step): string[] {
   if (s.kind !== 'run' || !s.secretEnv) return [];
   const out = new Set<string>();
   for (const v of Object.values(s.secretEnv)) {
     out.add(v);
-    for (const m of v.matchAll(TOKEN_ARG)) if (m[1]) out.add(m[1]);
+    const pw = /^[a-z][\w+.-]*:\/\/[^:@/]*:([^@/]+)@/i.exec(v)?.[1];
+    if (pw) out.add(pw);
   }
-  // Longest first, so a value containing another is replaced whole.
   return [...out].sort((a, b) => b.length - a.length);
 }
 

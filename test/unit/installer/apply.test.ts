@@ -359,10 +359,10 @@ t.test('a wait gives up at its deadline by the clock, with its fix', async (t) =
 
 t.test('tokens never reach a log, a plan, the state, a unit, a command line or a file others can read', async (t) => {
   const { root, bundle } = await scratch(t);
-  const secrets = ['K10tok-one::node:aaa', 'K10agent-two', 'K10exec-three'];
+  const secrets = ['K10tok-one::node:aaa', 'K10db-password-two', 'K10agent-three'];
   const env = {
-    KINGLET_KERNEL_MIRROR: 'https://mirror.example.org/el7', K3S_URL: 'https://10.0.0.1:6443',
-    K3S_TOKEN: secrets[0]!, K3S_AGENT_TOKEN: secrets[1]!, INSTALL_K3S_EXEC: `--node-label a=b --token ${secrets[2]}`,
+    KINGLET_KERNEL_MIRROR: 'https://mirror.example.org/el7',
+    K3S_TOKEN: secrets[0]!, K3S_DATASTORE_ENDPOINT: `mysql://k3s:${secrets[1]}@tcp(db:3306)/k3s`, INSTALL_K3S_EXEC: `--node-label a=b --agent-token ${secrets[2]}`,
   };
   const leaks = (text: string) => secrets.filter((s) => text.includes(s));
   const facts = await fixture('centos7-bios');
@@ -401,7 +401,8 @@ t.test('tokens never reach a log, a plan, the state, a unit, a command line or a
   const o2 = io();
   t.equal(await install(['--resume', '--json'], o2.io, deps(root, r2, booted, env, bundle)), 0, o2.err.join(''));
   const k3s = r2.calls.find((c) => c.argv[1]?.endsWith('k3s-install.sh'));
-  t.same([k3s?.env['K3S_TOKEN'], k3s?.env['K3S_AGENT_TOKEN'], k3s?.env['INSTALL_K3S_EXEC']], [secrets[0], secrets[1], `--node-label a=b --token ${secrets[2]}`], 'k3s gets all three');
+  t.same([k3s?.env['K3S_TOKEN'], k3s?.env['K3S_DATASTORE_ENDPOINT'], k3s?.env['K3S_AGENT_TOKEN']], [secrets[0], env.K3S_DATASTORE_ENDPOINT, secrets[2]], 'k3s gets all three');
+  t.equal(k3s?.env['INSTALL_K3S_EXEC'], '--flannel-backend=none --disable-network-policy --disable-kube-proxy --node-label a=b', 'the agent token moved out of the k3s command line');
   t.match(o2.err.join(''), /\[INFO\] token <redacted>/);
   t.same(leaks(o.out.join('') + o.err.join('') + o2.out.join('') + o2.err.join('')), [], 'logs and --json outcomes');
   t.same([...r1.calls, ...r2.calls].filter((c) => leaks(c.argv.join(' ')).length), [], 'no command line (what ps shows) carries one');

@@ -35,10 +35,33 @@ t.test('k3s server flags: ours first, the user\'s after, no duplicates', async (
   t.equal(k3s?.kind === 'run' ? k3s.env?.['INSTALL_K3S_EXEC'] : undefined, 'server --flannel-backend=none --disable-network-policy --disable-kube-proxy --node-ip=10.1.1.1');
 });
 
-t.test('a token inside INSTALL_K3S_EXEC is redacted too', async (t) => {
-  const plan = planInstall(input(await fixture('rocky9'), { INSTALL_K3S_EXEC: '--token=hunter2' }));
-  t.notMatch(renderPlan(redactPlan(plan)), /hunter2/);
-  t.notMatch(JSON.stringify(redactPlan(plan)), /hunter2/);
+t.test('a token inside INSTALL_K3S_EXEC moves to K3S_TOKEN (k3s would put it on a command line ps shows)', async (t) => {
+  const k3sStep = (env: Record<string, string>, facts: Awaited<ReturnType<typeof fixture>>) => {
+    const plan = planInstall(input(facts, env));
+    const st = plan.phases.find((p) => p.phase === 'k3s')!.steps.find((s) => s.id === 'k3s.install');
+    if (st?.kind !== 'run') throw new Error('no k3s.install');
+    return { plan, st };
+  };
+  const rocky = await fixture('rocky9');
+  for (const exec of ['--token=hunter2 --node-ip=10.1.1.1', '--token hunter2 --node-ip=10.1.1.1', '-t hunter2 --node-ip=10.1.1.1']) {
+    const { plan, st } = k3sStep({ INSTALL_K3S_EXEC: exec }, rocky);
+    t.equal(st.env?.['INSTALL_K3S_EXEC'], '--flannel-backend=none --disable-network-policy --disable-kube-proxy --node-ip=10.1.1.1', `${exec}: the rest stays`);
+    t.same(st.secretEnv, { K3S_TOKEN: 'hunter2' });
+    t.notMatch(renderPlan(redactPlan(plan)), /hunter2/);
+    t.notMatch(JSON.stringify(redactPlan(plan)), /hunter2/);
+    t.match(plan.phases.find((p) => p.phase === 'k3s')!.notes, [/--token as K3S_TOKEN: k3s reads them from its root-only environment file/]);
+  }
+  const agent = k3sStep({ INSTALL_K3S_EXEC: '--agent-token=a9', K3S_TOKEN: 'x' }, rocky).st;
+  t.same(agent.secretEnv, { K3S_TOKEN: 'x', K3S_AGENT_TOKEN: 'a9' });
+  // Given twice, differently: which one is meant?
+  t.match(fatalProblems(k3sStep({ INSTALL_K3S_EXEC: '--token=a', K3S_TOKEN: 'b' }, rocky).plan)[0], { message: /K3S_TOKEN and --token in INSTALL_K3S_EXEC differ/, fix: /give the token once/ });
+  t.same(fatalProblems(k3sStep({ INSTALL_K3S_EXEC: '--token=a', K3S_TOKEN: 'a' }, rocky).plan), []);
+  // Joining with the token only in INSTALL_K3S_EXEC is fine.
+  t.same(fatalProblems(k3sStep({ K3S_URL: 'https://10.0.0.1:6443', INSTALL_K3S_EXEC: '--token s3' }, await fixture('debian12')).plan), []);
+  // Other secret k3s variables are redacted; *_FILE paths are not secrets.
+  const other = k3sStep({ K3S_DATASTORE_ENDPOINT: 'mysql://k3s:pw@tcp(db:3306)/k3s', K3S_TOKEN_FILE: '/root/token' }, rocky).st;
+  t.same(other.secretEnv, { K3S_DATASTORE_ENDPOINT: 'mysql://k3s:pw@tcp(db:3306)/k3s' });
+  t.equal(other.env?.['K3S_TOKEN_FILE'], '/root/token');
 });
 
 t.test('refusals name their fix', async (t) => {
