@@ -97,12 +97,14 @@ async function setup(t: Tap): Promise<{ dir: string; mirror: Mirror; bundleSha: 
 
 type Tap = { teardown(fn: () => unknown): void };
 
-function runScript(script: string, env: Record<string, string>): Promise<{ code: number; stderr: string }> {
+function runScript(script: string, env: Record<string, string>): Promise<{ code: number; stderr: string; stdout: string }> {
   return new Promise((resolve) => {
-    const p = spawn('dash', [script], { env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: '/tmp', ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+    const p = spawn('dash', [script], { env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: '/tmp', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
+    let stdout = '';
+    p.stdout.on('data', (d) => { stdout += d; });
     p.stderr.on('data', (d) => { stderr += d; });
-    p.on('close', (code) => resolve({ code: code ?? 1, stderr }));
+    p.on('close', (code) => resolve({ code: code ?? 1, stderr, stdout }));
   });
 }
 
@@ -297,4 +299,22 @@ t.test('not root: every privileged step and the hand-over go through sudo, keepi
   const rec = JSON.parse(await readFile(record, 'utf8'));
   t.equal(rec.env.K3S_TOKEN, 'K10sudosecret', 'the installer gets the token through the environment');
   t.equal(rec.env.INSTALL_K3S_EXEC, '--node-ip 10.0.0.2');
+});
+
+t.test('run from a checkout: no download, the real installer plans with the settings intact', { skip: !have('dash') ? 'dash missing' : !root && why }, async (t) => {
+  const { mirror } = await setup(t);
+  // Every URL on loopback, though a checkout with a new enough node downloads nothing.
+  const r = await runScript(SCRIPT, {
+    KINGLET_RELEASE_URL: `${mirror.base}/releases`, KINGLET_NODE_MIRROR: `${mirror.base}/node`, KINGLET_K3S_INSTALL_URL: `${mirror.base}/k3s-install.sh`,
+    KINGLET_DRY_RUN: '1', K3S_URL: 'https://10.0.0.1:6443', K3S_TOKEN: 'K10checkout-secret', INSTALL_K3S_EXEC: '--node-ip=10.0.0.2', KINGLET_SKIP: 'kernel',
+  });
+  t.match(r.stderr, `using the kinglet checkout at ${dirname(SCRIPT)}`);
+  t.same(mirror.requests, [], 'nothing downloaded');
+  t.ok(r.code === 0 || r.code === 1, `the plan printed (exit ${r.code}: 1 when this host cannot take k3s)\n${r.stderr}`);
+  t.match(r.stdout, /^== preflight\n/);
+  t.match(r.stdout, /note {2}k3s agent joining https:\/\/10\.0\.0\.1:6443/);
+  t.match(r.stdout, /run {5}INSTALL_K3S_EXEC=--node-ip=10\.0\.0\.2 K3S_URL=https:\/\/10\.0\.0\.1:6443 K3S_TOKEN=<redacted> sh \/var\/lib\/kinglet\/k3s-install\.sh/);
+  t.match(r.stdout, new RegExp(`curl -sfL -o /var/lib/kinglet/k3s-install.sh ${mirror.base}/k3s-install.sh|wget`));
+  t.match(r.stdout, /== kernel\n {2}note {2}skipped \(KINGLET_SKIP\)/);
+  t.notMatch(r.stdout + r.stderr, /K10checkout-secret/, 'the token is nowhere in the output');
 });
