@@ -56,6 +56,9 @@ export async function runWith(args: string[], io: Io, deps: Deps): Promise<numbe
   if (values.json) printJson(io, res);
   else {
     io.out(`kinglet uninstall: undid ${res.undone.length} step(s)${res.kept.length ? `; kept ${res.kept.join(', ')}` : ''}\n`);
+    if (res.kept.includes('k3s.install')) {
+      io.out('note: k3s stays, without a CNI: the host\'s own networking is untouched, but new pods get no network until kinglet (or another CNI) is installed again; `kinglet uninstall --k3s` removes k3s too\n');
+    }
     for (const p of res.problems) io.out(`error: ${p.message}\nfix: ${p.fix}\n`);
   }
   return res.problems.length ? 1 : 0;

@@ -318,3 +318,27 @@ t.test('run from a checkout: no download, the real installer plans with the sett
   t.match(r.stdout, /== kernel\n {2}note {2}skipped \(KINGLET_SKIP\)/);
   t.notMatch(r.stdout + r.stderr, /K10checkout-secret/, 'the token is nowhere in the output');
 });
+
+t.test('no Node.js build fits: musl, or old glibc on arm64: stop before downloading, saying what to install', { skip: !have('dash') ? 'dash missing' : !root && why }, async (t) => {
+  const { dir, mirror } = await setup(t);
+  const fake = join(dir, 'fakebin');
+  await mkdir(fake);
+  const base = {
+    KINGLET_INSTALL_DIR: join(dir, 'opt'), KINGLET_NODE_MIRROR: `${mirror.base}/node`, KINGLET_NODE_GLIBC217_MIRROR: `${mirror.base}/node217`,
+    KINGLET_NODE_VERSION: NODE_V, KINGLET_FORCE_NODE_DOWNLOAD: '1', KINGLET_BUNDLE_URL: `${mirror.base}/kinglet-0.1.0.tar.gz`,
+    PATH: `${fake}:${process.env['PATH'] ?? '/usr/bin:/bin'}`,
+  };
+  // musl: getconf knows no GNU_LIBC_VERSION.
+  await writeFile(join(fake, 'getconf'), '#!/bin/sh\nexit 1\n', { mode: 0o755 });
+  const musl = await runScript(SCRIPT, base);
+  t.equal(musl.code, 1);
+  t.match(musl.stderr, /no glibc found \(musl\?\): install Node\.js >= 22\.18\.0 from your distribution \(apk add nodejs\)/);
+  await rm(join(fake, 'getconf'));
+  // aarch64 with glibc 2.17: there is no glibc-2.17 build for arm64.
+  await writeFile(join(fake, 'uname'), '#!/bin/sh\nif [ "$1" = -m ]; then echo aarch64; else exec /bin/uname "$@"; fi\n', { mode: 0o755 });
+  const arm = await runScript(SCRIPT, { ...base, KINGLET_GLIBC_VERSION: '2.17' });
+  t.equal(arm.code, 1);
+  t.match(arm.stderr, /glibc 2\.17 is too old for Node\.js on arm64: install Node\.js >= 22\.18\.0 by hand/);
+  t.same(mirror.requests, [], 'nothing downloaded');
+  await t.rejects(stat(join(dir, 'opt')), 'nothing written');
+});
