@@ -544,3 +544,23 @@ t.test("CNI dirs: read from the containerd config k3s writes when it starts, nev
     /k3s's containerd config \(\/var\/lib\/rancher\/k3s\/agent\/etc\/containerd\/config\.toml\) is missing.*\nfix: start k3s once \(it writes that file\), or drop k3s from KINGLET_SKIP/s);
   t.notOk(Object.keys(await tree(bare.root)).some((p) => p.includes('cni')), 'no CNI file written');
 });
+
+t.test('kernel upgrade: --json plans and outcomes; EL7 without a mirror or RPMs refuses with that advice', async (t) => {
+  const { root, bundle } = await scratch(t);
+  const c7 = await fixture('centos7-bios');
+  const r = new RecordingRunner(root);
+  const o = io();
+  t.equal(await kernelUpgrade(['--dry-run', '--json'], o.io, deps(root, r, c7, {}, bundle)), 1, 'a plan with errors exits 1');
+  const plan = JSON.parse(o.out.join('')) as { phases: { phase: string; problems: { message: string; fix: string }[]; steps: unknown[] }[] };
+  t.same(plan.phases.map((p) => p.phase), ['kernel']);
+  t.match(plan.phases[0]!.problems[0], { message: /ELRepo no longer serves EL7 kernels/, fix: /KINGLET_KERNEL_MIRROR.*KINGLET_KERNEL_RPM_DIR/ });
+  await t.rejects(kernelUpgrade([], io().io, deps(root, r, c7, {}, bundle)), /ELRepo no longer serves EL7 kernels.*\n {2}fix: set KINGLET_KERNEL_MIRROR/s);
+  t.same(r.calls, [], 'nothing ran');
+
+  const ok = io();
+  t.equal(await kernelUpgrade(['--dry-run', '--json'], ok.io, deps(root, r, c7, { KINGLET_KERNEL_RPM_DIR: '/srv/rpms' }, bundle)), 0);
+  t.same((JSON.parse(ok.out.join('')) as typeof plan).phases[0]!.steps.map((s) => (s as { id: string }).id), ['kernel.install', 'kernel.default', 'kernel.verify-default', 'kernel.stop']);
+  const rocky = io();
+  t.equal(await kernelUpgrade(['--json'], rocky.io, deps(root, r, await fixture('rocky9'), {}, bundle)), 0);
+  t.same(JSON.parse(rocky.out.join('')), { status: 'done', applied: 0, skipped: 0 }, 'a current kernel: nothing to do');
+});
