@@ -35,6 +35,18 @@ async function scratch(t: { teardown(fn: () => unknown): void }): Promise<{ root
 }
 
 
+/** A scratch host with kinglet installed on it (k3s simulated), for the tests that start from there. */
+async function installed(t: { teardown(fn: () => unknown): void }, name: string) {
+  const { root, bundle } = await scratch(t);
+  const facts = await fixture(name);
+  const runner = new RecordingRunner(root);
+  simulateHost(runner);
+  const o = io();
+  const code = await install([], o.io, deps(root, runner, facts, {}, bundle));
+  if (code !== 0) throw new Error(`install on ${name} exited ${code}:\n${o.err.join('')}`);
+  return { root, bundle, facts, runner };
+}
+
 const TOKEN = 'K10topsecret::server:deadbeef';
 
 t.test('alpine server: files land, second run is a no-op, uninstall restores', async (t) => {
@@ -93,11 +105,7 @@ t.test('alpine server: files land, second run is a no-op, uninstall restores', a
 });
 
 t.test('uninstall --k3s runs k3s\'s uninstall script', async (t) => {
-  const { root, bundle } = await scratch(t);
-  const facts = await fixture('ubuntu2204');
-  const r = new RecordingRunner(root);
-  simulateHost(r);
-  t.equal(await install([], io().io, deps(root, r, facts, {}, bundle)), 0);
+  const { root, bundle, facts, runner: r } = await installed(t, 'ubuntu2204');
   const r2 = new RecordingRunner(root);
   t.equal(await uninstall(['--k3s'], io().io, deps(root, r2, facts, {}, bundle)), 0);
   t.ok(r2.lines().includes('/usr/local/bin/k3s-uninstall.sh'));
@@ -105,11 +113,7 @@ t.test('uninstall --k3s runs k3s\'s uninstall script', async (t) => {
 });
 
 t.test('uninstall stops the agent, then removes its datapath, then its unit', async (t) => {
-  const { root, bundle } = await scratch(t);
-  const facts = await fixture('ubuntu2204');
-  const r = new RecordingRunner(root);
-  simulateHost(r);
-  t.equal(await install([], io().io, deps(root, r, facts, {}, bundle)), 0);
+  const { root, bundle, facts, runner: r } = await installed(t, 'ubuntu2204');
   t.notOk(r.lines().some((l) => l.includes('--cleanup')), 'install does not run the cleanup');
   const r2 = new RecordingRunner(root);
   const unitThere: boolean[] = [];
@@ -139,11 +143,7 @@ t.test('uninstall stops the agent, then removes its datapath, then its unit', as
 
 t.test('an install recorded before the datapath cleanup existed: uninstall still runs it, once', async (t) => {
   for (const [name, stop] of [['ubuntu2204', 'systemctl disable --now kinglet-agent.service'], ['alpine', 'rc-update del kinglet-agent default']] as const) {
-    const { root, bundle } = await scratch(t);
-    const facts = await fixture(name);
-    const r = new RecordingRunner(root);
-    simulateHost(r);
-    t.equal(await install([], io().io, deps(root, r, facts, {}, bundle)), 0);
+    const { root, bundle, facts, runner: r } = await installed(t, name);
     // What such a record looks like: the agent.service undo without the cleanup run.
     const state = await loadState(root);
     const svc = state.steps.find((x) => x.id === 'agent.service');
@@ -418,11 +418,7 @@ t.test('tokens never reach a log, a plan, the state, a unit, a command line or a
 });
 
 t.test('uninstall --dry-run [--json] shows what would be undone; a later --k3s still finds k3s', async (t) => {
-  const { root, bundle } = await scratch(t);
-  const facts = await fixture('ubuntu2204');
-  const r = new RecordingRunner(root);
-  simulateHost(r);
-  t.equal(await install([], io().io, deps(root, r, facts, {}, bundle)), 0);
+  const { root, bundle, facts, runner: r } = await installed(t, 'ubuntu2204');
   const before = await tree(root);
   const dry = new RecordingRunner(root);
   const o = io();
@@ -449,11 +445,7 @@ t.test('uninstall --dry-run [--json] shows what would be undone; a later --k3s s
 });
 
 t.test("uninstall: a failed datapath cleanup is an error with its fix, and a re-run retries it", async (t) => {
-  const { root, bundle } = await scratch(t);
-  const facts = await fixture('ubuntu2204');
-  const r = new RecordingRunner(root);
-  simulateHost(r);
-  t.equal(await install([], io().io, deps(root, r, facts, {}, bundle)), 0);
+  const { root, bundle, facts, runner: r } = await installed(t, 'ubuntu2204');
   const r2 = new RecordingRunner(root);
   r2.handlers.push((argv) => (argv.includes('--cleanup') ? { exitCode: 1, stderr: 'error: cannot detach tc filter from eth0' } : undefined));
   const o = io();
