@@ -158,16 +158,20 @@ async function writeTracked(ctx: ApplyContext, path: string, content: string | B
 /**
  * Run a command for a step: its output is logged line by line as it comes
  * (secrets redacted), and a "still running" line every few seconds says the
- * step is alive. A failure carries the output's tail.
+ * step is alive.
  */
-async function run(ctx: ApplyContext, s: Step, argv: string[], env?: Record<string, string>): Promise<RunResult> {
+async function runShown(ctx: ApplyContext, s: Step, argv: string[], env?: Record<string, string>): Promise<RunResult> {
   const secrets = secretValues(s);
-  const clean = (t: string): string => redactText(t, secrets, REDACTED);
   const every = ctx.progressSec ?? DEFAULT_PROGRESS_SECONDS;
-  const r = await withHeartbeat(clockOf(ctx), every, ctx.log, (sec) => `    still running: ${s.title} (${sec}s)`,
-    () => ctx.runner.run(argv, env, (line) => { if (line.trim()) ctx.log(`    | ${clean(line)}`); }));
+  return withHeartbeat(clockOf(ctx), every, ctx.log, (sec) => `    still running: ${s.title} (${sec}s)`,
+    () => ctx.runner.run(argv, env, (line) => { if (line.trim()) ctx.log(`    | ${redactText(line, secrets, REDACTED)}`); }));
+}
+
+/** runShown, and a failure is an ApplyError carrying the output's tail. */
+async function run(ctx: ApplyContext, s: Step, argv: string[], env?: Record<string, string>): Promise<RunResult> {
+  const r = await runShown(ctx, s, argv, env);
   if (r.exitCode !== 0) {
-    const tail = clean((r.stderr || r.stdout).trim().split('\n').slice(-5).join('\n'));
+    const tail = redactText((r.stderr || r.stdout).trim().split('\n').slice(-5).join('\n'), secretValues(s), REDACTED);
     throw new ApplyError(`${s.title}: \`${argv.join(' ')}\` exited ${r.exitCode}${tail ? `:\n${tail}` : ''}`, 'fix the cause above and re-run: steps already done are skipped');
   }
   return r;
@@ -271,7 +275,8 @@ export async function applyStep(ctx: ApplyContext, s: Step): Promise<{ outcome: 
         ctx.log(`    skipped: ${s.needs} does not exist, so \`${s.title}\` cannot run here`);
         return { outcome: 'skipped', undo: [] };
       }
-      const r = await ctx.runner.run(s.argv);
+      // Checks can be long (the connectivity test deploys pods): shown as they go, like commands.
+      const r = await runShown(ctx, s, s.argv);
       if (r.exitCode !== 0 || (s.match !== undefined && !new RegExp(s.match).test(r.stdout))) {
         const got = r.stdout.trim().split('\n').slice(-3).join('\n');
         throw new ApplyError(`${s.title}: failed (exit ${r.exitCode}${s.match ? `, output must match /${s.match}/` : ''})${got ? `:\n${got}` : ''}`, s.fix);

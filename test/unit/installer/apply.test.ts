@@ -322,6 +322,11 @@ t.test('progress: long commands and waits say what is going on, for how long, an
       return undefined; // simulateHost writes the containerd config
     }
     if (argv.includes('--raw=/readyz')) return clock.now() < 77_000 ? { exitCode: 1 } : { exitCode: 0 };
+    if (argv.includes('connectivity')) {
+      onLine?.('PASS  pod-to-pod');
+      clock.advance(20_000);
+      return { stdout: 'PASS  pod-to-pod\n' };
+    }
     return undefined;
   });
   simulateHost(r);
@@ -333,7 +338,8 @@ t.test('progress: long commands and waits say what is going on, for how long, an
   t.notMatch(log, /topsecret/, 'a secret in command output is redacted');
   // The API wait starts at 35s and succeeds at 77s: tries every 3s, a line every 15s.
   t.match(log, /waiting up to 300s: wait for the Kubernetes API\n {4}still waiting: wait for the Kubernetes API \(15s of up to 300s\)\n {4}still waiting: wait for the Kubernetes API \(30s of up to 300s\)\n {4}done after 42s: wait for the Kubernetes API\n/);
-  t.notMatch(log, /still (running|waiting): (?!install and start k3s|wait for the Kubernetes API)/, 'quick steps stay quiet');
+  t.match(log, /\[verify\] connectivity checks\n.*\n {4}\| PASS {2}pod-to-pod\n {4}still running: connectivity checks \(15s\)\n/, 'a long check is shown as it goes');
+  t.notMatch(log, /still (running|waiting): (?!install and start k3s|wait for the Kubernetes API|connectivity checks)/, 'quick steps stay quiet');
 });
 
 t.test('a wait gives up at its deadline by the clock, with its fix', async (t) => {
