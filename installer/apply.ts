@@ -254,17 +254,18 @@ export async function applyStep(ctx: ApplyContext, s: Step): Promise<{ outcome: 
       const every = ctx.progressSec ?? DEFAULT_PROGRESS_SECONDS;
       const start = clock.now();
       let said = start;
+      const what = s.title.replace(/^wait for /, '');
       for (let n = 0; ; n++) {
         if (s.file ? await exists(hostPath(ctx.root, s.file)) : (await ctx.runner.run(s.argv ?? ['false'], s.env)).exitCode === 0) {
-          if (n > 0) ctx.log(`    done after ${secondsSince(clock, start)}s: ${s.title}`);
+          if (n > 0) ctx.log(`    done waiting for ${what} after ${secondsSince(clock, start)}s`);
           return { outcome: 'checked', undo: [] };
         }
         const sec = secondsSince(clock, start);
         if (sec >= s.timeoutSec) break;
-        if (n === 0) ctx.log(`    waiting up to ${s.timeoutSec}s: ${s.title}`);
+        if (n === 0) ctx.log(`    waiting up to ${s.timeoutSec}s for ${what}`);
         else if (clock.now() - said >= every * 1000) {
           said = clock.now();
-          ctx.log(`    still waiting: ${s.title} (${sec}s of up to ${s.timeoutSec}s)`);
+          ctx.log(`    still waiting for ${what} (${sec}s of up to ${s.timeoutSec}s)`);
         }
         await ctx.sleep(Math.max(0, Math.min(s.intervalSec * 1000, s.timeoutSec * 1000 - (clock.now() - start))));
       }
