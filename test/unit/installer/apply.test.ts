@@ -200,7 +200,7 @@ t.test('centos 7: stops for the reboot, resumes after it', async (t) => {
   t.match(unit, /ExecStart=\/opt\/kinglet\/node\/bin\/node .*kinglet\.ts install --resume/);
   const envFile = join(root, 'var/lib/kinglet/resume.env');
   t.equal((await stat(envFile)).mode & 0o777, 0o600, 'resume settings are root-only');
-  t.match(await readFile(envFile, 'utf8'), /KINGLET_KERNEL_MIRROR='https:\/\/mirror\.example\.org\/el7'/);
+  t.match(await readFile(envFile, 'utf8'), /KINGLET_KERNEL_MIRROR="https:\/\/mirror\.example\.org\/el7"/);
 
   // Consent given on the re-run: done steps are skipped, then it reboots.
   const r2 = new RecordingRunner(root);
@@ -393,7 +393,7 @@ t.test('tokens never reach a log, a plan, the state, a unit, a command line or a
     t.equal(path, '/var/lib/kinglet/resume.env', `only the resume settings hold a token (${path})`);
     t.match(entry, /^600 /, 'and only root can read them');
   }
-  t.match(files['/var/lib/kinglet/resume.env'], "K3S_TOKEN='K10tok-one::node:aaa'", 'the resumed run gets the new token');
+  t.match(files['/var/lib/kinglet/resume.env'], 'K3S_TOKEN="K10tok-one::node:aaa"', 'the resumed run gets the new token');
   t.same(leaks(files['/var/lib/kinglet/state.json'] ?? ''), [], 'state.json');
   t.same(leaks(files['/etc/systemd/system/kinglet-resume.service'] ?? 'missing'), [], 'the resume unit reads them from its EnvironmentFile');
 
