@@ -7,7 +7,7 @@ import t from 'tap';
 import { spawnSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
-import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -341,4 +341,26 @@ t.test('no Node.js build fits: musl, or old glibc on arm64: stop before download
   t.match(arm.stderr, /glibc 2\.17 is too old for Node\.js on arm64: install Node\.js >= 22\.18\.0 by hand/);
   t.same(mirror.requests, [], 'nothing downloaded');
   await t.rejects(stat(join(dir, 'opt')), 'nothing written');
+});
+
+t.test('with wget instead of curl: the same downloads, checks and progress lines', { skip: !have('dash') ? 'dash missing' : !root ? why : !have('wget') && 'wget is not installed' }, async (t) => {
+  const { dir, mirror, bundleSha } = await setup(t);
+  const script = join(dir, 'install.sh');
+  await copyFile(SCRIPT, script);
+  // A PATH with what install.sh uses, wget but no curl.
+  const bin = join(dir, 'bin');
+  await mkdir(bin);
+  const tools = ['dash', 'sh', 'wget', 'tar', 'gzip', 'sha256sum', 'mktemp', 'id', 'env', 'grep', 'cut', 'tr', 'sed', 'sort', 'head', 'awk', 'find', 'mkdir', 'rm', 'mv', 'cat', 'wc', 'sleep', 'uname', 'getconf', 'dirname', 'node'];
+  for (const tool of tools) {
+    const at = spawnSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).stdout.trim();
+    if (at) await symlink(at, join(bin, tool));
+  }
+  const r = await runScript(script, {
+    PATH: bin, KINGLET_INSTALL_DIR: join(dir, 'opt'), KINGLET_BUNDLE_URL: `${mirror.base}/slow/kinglet-0.1.0.tar.gz`,
+    KINGLET_BUNDLE_SHA256: bundleSha, KINGLET_TEST_RECORD: join(dir, 'record.txt'), KINGLET_PROGRESS_SECONDS: '1',
+  });
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.stderr, /still downloading http:\/\/127\.0\.0\.1:\d+\/slow\/kinglet-0\.1\.0\.tar\.gz \(1s/);
+  t.match(r.stderr, /sha256 verified: kinglet bundle/);
+  t.same(mirror.requests, ['/slow/kinglet-0.1.0.tar.gz']);
 });
