@@ -204,3 +204,24 @@ t.test('every preflight refusal names what is wrong and how to fix it', async (t
   // An agent only needs 10250.
   t.same(fatalProblems(planInstall(input({ ...deb, portsInUse: [6443] }, { K3S_URL: 'https://10.0.0.1:6443', K3S_TOKEN: 'x' }))), []);
 });
+
+t.test('a facts file is checked field by field: a clear error, never a crash', async (t) => {
+  const { parseFacts } = await import('../../../installer/facts.ts');
+  const min = { hostname: 'h', os: { id: 'debian' }, arch: 'x86_64', kernel: { release: '6.1.0' }, init: 'systemd', commands: ['ip', 'mount', 'curl'], mounts: [] };
+  const f = parseFacts(JSON.stringify(min), 'min.json');
+  t.same(f.os, { id: 'debian', idLike: [], versionId: '', prettyName: 'debian' }, 'optional os fields get defaults');
+  t.same(f.k3s, { installed: false, active: false });
+  t.ok(planInstall(input(f)).phases.length === 6, 'a minimal file plans');
+  const bad: [unknown, RegExp][] = [
+    ['not json', /x\.json: not JSON/],
+    [[1], /facts must be a JSON object/],
+    [{ ...min, os: undefined }, /facts lack "os\.id"/],
+    [{ ...min, commands: 'ip' }, /"commands" must be a list of command names, not "ip"/],
+    [{ ...min, mounts: [{ target: '/' }] }, /"mounts" must be a list of \{source, target, fstype\}/],
+    [{ ...min, init: 'runit' }, /"init" must be "systemd", "openrc" or "unknown", not "runit"/],
+    [{ ...min, os: { id: 'debian', idLike: 'ubuntu' } }, /"os\.idLike" must be a list of strings/],
+    [{ ...min, k3s: { installed: 'yes' } }, /"k3s\.installed" must be true or false/],
+    [{ ...min, kernel: { release: 6 } }, /"kernel\.release" must be a string \(uname -r\), not 6/],
+  ];
+  for (const [v, re] of bad) t.throws(() => parseFacts(typeof v === 'string' ? v : JSON.stringify(v), 'x.json'), re);
+});
