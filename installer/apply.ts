@@ -78,19 +78,31 @@ export function hostPath(root: string, p: string): string {
 }
 
 export async function loadState(root: string): Promise<State> {
+  const file = hostPath(root, STATE_FILE);
+  let text: string;
   try {
-    const s = JSON.parse(await readFile(hostPath(root, STATE_FILE), 'utf8')) as State;
-    return { version: 1, steps: s.steps ?? [], rebootedForKernel: !!s.rebootedForKernel, completed: !!s.completed };
+    text = await readFile(file, 'utf8');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { version: 1, steps: [], rebootedForKernel: false, completed: false };
     throw e;
   }
+  let s: Partial<State>;
+  try {
+    s = JSON.parse(text) as Partial<State>;
+    if (typeof s !== 'object' || s === null || (s.steps !== undefined && !Array.isArray(s.steps))) throw new Error('not a kinglet state object');
+  } catch (e) {
+    throw new ApplyError(`${STATE_FILE} is damaged (${(e as Error).message}), so kinglet cannot tell what it did on this host`,
+      `move it aside (mv ${STATE_FILE} ${STATE_FILE}.damaged) and re-run: install then redoes every step, and uninstall has nothing recorded to undo`);
+  }
+  return { version: 1, steps: s.steps ?? [], rebootedForKernel: !!s.rebootedForKernel, completed: !!s.completed };
 }
 
+/** Written under a temporary name and renamed, so a power cut (the kernel reboot!) never leaves half a file. */
 export async function saveState(root: string, s: State): Promise<void> {
   const p = hostPath(root, STATE_FILE);
   await mkdir(dirname(p), { recursive: true, mode: 0o700 });
-  await writeFile(p, JSON.stringify(s, null, 2) + '\n', { mode: 0o600 });
+  await writeFile(`${p}.new`, JSON.stringify(s, null, 2) + '\n', { mode: 0o600 });
+  await rename(`${p}.new`, p);
 }
 
 export function recorded(s: State, id: string): StepRecord | undefined {

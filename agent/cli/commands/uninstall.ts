@@ -42,7 +42,7 @@ export async function runWith(args: string[], io: Io, deps: Deps): Promise<numbe
   }
   const ctx = context(deps, io);
   if (values['dry-run']) {
-    const plan = await planUninstall(ctx, values.k3s);
+    const plan = await guard(() => planUninstall(ctx, values.k3s));
     if (values.json) printJson(io, plan);
     else if (plan.undo.length === 0 && plan.kept.length === 0) io.out('kinglet uninstall: nothing recorded in /var/lib/kinglet/state.json: nothing to undo\n');
     else {

@@ -563,3 +563,14 @@ t.test('kernel upgrade: --json plans and outcomes; EL7 without a mirror or RPMs 
   t.equal(await kernelUpgrade(['--json'], rocky.io, deps(root, r, await fixture('rocky9'), {}, bundle)), 0);
   t.same(JSON.parse(rocky.out.join('')), { status: 'done', applied: 0, skipped: 0 }, 'a current kernel: nothing to do');
 });
+
+t.test('a damaged state file is a clear error with its fix, for install and uninstall alike', async (t) => {
+  const { root, bundle } = await scratch(t);
+  const facts = await fixture('ubuntu2204');
+  await mkdir(join(root, 'var/lib/kinglet'), { recursive: true });
+  await writeFile(join(root, 'var/lib/kinglet/state.json'), '{"version": 1, "steps": [{"id": "k3s.ins');
+  for (const run of [() => install([], io().io, deps(root, new RecordingRunner(root), facts, {}, bundle)), () => uninstall([], io().io, deps(root, new RecordingRunner(root), facts, {}, bundle)), () => uninstall(['--dry-run'], io().io, deps(root, new RecordingRunner(root), facts, {}, bundle))]) {
+    await t.rejects(run(), { name: 'CommandError', message: /\/var\/lib\/kinglet\/state\.json is damaged \(.*JSON.*\).*\nfix: move it aside \(mv \/var\/lib\/kinglet\/state\.json \/var\/lib\/kinglet\/state\.json\.damaged\)/ });
+  }
+  t.equal(await readFile(join(root, 'var/lib/kinglet/state.json'), 'utf8'), '{"version": 1, "steps": [{"id": "k3s.ins', 'left as it was');
+});
