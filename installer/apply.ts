@@ -1,7 +1,7 @@
 // The applier: executes planned steps against a root directory through an
 // injectable command runner, and records what it did in the state file so a
 // re-run skips it, a reboot-cut run resumes, and uninstall can undo it.
-import { chmod, mkdir, readFile, readdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, readdir, realpath, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Clock } from './progress.ts';
 import { DEFAULT_PROGRESS_SECONDS, realClock, redactText, secondsSince, withHeartbeat } from './progress.ts';
@@ -97,12 +97,25 @@ export async function loadState(root: string): Promise<State> {
   return { version: 1, steps: s.steps ?? [], rebootedForKernel: !!s.rebootedForKernel, completed: !!s.completed };
 }
 
-/** Written under a temporary name and renamed, so a power cut (the kernel reboot!) never leaves half a file. */
+/**
+ * Replace a file whole: written under a temporary name with its final mode,
+ * then renamed over it. A power cut (the kernel reboot!) never leaves half
+ * an /etc/fstab or state file, and a secret is never readable by others.
+ */
+async function writeAtomic(path: string, content: string | Buffer, mode: number): Promise<void> {
+  // Through a symlink to the file it names: the link stays a link.
+  const full = await realpath(path).catch(() => path);
+  const tmp = `${full}.kinglet-new`;
+  await rm(tmp, { force: true });
+  await writeFile(tmp, content, { mode, flag: 'wx' });
+  await chmod(tmp, mode);
+  await rename(tmp, full);
+}
+
 export async function saveState(root: string, s: State): Promise<void> {
   const p = hostPath(root, STATE_FILE);
   await mkdir(dirname(p), { recursive: true, mode: 0o700 });
-  await writeFile(`${p}.new`, JSON.stringify(s, null, 2) + '\n', { mode: 0o600 });
-  await rename(`${p}.new`, p);
+  await writeAtomic(p, JSON.stringify(s, null, 2) + '\n', 0o600);
 }
 
 export function recorded(s: State, id: string): StepRecord | undefined {
@@ -144,21 +157,17 @@ async function mkdirp(root: string, p: string, mode: number): Promise<string[]> 
 }
 
 /**
- * Write a file, returning how to take it back. A secret file is written
- * under a temporary name with its final mode and renamed into place, so it
- * is never readable by others, not even for a moment; and its old content is
- * not kept in the state (undo removes it: secret files are kinglet's own).
+ * Write a file, returning how to take it back. A secret file is replaced
+ * whole (writeAtomic), so it is never readable by others, not even for a
+ * moment; and its old content is not kept in the state (undo removes it:
+ * secret files are kinglet's own).
  */
 async function writeTracked(ctx: ApplyContext, path: string, content: string | Buffer, mode: number, secret = false): Promise<Undo[]> {
   const full = hostPath(ctx.root, path);
   const before = await readIf(full);
   const dirs = await mkdirp(ctx.root, dirname(path), 0o755);
   if (secret) {
-    const tmp = `${full}.kinglet-new`;
-    await rm(tmp, { force: true });
-    await writeFile(tmp, content, { mode, flag: 'wx' });
-    await chmod(tmp, mode);
-    await rename(tmp, full);
+    await writeAtomic(full, content, mode);
   } else {
     await writeFile(full, content, { mode });
     await chmod(full, mode);
@@ -231,7 +240,7 @@ export async function applyStep(ctx: ApplyContext, s: Step): Promise<{ outcome: 
         lines.push(s.line);
       }
       await mkdirp(ctx.root, dirname(s.path), 0o755);
-      await writeFile(full, lines.join('\n') + '\n', { mode: before?.mode ?? 0o644 });
+      await writeAtomic(full, lines.join('\n') + '\n', before?.mode ?? 0o644);
       return { outcome: 'applied', undo: [{ kind: 'unline', path: s.path, line: s.line, ...(original !== undefined ? { original } : {}) }] };
     }
     case 'unit': {
@@ -346,7 +355,7 @@ export async function undoActions(ctx: ApplyContext, actions: Undo[]): Promise<s
         if (at < 0) break;
         if (a.original !== undefined) lines[at] = a.original;
         else lines.splice(at, 1);
-        await writeFile(p, lines.length ? lines.join('\n') + '\n' : '', { mode: cur.mode });
+        await writeAtomic(p, lines.length ? lines.join('\n') + '\n' : '', cur.mode);
         break;
       }
     }

@@ -2,7 +2,7 @@
 // land where they should, a second run is a no-op, a run cut by the kernel
 // reboot resumes, uninstall removes what install added.
 import t from 'tap';
-import { copyFile, mkdtemp, mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, lstat, mkdtemp, mkdir, readFile, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runWith as install } from '../../../agent/cli/commands/install.ts';
@@ -573,4 +573,22 @@ t.test('a damaged state file is a clear error with its fix, for install and unin
     await t.rejects(run(), { name: 'CommandError', message: /\/var\/lib\/kinglet\/state\.json is damaged \(.*JSON.*\).*\nfix: move it aside \(mv \/var\/lib\/kinglet\/state\.json \/var\/lib\/kinglet\/state\.json\.damaged\)/ });
   }
   t.equal(await readFile(join(root, 'var/lib/kinglet/state.json'), 'utf8'), '{"version": 1, "steps": [{"id": "k3s.ins', 'left as it was');
+});
+
+t.test('config lines are edited by replacing the file whole, through a symlink, keeping its mode', async (t) => {
+  const { root, bundle } = await scratch(t);
+  const facts = await fixture('alpine');
+  // /etc/fstab as a link to the real file, mode 0600.
+  await writeFile(join(root, 'etc/fstab.real'), '/dev/sda1 / ext4 defaults 0 1\n', { mode: 0o600 });
+  await rm(join(root, 'etc/fstab'));
+  await symlink('fstab.real', join(root, 'etc/fstab'));
+  const r = new RecordingRunner(root);
+  simulateHost(r);
+  t.equal(await install([], io().io, deps(root, r, facts, {}, bundle)), 0);
+  t.ok((await lstat(join(root, 'etc/fstab'))).isSymbolicLink(), 'the link stays a link');
+  t.match(await readFile(join(root, 'etc/fstab.real'), 'utf8'), /^\/dev\/sda1 .*\nbpffs \/sys\/fs\/bpf bpf /);
+  t.equal((await stat(join(root, 'etc/fstab.real'))).mode & 0o777, 0o600);
+  t.same((await readdir(join(root, 'etc'))).filter((n) => n.includes('kinglet-new')), [], 'no temporary file left');
+  t.equal(await uninstall([], io().io, deps(root, new RecordingRunner(root), facts, {}, bundle)), 0);
+  t.equal(await readFile(join(root, 'etc/fstab.real'), 'utf8'), '/dev/sda1 / ext4 defaults 0 1\n');
 });
