@@ -257,7 +257,10 @@ export function planK3s(i: PlanInput): PhasePlan {
   } else if (airgap) {
     p.problems.push({ severity: 'fatal', message: "an air-gapped install (INSTALL_K3S_SKIP_DOWNLOAD) cannot download k3s's install script", fix: "set KINGLET_K3S_INSTALL_SCRIPT to a local copy of k3s's install.sh" });
   } else {
-    const fetch = has(f, 'curl') ? ['curl', '-sfL', '-o', script, k.installScriptUrl] : ['wget', '-qO', script, k.installScriptUrl];
+    // Retried, and given up when no data moves for a minute: edge links are flaky.
+    const fetch = has(f, 'curl')
+      ? ['curl', '-sfL', '--retry', '3', '--connect-timeout', '20', '--speed-limit', '1', '--speed-time', '60', '-o', script, k.installScriptUrl]
+      : ['wget', '-q', '-t', '3', '-T', '60', '-O', script, k.installScriptUrl];
     p.steps.push({ id: 'k3s.script', title: `download k3s's install script from ${k.installScriptUrl}`, kind: 'run', argv: fetch, creates: script });
   }
   if (airgap) {
