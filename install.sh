@@ -57,7 +57,7 @@ cleanup() {
     TMP_DIR=
 }
 
-# A download that moves no data for this long is given up (curl/wget retry first).
+# A download that moves no data for this long is given up (curl retries it first).
 STALL_SECONDS=60
 
 # progress_start <what> <file>: when stderr is not a terminal, a line every
@@ -149,12 +149,12 @@ download() {
     if [ -t 2 ]; then
         case $DOWNLOADER in
             curl) curl -fL --progress-bar --retry 3 --connect-timeout 20 --speed-limit 1 --speed-time "$STALL_SECONDS" -o "$2" "$1" || rc=$? ;;
-            wget) wget $WGET_BAR -t 3 -T "$STALL_SECONDS" -O "$2" "$1" || rc=$? ;;
+            wget) wget $WGET_BAR -T "$STALL_SECONDS" -O "$2" "$1" || rc=$? ;;
         esac
     else
         case $DOWNLOADER in
             curl) curl -fsSL --retry 3 --connect-timeout 20 --speed-limit 1 --speed-time "$STALL_SECONDS" -o "$2" "$1" || rc=$? ;;
-            wget) wget -q -t 3 -T "$STALL_SECONDS" -O "$2" "$1" || rc=$? ;;
+            wget) wget -q -T "$STALL_SECONDS" -O "$2" "$1" || rc=$? ;;
         esac
     fi
     progress_stop

@@ -260,7 +260,7 @@ export function planK3s(i: PlanInput): PhasePlan {
     // Retried, and given up when no data moves for a minute: edge links are flaky.
     const fetch = has(f, 'curl')
       ? ['curl', '-sfL', '--retry', '3', '--connect-timeout', '20', '--speed-limit', '1', '--speed-time', '60', '-o', script, k.installScriptUrl]
-      : ['wget', '-q', '-t', '3', '-T', '60', '-O', script, k.installScriptUrl];
+      : ['wget', '-q', '-T', '60', '-O', script, k.installScriptUrl]; // busybox wget (Alpine) knows -T, not -t
     p.steps.push({ id: 'k3s.script', title: `download k3s's install script from ${k.installScriptUrl}`, kind: 'run', argv: fetch, creates: script });
   }
   if (airgap) {

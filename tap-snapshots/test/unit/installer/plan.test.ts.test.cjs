@@ -42,7 +42,7 @@ exports[`test/unit/installer/plan.test.ts > TAP > alpine (OpenRC) > human plan 1
 == k3s
   note  k3s server with flannel, its network policy controller and kube-proxy disabled: kinglet does all three
   [k3s.script] download k3s's install script from https://get.k3s.io
-        run     wget -q -t 3 -T 60 -O /var/lib/kinglet/k3s-install.sh https://get.k3s.io
+        run     wget -q -T 60 -O /var/lib/kinglet/k3s-install.sh https://get.k3s.io
   [k3s.install] install and start k3s (server)
         run     INSTALL_K3S_EXEC='--flannel-backend=none --disable-network-policy --disable-kube-proxy' sh /var/lib/kinglet/k3s-install.sh
   [k3s.wait-api] wait for the Kubernetes API
@@ -240,7 +240,7 @@ exports[`test/unit/installer/plan.test.ts > TAP > debian 12 arm64, agent joining
 == k3s
   note  k3s agent joining https://10.0.0.1:6443
   [k3s.script] download k3s's install script from https://get.k3s.io
-        run     wget -q -t 3 -T 60 -O /var/lib/kinglet/k3s-install.sh https://get.k3s.io
+        run     wget -q -T 60 -O /var/lib/kinglet/k3s-install.sh https://get.k3s.io
   [k3s.install] install and start k3s (agent)
         run     K3S_URL=https://10.0.0.1:6443 K3S_TOKEN=<redacted> sh /var/lib/kinglet/k3s-install.sh
   [k3s.wait-containerd] wait for k3s's containerd config
