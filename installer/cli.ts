@@ -28,6 +28,8 @@ export interface Deps {
   gather: () => Promise<HostFacts>;
   sleep: (ms: number) => Promise<void>;
   clock: Clock;
+  /** Whether this process may change the system (root); checked before any real change. */
+  isRoot: boolean;
   bundleDir: string;
   nodeBin: string;
 }
@@ -57,6 +59,7 @@ export function realDeps(): Deps {
     gather: async () => (await import('./gather.ts')).gatherFacts(),
     sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
     clock: realClock,
+    isRoot: process.getuid?.() === 0,
     bundleDir: BUNDLE_DIR,
     nodeBin: process.execPath,
   };
@@ -81,9 +84,15 @@ function flag(v: string | undefined): boolean {
   return v !== undefined && /^(1|true|yes|on)$/i.test(v);
 }
 
-export async function prepare(deps: Deps, c: Common, skip?: string): Promise<{ input: PlanInput; settings: Settings; dryRun: boolean }> {
+/** Refuse a real (not dry) run without root before anything is looked at or changed. */
+export function requireRoot(deps: Deps, command: string): void {
+  if (!deps.isRoot) throw new CommandError(`${command} installs and removes system services, mounts and files: run it as root (sudo kinglet ${command.replace(/^kinglet /, '')} ...), or add --dry-run to see what it would do`);
+}
+
+export async function prepare(deps: Deps, c: Common, command: string, skip?: string): Promise<{ input: PlanInput; settings: Settings; dryRun: boolean }> {
   const dryRun = c.dryRun || flag(deps.env['KINGLET_DRY_RUN']);
   if (c.facts && !dryRun) throw new CommandError('--facts describes some other host: use it with --dry-run only');
+  if (!dryRun) requireRoot(deps, command);
   let settings: Settings;
   try {
     settings = settingsFromEnv(deps.env, deps.bundleDir, deps.nodeBin);
@@ -139,11 +148,22 @@ export function report(io: Io, o: Outcome, json: boolean, what: string): number 
   return o.status === 'stopped' ? 3 : 0;
 }
 
+/** What a file system error during an apply means for the operator. */
+const FS_FIXES: Record<string, string> = {
+  EACCES: 'run it as root',
+  EPERM: 'run it as root (and check that the file is not immutable: lsattr)',
+  EROFS: 'the file system is mounted read-only: remount it read-write (or use an image with a writable /etc and /var) and re-run',
+  ENOSPC: 'free some disk space and re-run: steps already done are skipped',
+  EDQUOT: 'free some disk space and re-run: steps already done are skipped',
+};
+
 export async function guard<T>(f: () => Promise<T>): Promise<T> {
   try {
     return await f();
   } catch (e) {
     if (e instanceof ApplyError) throw new CommandError(`${e.message}\nfix: ${e.fix}`);
+    const code = (e as NodeJS.ErrnoException)?.code;
+    if (code && FS_FIXES[code]) throw new CommandError(`${(e as Error).message}\nfix: ${FS_FIXES[code]}`, { cause: e });
     throw e;
   }
 }

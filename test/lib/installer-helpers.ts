@@ -155,6 +155,7 @@ export function deps(root: string, runner: Runner, facts: HostFacts, env: Record
     gather: async () => facts,
     sleep: async (ms) => { clock.advance(ms); },
     clock,
+    isRoot: true,
   };
 }
 

@@ -44,7 +44,7 @@ export async function runWith(args: string[], io: Io, deps: Deps): Promise<numbe
     io.out(HELP);
     return 0;
   }
-  const { input, dryRun } = await prepare(deps, { dryRun: values['dry-run'], json: values.json, facts: values.facts, allowReboot: values['allow-reboot'] }, values.skip);
+  const { input, dryRun } = await prepare(deps, { dryRun: values['dry-run'], json: values.json, facts: values.facts, allowReboot: values['allow-reboot'] }, 'kinglet install', values.skip);
   if (dryRun) {
     const plan = planInstall(input);
     printPlan(io, plan, values.json);

@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { describeUndo } from '../../../installer/apply.ts';
 import { planUninstall, runUninstall } from '../../../installer/pipeline.ts';
 import type { Deps } from '../../../installer/cli.ts';
-import { context, guard, realDeps } from '../../../installer/cli.ts';
+import { context, guard, realDeps, requireRoot } from '../../../installer/cli.ts';
 import { printJson, UsageError, type Io } from '../io.ts';
 
 const HELP = `usage: kinglet uninstall [--k3s] [--dry-run] [--json]
@@ -52,6 +52,7 @@ export async function runWith(args: string[], io: Io, deps: Deps): Promise<numbe
     }
     return 0;
   }
+  requireRoot(deps, 'kinglet uninstall');
   const res = await guard(() => runUninstall(ctx, values.k3s));
   if (values.json) printJson(io, res);
   else {

@@ -592,3 +592,25 @@ t.test('config lines are edited by replacing the file whole, through a symlink, 
   t.equal(await uninstall([], io().io, deps(root, new RecordingRunner(root), facts, {}, bundle)), 0);
   t.equal(await readFile(join(root, 'etc/fstab.real'), 'utf8'), '/dev/sda1 / ext4 defaults 0 1\n');
 });
+
+t.test('not root: real runs refuse up front, saying how; dry runs work', async (t) => {
+  const { root, bundle } = await scratch(t);
+  const facts = await fixture('ubuntu2204');
+  const r = new RecordingRunner(root);
+  const user = { ...deps(root, r, facts, {}, bundle), isRoot: false };
+  await t.rejects(install([], io().io, user), { name: 'CommandError', message: /^kinglet install installs and removes system services, mounts and files: run it as root \(sudo kinglet install \.\.\.\), or add --dry-run/ });
+  await t.rejects(kernelUpgrade([], io().io, user), /run it as root \(sudo kinglet kernel upgrade \.\.\.\)/);
+  await t.rejects(uninstall([], io().io, user), /run it as root \(sudo kinglet uninstall \.\.\.\)/);
+  t.equal(await install(['--dry-run'], io().io, user), 0);
+  t.equal(await uninstall(['--dry-run'], io().io, user), 0);
+  t.same(r.calls, []);
+});
+
+t.test('file system errors during an apply name their fix', async (t) => {
+  const { guard } = await import('../../../installer/cli.ts');
+  const fsError = (code: string) => Promise.reject(Object.assign(new Error(`${code}: something, open '/etc/fstab'`), { code }));
+  await t.rejects(guard(() => fsError('EROFS')), { name: 'CommandError', message: /EROFS: .*\nfix: the file system is mounted read-only: remount it read-write/ });
+  await t.rejects(guard(() => fsError('ENOSPC')), { name: 'CommandError', message: /\nfix: free some disk space and re-run/ });
+  await t.rejects(guard(() => fsError('EACCES')), { name: 'CommandError', message: /\nfix: run it as root/ });
+  await t.rejects(guard(() => Promise.reject(new TypeError('a bug'))), { name: 'TypeError' }, 'anything else stays a bug');
+});
