@@ -76,7 +76,7 @@ progress_start() {
             sp=$!
             wait "$sp" || :
             n=$((n + PROGRESS_EVERY))
-            got=$(wc -c <"$2" 2>/dev/null | tr -d ' ') || got=
+            got=$(wc -c 2>/dev/null <"$2" | tr -d ' ') || got=
             info "still downloading $1 (${n}s, ${got:-0} bytes so far; gives up after ${STALL_SECONDS}s without data)"
         done
     ) &

@@ -76,10 +76,13 @@ async function setup(t: Tap): Promise<{ dir: string; mirror: Mirror; bundleSha: 
   const requests: string[] = [];
   const server = createServer(async (req, res) => {
     requests.push(req.url ?? '');
-    // /slow/<path>: the first half at once, the rest 2.5s later (a slow link).
+    // /slow/<path>: the first half at once, the rest 2.5s later (a slow link);
+    // /late/<path>: nothing for 1.5s, then all of it (a slow server).
     const slow = (req.url ?? '').startsWith('/slow/');
+    const late = (req.url ?? '').startsWith('/late/');
     try {
-      const body = await readFile(join(www, decodeURIComponent((req.url ?? '/').replace(/^\/slow\//, '/').split('?')[0]!)));
+      const body = await readFile(join(www, decodeURIComponent((req.url ?? '/').replace(/^\/(slow|late)\//, '/').split('?')[0]!)));
+      if (late) await new Promise((r) => setTimeout(r, 1500));
       res.writeHead(200, { 'content-length': body.length });
       if (!slow) return void res.end(body);
       res.write(body.subarray(0, body.length >> 1));
@@ -240,6 +243,12 @@ t.test('progress: quiet lines in logs, a progress bar on a terminal', { skip: !h
   const done = lines.findIndex((l) => /downloaded http:.*\/slow\/kinglet-0\.1\.0\.tar\.gz \(\d+ bytes\)/.test(l));
   t.ok(done > lines.indexOf(still.at(-1)!), 'no progress line after the download finished');
   t.notMatch(r.stderr, /#{3,}|\d+\.\d%/, 'no progress bar in a log');
+
+  // Before the first byte there is no file yet: "0 bytes so far", and no shell complaint about it.
+  const late = await runScript(script, { ...env, KINGLET_BUNDLE_URL: `${mirror.base}/late/kinglet-0.1.0.tar.gz` });
+  t.equal(late.code, 0, late.stderr);
+  t.match(late.stderr, /still downloading http:\/\/127\.0\.0\.1:\d+\/late\/kinglet-0\.1\.0\.tar\.gz \(1s, 0 bytes so far/);
+  t.notMatch(late.stderr, /cannot open|No such file/);
 
   await t.test('on a terminal: the downloader\'s bar, no extra lines', { skip: !have('script') && 'script (util-linux) is not installed' }, async (t) => {
     // script(1) gives the installer a pseudo-terminal as its stdout and stderr (async: the mirror lives in this process).
