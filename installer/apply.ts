@@ -2,9 +2,10 @@
 // injectable command runner, and records what it did in the state file so a
 // re-run skips it, a reboot-cut run resumes, and uninstall can undo it.
 import { chmod, mkdir, readFile, readdir, realpath, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Clock } from './progress.ts';
-import { DEFAULT_PROGRESS_SECONDS, realClock, redactText, secondsSince, withHeartbeat } from './progress.ts';
+import { CLEAR_LINE, DEFAULT_PROGRESS_SECONDS, formatBytes, realClock, redactText, secondsSince, withHeartbeat } from './progress.ts';
 import { STATE_DIR, STATE_FILE } from './render.ts';
 import type { PhaseName, Step } from './steps.ts';
 import { describe, isReadOnly, REDACTED, secretValues, shellLine, stepHash } from './steps.ts';
@@ -34,6 +35,8 @@ export interface ApplyContext {
   clock?: Clock;
   /** Seconds between "still ..." lines (default 15, KINGLET_PROGRESS_SECONDS). */
   progressSec?: number;
+  /** On a terminal only: write without a newline, for a status line redrawn in place. */
+  status?: (text: string) => void;
 }
 
 function clockOf(ctx: ApplyContext): Clock {
@@ -176,16 +179,41 @@ async function writeTracked(ctx: ApplyContext, path: string, content: string | B
   return [...undo, ...dirs.reverse().map((d): Undo => ({ kind: 'rmdir', path: d }))];
 }
 
+function sizeOf(file: string): number {
+  try {
+    return statSync(file).size;
+  } catch {
+    return 0;
+  }
+}
+
 /**
  * Run a command for a step: its output is logged line by line as it comes
  * (secrets redacted), and a "still running" line every few seconds says the
- * step is alive.
+ * step is alive. A download (a run step that `creates` a file) says how much
+ * has arrived: in place, every second, on a terminal; in those lines
+ * otherwise.
  */
 async function runShown(ctx: ApplyContext, s: Step, argv: string[], env?: Record<string, string>): Promise<RunResult> {
   const secrets = secretValues(s);
-  const every = ctx.progressSec ?? DEFAULT_PROGRESS_SECONDS;
-  return withHeartbeat(clockOf(ctx), every, ctx.log, (sec) => `    still running: ${s.title} (${sec}s)`,
-    () => ctx.runner.run(argv, env, (line) => { if (line.trim()) ctx.log(`    | ${redactText(line, secrets, REDACTED)}`); }));
+  const clock = clockOf(ctx);
+  const start = clock.now();
+  const file = s.kind === 'run' && s.creates ? hostPath(ctx.root, s.creates) : undefined;
+  const work = () => ctx.runner.run(argv, env, (line) => { if (line.trim()) ctx.log(`    | ${redactText(line, secrets, REDACTED)}`); });
+  let r: RunResult;
+  if (file && ctx.status) {
+    const status = ctx.status;
+    try {
+      r = await withHeartbeat(clock, 1, status, (sec) => `${CLEAR_LINE}    downloading: ${formatBytes(sizeOf(file))} (${sec}s)`, work);
+    } finally {
+      status(CLEAR_LINE);
+    }
+  } else {
+    const every = ctx.progressSec ?? DEFAULT_PROGRESS_SECONDS;
+    r = await withHeartbeat(clock, every, ctx.log, (sec) => `    still running: ${s.title} (${sec}s${file ? `, ${formatBytes(sizeOf(file))} so far` : ''})`, work);
+  }
+  if (file && r.exitCode === 0) ctx.log(`    ${formatBytes(sizeOf(file))} in ${secondsSince(clock, start)}s`);
+  return r;
 }
 
 /** runShown, and a failure is an ApplyError carrying the output's tail. */

@@ -30,6 +30,8 @@ export interface Deps {
   clock: Clock;
   /** Whether this process may change the system (root); checked before any real change. */
   isRoot: boolean;
+  /** stderr is a terminal: downloads show a progress line redrawn in place. */
+  tty: boolean;
   bundleDir: string;
   nodeBin: string;
 }
@@ -60,6 +62,7 @@ export function realDeps(): Deps {
     sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
     clock: realClock,
     isRoot: process.getuid?.() === 0,
+    tty: !!process.stderr.isTTY,
     bundleDir: BUNDLE_DIR,
     nodeBin: process.execPath,
   };
@@ -136,6 +139,7 @@ export function context(deps: Deps, io: Io): ApplyContext {
   return {
     root: deps.root, runner: deps.runner, bundleDir: deps.bundleDir, nodeBin: deps.nodeBin,
     log: (l) => io.err(l + '\n'), sleep: deps.sleep, clock: deps.clock, progressSec,
+    ...(deps.tty ? { status: (text: string) => io.err(text) } : {}),
   };
 }
 

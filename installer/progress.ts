@@ -53,3 +53,13 @@ export function redactText(text: string, secrets: readonly string[], mark = '<re
   for (const s of secrets) if (s.length > 0) out = out.split(s).join(mark);
   return out;
 }
+
+/** 512 B, 1.5 KiB, 12.3 MiB: sizes in progress lines. */
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${(n / 1048576).toFixed(1)} MiB`;
+}
+
+/** Erase the current terminal line and put the cursor at its start. */
+export const CLEAR_LINE = '\r\x1b[2K';

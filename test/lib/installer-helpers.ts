@@ -156,6 +156,7 @@ export function deps(root: string, runner: Runner, facts: HostFacts, env: Record
     sleep: async (ms) => { clock.advance(ms); },
     clock,
     isRoot: true,
+    tty: false,
   };
 }
 

@@ -4,7 +4,7 @@
 import t from 'tap';
 import { copyFile, lstat, mkdtemp, mkdir, readFile, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { runWith as install } from '../../../agent/cli/commands/install.ts';
 import { runWith as uninstall } from '../../../agent/cli/commands/uninstall.ts';
 import { runWith as kernelUpgrade } from '../../../agent/cli/commands/kernel-upgrade.ts';
@@ -613,4 +613,36 @@ t.test('file system errors during an apply name their fix', async (t) => {
   await t.rejects(guard(() => fsError('ENOSPC')), { name: 'CommandError', message: /\nfix: free some disk space and re-run/ });
   await t.rejects(guard(() => fsError('EACCES')), { name: 'CommandError', message: /\nfix: run it as root/ });
   await t.rejects(guard(() => Promise.reject(new TypeError('a bug'))), { name: 'TypeError' }, 'anything else stays a bug');
+});
+
+t.test("the installer's download: bytes so far in the lines of a log, a line redrawn in place on a terminal", async (t) => {
+  for (const tty of [false, true]) {
+    const { root, bundle } = await scratch(t);
+    const facts = await fixture('ubuntu2204');
+    const clock = new FakeClock();
+    const r = new RecordingRunner(root);
+    r.handlers.push(async (argv, base) => {
+      if (argv[0] !== 'curl') return undefined;
+      // The script arrives in two halves, 20s apart.
+      const out = join(base, argv[argv.indexOf('-o') + 1]!);
+      await mkdir(dirname(out), { recursive: true });
+      await writeFile(out, 'x'.repeat(1536));
+      clock.advance(20_000);
+      await writeFile(out, 'x'.repeat(3 * 1048576));
+      clock.advance(2_000);
+      return { exitCode: 0 };
+    });
+    simulateHost(r);
+    const o = io();
+    t.equal(await install([], o.io, { ...deps(root, r, facts, {}, bundle, clock), tty }), 0, o.err.join(''));
+    const log = o.err.join('');
+    if (tty) {
+      t.match(log, "\r\x1b[2K    downloading: 1.5 KiB (1s)\r\x1b[2K    downloading: 1.5 KiB (2s)", 'redrawn every second');
+      t.match(log, "\r\x1b[2K    downloading: 1.5 KiB (20s)\r\x1b[2K    downloading: 3.0 MiB (21s)\r\x1b[2K    downloading: 3.0 MiB (22s)\r\x1b[2K    3.0 MiB in 22s\n", 'then cleared, and the total');
+      t.notMatch(log, /still running: download/);
+    } else {
+      t.match(log, /\n {4}still running: download k3s's install script from https:\/\/get\.k3s\.io \(15s, 1\.5 KiB so far\)\n {4}3\.0 MiB in 22s\n/);
+      t.notMatch(log, /\x1b|\r/, 'no terminal control in a log');
+    }
+  }
 });
