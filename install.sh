@@ -299,6 +299,8 @@ main() {
     verify_tools
     TMP_DIR=$(mktemp -d "${TMPDIR:-/tmp}/kinglet-install.XXXXXX") || fatal "cannot create a temporary directory: check TMPDIR"
     trap cleanup EXIT
+    # Ctrl-C, kill, or a dropped ssh session: nothing left in the temporary directory.
+    trap 'cleanup; exit 129' HUP
     trap 'cleanup; exit 130' INT TERM
     setup_node
     setup_bundle

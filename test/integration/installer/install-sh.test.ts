@@ -7,7 +7,7 @@ import t from 'tap';
 import { spawnSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
-import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -372,4 +372,40 @@ t.test('with wget instead of curl: the same downloads, checks and progress lines
   t.match(r.stderr, /still downloading http:\/\/127\.0\.0\.1:\d+\/slow\/kinglet-0\.1\.0\.tar\.gz \(1s/);
   t.match(r.stderr, /sha256 verified: kinglet bundle/);
   t.same(mirror.requests, ['/slow/kinglet-0.1.0.tar.gz']);
+});
+
+t.test('interrupted mid-download (Ctrl-C, kill, a dropped session): the temporary directory goes, the ticker too', { skip: !have('dash') ? 'dash missing' : !root && why }, async (t) => {
+  const { dir, mirror, bundleSha } = await setup(t);
+  const script = join(dir, 'install.sh');
+  await copyFile(SCRIPT, script);
+  const tmp = join(dir, 'tmp');
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    await rm(tmp, { recursive: true, force: true });
+    await mkdir(tmp);
+    const p = spawn('dash', [script], {
+      env: {
+        PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: '/tmp', TMPDIR: tmp, KINGLET_INSTALL_DIR: join(dir, 'opt'),
+        KINGLET_BUNDLE_URL: `${mirror.base}/slow/kinglet-0.1.0.tar.gz`, KINGLET_BUNDLE_SHA256: bundleSha, KINGLET_PROGRESS_SECONDS: '1',
+      },
+      stdio: ['ignore', 'ignore', 'pipe'], detached: true, // its own process group, for the clean-up below
+    });
+    let stderr = '';
+    p.stderr.on('data', (d) => { stderr += d; });
+    // Wait until the slow download is under way, then interrupt the script itself.
+    for (let i = 0; i < 100 && !stderr.includes('downloading the kinglet bundle'); i++) await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 300));
+    p.kill(signal);
+    // 'close' comes only once every writer of stderr is gone: the ticker and its sleep too.
+    const closed = new Promise<number | null>((r) => p.on('close', (c) => r(c)));
+    const code = await Promise.race([closed, new Promise<'stuck'>((r) => setTimeout(() => r('stuck'), 10_000))]);
+    if (code === 'stuck') {
+      process.kill(-p.pid!, 'SIGKILL'); // what the script left running
+      await closed;
+    }
+    t.not(code, 'stuck', `${signal}: nothing keeps running after the script is gone`);
+    t.not(code, 0, `${signal}: not a success`);
+    t.match(stderr, /still downloading/, `${signal}: interrupted while downloading`);
+    t.same(await readdir(tmp), [], `${signal}: no temporary directory left`);
+  }
+  await t.rejects(stat(join(dir, 'opt/bundle')), 'nothing unpacked');
 });
