@@ -30,6 +30,9 @@
 #   KINGLET_K3S_INSTALL_URL  k3s's install script (default: https://get.k3s.io)
 #   KINGLET_K3S_INSTALL_SCRIPT, KINGLET_K3S_BINARY, KINGLET_K3S_IMAGES
 #                            air-gapped: local k3s install script, binary and images tarball
+#   KINGLET_PROGRESS_SECONDS seconds between "still ..." progress lines (default: 15). On a
+#                            terminal downloads show a progress bar instead; in logs and CI
+#                            they stay quiet but for these lines.
 # Passed through to k3s unchanged:
 #   K3S_URL, K3S_TOKEN (join as an agent), K3S_*, INSTALL_K3S_* (INSTALL_K3S_EXEC,
 #   INSTALL_K3S_VERSION, INSTALL_K3S_SKIP_DOWNLOAD, ...)
@@ -49,8 +52,43 @@ fatal() {
 
 TMP_DIR=
 cleanup() {
+    progress_stop
     if [ -n "$TMP_DIR" ] && [ -d "$TMP_DIR" ]; then rm -rf "$TMP_DIR"; fi
     TMP_DIR=
+}
+
+# A download that moves no data for this long is given up (curl retries it first).
+STALL_SECONDS=60
+
+# progress_start <what> <file>: when stderr is not a terminal, a line every
+# KINGLET_PROGRESS_SECONDS while <file> downloads, with its size so far.
+# On a terminal the downloader draws its own bar instead.
+PROGRESS_PID=
+progress_start() {
+    PROGRESS_PID=
+    if [ -t 2 ]; then return 0; fi
+    (
+        sp=
+        trap 'if [ -n "$sp" ]; then kill "$sp" 2>/dev/null; fi; exit 0' TERM
+        n=0
+        while :; do
+            sleep "$PROGRESS_EVERY" &
+            sp=$!
+            wait "$sp" || :
+            n=$((n + PROGRESS_EVERY))
+            got=$(wc -c 2>/dev/null <"$2" | tr -d ' ') || got=
+            info "still downloading $1 (${n}s, ${got:-0} bytes so far; gives up after ${STALL_SECONDS}s without data)"
+        done
+    ) &
+    PROGRESS_PID=$!
+}
+
+progress_stop() {
+    if [ -n "${PROGRESS_PID:-}" ]; then
+        kill "$PROGRESS_PID" 2>/dev/null || :
+        wait "$PROGRESS_PID" 2>/dev/null || :
+    fi
+    PROGRESS_PID=
 }
 
 setup_defaults() {
@@ -60,6 +98,10 @@ setup_defaults() {
     KINGLET_NODE_VERSION=${KINGLET_NODE_VERSION:-22.18.0}
     KINGLET_NODE_MIRROR=${KINGLET_NODE_MIRROR:-https://nodejs.org/dist}
     KINGLET_NODE_GLIBC217_MIRROR=${KINGLET_NODE_GLIBC217_MIRROR:-https://unofficial-builds.nodejs.org/download/release}
+    PROGRESS_EVERY=${KINGLET_PROGRESS_SECONDS:-15}
+    case $PROGRESS_EVERY in
+        '' | *[!0-9]* | 0) fatal "KINGLET_PROGRESS_SECONDS must be a whole number of seconds >= 1, not \"$PROGRESS_EVERY\"" ;;
+    esac
     # 22.18: the first 22.x that runs TypeScript (type stripping) without a flag
     NODE_MIN_VERSION=22.18.0
 }
@@ -75,10 +117,13 @@ setup_sudo() {
 }
 
 verify_downloader() {
+    WGET_BAR=
     if command -v curl >/dev/null 2>&1; then
         DOWNLOADER=curl
     elif command -v wget >/dev/null 2>&1; then
         DOWNLOADER=wget
+        # GNU wget draws its bar with -q --show-progress; busybox wget draws one unless -q.
+        if wget --help 2>&1 | grep -q -- --show-progress; then WGET_BAR="-q --show-progress"; fi
     else
         fatal "neither curl nor wget is installed: install one (apt-get install curl / yum install curl / apk add curl) and re-run"
     fi
@@ -96,12 +141,25 @@ verify_tools() {
     fi
 }
 
-# download <url> <file>
+# download <url> <file>: a progress bar on a terminal, quiet lines otherwise.
+# shellcheck disable=SC2086 # WGET_BAR holds options
 download() {
-    case $DOWNLOADER in
-        curl) curl -fsSL --retry 3 -o "$2" "$1" ;;
-        wget) wget -q -O "$2" "$1" ;;
-    esac || fatal "download failed: $1 (check the URL and network, or set the matching KINGLET_*_URL/MIRROR)"
+    rc=0
+    progress_start "$1" "$2"
+    if [ -t 2 ]; then
+        case $DOWNLOADER in
+            curl) curl -fL --progress-bar --retry 3 --connect-timeout 20 --speed-limit 1 --speed-time "$STALL_SECONDS" -o "$2" "$1" || rc=$? ;;
+            wget) wget $WGET_BAR -T "$STALL_SECONDS" -O "$2" "$1" || rc=$? ;;
+        esac
+    else
+        case $DOWNLOADER in
+            curl) curl -fsSL --retry 3 --connect-timeout 20 --speed-limit 1 --speed-time "$STALL_SECONDS" -o "$2" "$1" || rc=$? ;;
+            wget) wget -q -T "$STALL_SECONDS" -O "$2" "$1" || rc=$? ;;
+        esac
+    fi
+    progress_stop
+    [ "$rc" = 0 ] || fatal "download failed: $1 (check the URL and network, or set the matching KINGLET_*_URL/MIRROR)"
+    info "downloaded $1 ($(wc -c <"$2" | tr -d ' ') bytes)"
 }
 
 sha256_of() {
@@ -241,6 +299,8 @@ main() {
     verify_tools
     TMP_DIR=$(mktemp -d "${TMPDIR:-/tmp}/kinglet-install.XXXXXX") || fatal "cannot create a temporary directory: check TMPDIR"
     trap cleanup EXIT
+    # Ctrl-C, kill, or a dropped ssh session: nothing left in the temporary directory.
+    trap 'cleanup; exit 129' HUP
     trap 'cleanup; exit 130' INT TERM
     setup_node
     setup_bundle

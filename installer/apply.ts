@@ -1,11 +1,14 @@
 // The applier: executes planned steps against a root directory through an
 // injectable command runner, and records what it did in the state file so a
 // re-run skips it, a reboot-cut run resumes, and uninstall can undo it.
-import { chmod, mkdir, readFile, readdir, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, readdir, realpath, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import type { Clock } from './progress.ts';
+import { CLEAR_LINE, DEFAULT_PROGRESS_SECONDS, formatBytes, realClock, redactText, secondsSince, withHeartbeat } from './progress.ts';
 import { STATE_DIR, STATE_FILE } from './render.ts';
 import type { PhaseName, Step } from './steps.ts';
-import { describe, isReadOnly, stepHash } from './steps.ts';
+import { describe, isReadOnly, REDACTED, secretValues, shellLine, stepHash } from './steps.ts';
 
 export interface RunResult {
   exitCode: number;
@@ -14,7 +17,8 @@ export interface RunResult {
 }
 
 export interface Runner {
-  run(argv: string[], env?: Record<string, string>): Promise<RunResult>;
+  /** Run a command to completion; `onLine` (when given) sees each line of its output as it comes. */
+  run(argv: string[], env?: Record<string, string>, onLine?: (line: string) => void): Promise<RunResult>;
 }
 
 export interface ApplyContext {
@@ -27,6 +31,16 @@ export interface ApplyContext {
   nodeBin?: string;
   log(line: string): void;
   sleep(ms: number): Promise<void>;
+  /** Time for progress lines and wait deadlines; default the real one. */
+  clock?: Clock;
+  /** Seconds between "still ..." lines (default 15, KINGLET_PROGRESS_SECONDS). */
+  progressSec?: number;
+  /** On a terminal only: write without a newline, for a status line redrawn in place. */
+  status?: (text: string) => void;
+}
+
+function clockOf(ctx: ApplyContext): Clock {
+  return ctx.clock ?? realClock;
 }
 
 /** How to take a step back, recorded when it is applied. */
@@ -67,19 +81,44 @@ export function hostPath(root: string, p: string): string {
 }
 
 export async function loadState(root: string): Promise<State> {
+  const file = hostPath(root, STATE_FILE);
+  let text: string;
   try {
-    const s = JSON.parse(await readFile(hostPath(root, STATE_FILE), 'utf8')) as State;
-    return { version: 1, steps: s.steps ?? [], rebootedForKernel: !!s.rebootedForKernel, completed: !!s.completed };
+    text = await readFile(file, 'utf8');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { version: 1, steps: [], rebootedForKernel: false, completed: false };
     throw e;
   }
+  let s: Partial<State>;
+  try {
+    s = JSON.parse(text) as Partial<State>;
+    if (typeof s !== 'object' || s === null || (s.steps !== undefined && !Array.isArray(s.steps))) throw new Error('not a kinglet state object');
+  } catch (e) {
+    throw new ApplyError(`${STATE_FILE} is damaged (${(e as Error).message}), so kinglet cannot tell what it did on this host`,
+      `move it aside (mv ${STATE_FILE} ${STATE_FILE}.damaged) and re-run: install then redoes every step, and uninstall has nothing recorded to undo`);
+  }
+  return { version: 1, steps: s.steps ?? [], rebootedForKernel: !!s.rebootedForKernel, completed: !!s.completed };
+}
+
+/**
+ * Replace a file whole: written under a temporary name with its final mode,
+ * then renamed over it. A power cut (the kernel reboot!) never leaves half
+ * an /etc/fstab or state file, and a secret is never readable by others.
+ */
+async function writeAtomic(path: string, content: string | Buffer, mode: number): Promise<void> {
+  // Through a symlink to the file it names: the link stays a link.
+  const full = await realpath(path).catch(() => path);
+  const tmp = `${full}.kinglet-new`;
+  await rm(tmp, { force: true });
+  await writeFile(tmp, content, { mode, flag: 'wx' });
+  await chmod(tmp, mode);
+  await rename(tmp, full);
 }
 
 export async function saveState(root: string, s: State): Promise<void> {
   const p = hostPath(root, STATE_FILE);
   await mkdir(dirname(p), { recursive: true, mode: 0o700 });
-  await writeFile(p, JSON.stringify(s, null, 2) + '\n', { mode: 0o600 });
+  await writeAtomic(p, JSON.stringify(s, null, 2) + '\n', 0o600);
 }
 
 export function recorded(s: State, id: string): StepRecord | undefined {
@@ -120,20 +159,68 @@ async function mkdirp(root: string, p: string, mode: number): Promise<string[]> 
   return created;
 }
 
-async function writeTracked(ctx: ApplyContext, path: string, content: string | Buffer, mode: number): Promise<Undo[]> {
+/**
+ * Write a file, returning how to take it back. A secret file is replaced
+ * whole (writeAtomic), so it is never readable by others, not even for a
+ * moment; and its old content is not kept in the state (undo removes it:
+ * secret files are kinglet's own).
+ */
+async function writeTracked(ctx: ApplyContext, path: string, content: string | Buffer, mode: number, secret = false): Promise<Undo[]> {
   const full = hostPath(ctx.root, path);
   const before = await readIf(full);
   const dirs = await mkdirp(ctx.root, dirname(path), 0o755);
-  await writeFile(full, content, { mode });
-  await chmod(full, mode);
-  const undo: Undo[] = before ? [{ kind: 'restore', path, content: before.content, mode: before.mode }] : [{ kind: 'remove', path }];
+  if (secret) {
+    await writeAtomic(full, content, mode);
+  } else {
+    await writeFile(full, content, { mode });
+    await chmod(full, mode);
+  }
+  const undo: Undo[] = before && !secret ? [{ kind: 'restore', path, content: before.content, mode: before.mode }] : [{ kind: 'remove', path }];
   return [...undo, ...dirs.reverse().map((d): Undo => ({ kind: 'rmdir', path: d }))];
 }
 
+function sizeOf(file: string): number {
+  try {
+    return statSync(file).size;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Run a command for a step: its output is logged line by line as it comes
+ * (secrets redacted), and a "still running" line every few seconds says the
+ * step is alive. A download (a run step that `creates` a file) says how much
+ * has arrived: in place, every second, on a terminal; in those lines
+ * otherwise.
+ */
+async function runShown(ctx: ApplyContext, s: Step, argv: string[], env?: Record<string, string>): Promise<RunResult> {
+  const secrets = secretValues(s);
+  const clock = clockOf(ctx);
+  const start = clock.now();
+  const file = s.kind === 'run' && s.creates ? hostPath(ctx.root, s.creates) : undefined;
+  const work = () => ctx.runner.run(argv, env, (line) => { if (line.trim()) ctx.log(`    | ${redactText(line, secrets, REDACTED)}`); });
+  let r: RunResult;
+  if (file && ctx.status) {
+    const status = ctx.status;
+    try {
+      r = await withHeartbeat(clock, 1, status, (sec) => `${CLEAR_LINE}    downloading: ${formatBytes(sizeOf(file))} (${sec}s)`, work);
+    } finally {
+      status(CLEAR_LINE);
+    }
+  } else {
+    const every = ctx.progressSec ?? DEFAULT_PROGRESS_SECONDS;
+    r = await withHeartbeat(clock, every, ctx.log, (sec) => `    still running: ${s.title} (${sec}s${file ? `, ${formatBytes(sizeOf(file))} so far` : ''})`, work);
+  }
+  if (file && r.exitCode === 0) ctx.log(`    ${formatBytes(sizeOf(file))} in ${secondsSince(clock, start)}s`);
+  return r;
+}
+
+/** runShown, and a failure is an ApplyError carrying the output's tail. */
 async function run(ctx: ApplyContext, s: Step, argv: string[], env?: Record<string, string>): Promise<RunResult> {
-  const r = await ctx.runner.run(argv, env);
+  const r = await runShown(ctx, s, argv, env);
   if (r.exitCode !== 0) {
-    const tail = (r.stderr || r.stdout).trim().split('\n').slice(-5).join('\n');
+    const tail = redactText((r.stderr || r.stdout).trim().split('\n').slice(-5).join('\n'), secretValues(s), REDACTED);
     throw new ApplyError(`${s.title}: \`${argv.join(' ')}\` exited ${r.exitCode}${tail ? `:\n${tail}` : ''}`, 'fix the cause above and re-run: steps already done are skipped');
   }
   return r;
@@ -151,7 +238,7 @@ export async function applyStep(ctx: ApplyContext, s: Step): Promise<{ outcome: 
       return { outcome: 'applied', undo };
     }
     case 'file':
-      return { outcome: 'applied', undo: await writeTracked(ctx, s.path, s.content, s.mode) };
+      return { outcome: 'applied', undo: await writeTracked(ctx, s.path, s.content, s.mode, s.secret) };
     case 'copy': {
       const src = s.fromHost ? hostPath(ctx.root, s.from) : join(ctx.bundleDir, s.from);
       let data: Buffer;
@@ -181,7 +268,7 @@ export async function applyStep(ctx: ApplyContext, s: Step): Promise<{ outcome: 
         lines.push(s.line);
       }
       await mkdirp(ctx.root, dirname(s.path), 0o755);
-      await writeFile(full, lines.join('\n') + '\n', { mode: before?.mode ?? 0o644 });
+      await writeAtomic(full, lines.join('\n') + '\n', before?.mode ?? 0o644);
       return { outcome: 'applied', undo: [{ kind: 'unline', path: s.path, line: s.line, ...(original !== undefined ? { original } : {}) }] };
     }
     case 'unit': {
@@ -211,13 +298,25 @@ export async function applyStep(ctx: ApplyContext, s: Step): Promise<{ outcome: 
       return { outcome: 'applied', undo: [{ kind: 'umount', target: s.target }, ...dirs.reverse().map((d): Undo => ({ kind: 'rmdir', path: d }))] };
     }
     case 'wait': {
-      const tries = Math.max(1, Math.ceil(s.timeoutSec / s.intervalSec));
-      for (let n = 0; n < tries; n++) {
+      // Deadline by the clock, not by counting tries: one try (kubectl wait) can itself take seconds.
+      const clock = clockOf(ctx);
+      const every = ctx.progressSec ?? DEFAULT_PROGRESS_SECONDS;
+      const start = clock.now();
+      let said = start;
+      const what = s.title.replace(/^wait for /, '');
+      for (let n = 0; ; n++) {
         if (s.file ? await exists(hostPath(ctx.root, s.file)) : (await ctx.runner.run(s.argv ?? ['false'], s.env)).exitCode === 0) {
+          if (n > 0) ctx.log(`    done waiting for ${what} after ${secondsSince(clock, start)}s`);
           return { outcome: 'checked', undo: [] };
         }
-        if (n === 0) ctx.log(`  waiting up to ${s.timeoutSec}s: ${s.title}`);
-        await ctx.sleep(s.intervalSec * 1000);
+        const sec = secondsSince(clock, start);
+        if (sec >= s.timeoutSec) break;
+        if (n === 0) ctx.log(`    waiting up to ${s.timeoutSec}s for ${what}`);
+        else if (clock.now() - said >= every * 1000) {
+          said = clock.now();
+          ctx.log(`    still waiting for ${what} (${sec}s of up to ${s.timeoutSec}s)`);
+        }
+        await ctx.sleep(Math.max(0, Math.min(s.intervalSec * 1000, s.timeoutSec * 1000 - (clock.now() - start))));
       }
       throw new ApplyError(`${s.title}: gave up after ${s.timeoutSec}s`, s.fix);
     }
@@ -226,7 +325,8 @@ export async function applyStep(ctx: ApplyContext, s: Step): Promise<{ outcome: 
         ctx.log(`    skipped: ${s.needs} does not exist, so \`${s.title}\` cannot run here`);
         return { outcome: 'skipped', undo: [] };
       }
-      const r = await ctx.runner.run(s.argv);
+      // Checks can be long (the connectivity test deploys pods): shown as they go, like commands.
+      const r = await runShown(ctx, s, s.argv);
       if (r.exitCode !== 0 || (s.match !== undefined && !new RegExp(s.match).test(r.stdout))) {
         const got = r.stdout.trim().split('\n').slice(-3).join('\n');
         throw new ApplyError(`${s.title}: failed (exit ${r.exitCode}${s.match ? `, output must match /${s.match}/` : ''})${got ? `:\n${got}` : ''}`, s.fix);
@@ -242,8 +342,13 @@ export async function applyStep(ctx: ApplyContext, s: Step): Promise<{ outcome: 
   }
 }
 
-/** Run undo actions, most recent first. Missing things are fine: undo is idempotent. */
-export async function undoActions(ctx: ApplyContext, actions: Undo[]): Promise<void> {
+/**
+ * Run undo actions, most recent first. Missing things are fine: undo is
+ * idempotent. A command that fails is logged and skipped; the failures are
+ * returned (as the command lines) for the caller to judge.
+ */
+export async function undoActions(ctx: ApplyContext, actions: Undo[]): Promise<string[]> {
+  const failed: string[] = [];
   for (const a of actions) {
     switch (a.kind) {
       case 'remove':
@@ -258,14 +363,15 @@ export async function undoActions(ctx: ApplyContext, actions: Undo[]): Promise<v
           if ((await readdir(hostPath(ctx.root, a.path))).length === 0) await rmdir(hostPath(ctx.root, a.path));
         } catch { /* gone already */ }
         break;
-      case 'run': {
-        const r = await ctx.runner.run(a.argv);
-        if (r.exitCode !== 0) ctx.log(`  warn: \`${a.argv.join(' ')}\` exited ${r.exitCode}; continuing`);
-        break;
-      }
+      case 'run':
       case 'umount': {
-        const r = await ctx.runner.run(['umount', a.target]);
-        if (r.exitCode !== 0) ctx.log(`  warn: umount ${a.target} exited ${r.exitCode}; continuing`);
+        const argv = a.kind === 'run' ? a.argv : ['umount', a.target];
+        const r = await ctx.runner.run(argv);
+        if (r.exitCode !== 0) {
+          const why = (r.stderr || r.stdout).trim().split('\n').at(-1);
+          ctx.log(`  warn: \`${argv.join(' ')}\` exited ${r.exitCode}${why ? ` (${why})` : ''}; continuing`);
+          failed.push(argv.join(' '));
+        }
         break;
       }
       case 'unline': {
@@ -277,10 +383,23 @@ export async function undoActions(ctx: ApplyContext, actions: Undo[]): Promise<v
         if (at < 0) break;
         if (a.original !== undefined) lines[at] = a.original;
         else lines.splice(at, 1);
-        await writeFile(p, lines.length ? lines.join('\n') + '\n' : '', { mode: cur.mode });
+        await writeAtomic(p, lines.length ? lines.join('\n') + '\n' : '', cur.mode);
         break;
       }
     }
+  }
+  return failed;
+}
+
+/** One-line human rendering of an undo action (for `kinglet uninstall --dry-run`). */
+export function describeUndo(a: Undo): string {
+  switch (a.kind) {
+    case 'remove': return `remove  ${a.path}`;
+    case 'restore': return `restore ${a.path} (its content before kinglet, ${a.content.length} bytes)`;
+    case 'rmdir': return `rmdir   ${a.path} (when empty)`;
+    case 'run': return `run     ${shellLine(a.argv)}`;
+    case 'umount': return `umount  ${a.target}`;
+    case 'unline': return a.original !== undefined ? `line    ${a.path}: ${a.line} -> ${a.original}` : `line    ${a.path}: - ${a.line}`;
   }
 }
 

@@ -63,6 +63,10 @@ export interface HostFacts {
   cniConfigs: string[];
   /** Whether the cgroup v2 hierarchy is available to mount (filesystems lists cgroup2). */
   cgroup2Supported: boolean;
+  /** OpenRC's sysfs service mounts /sys/fs/bpf at boot (newer OpenRC releases do). */
+  openrcMountsBpffs?: boolean;
+  /** Enabled cgroup controllers (/proc/cgroups, cgroup.controllers); absent when unknown. */
+  cgroupControllers?: string[];
 }
 
 export const KERNEL_MINIMUM = MINIMUM_KERNEL;
@@ -123,14 +127,74 @@ export function isMountedAs(f: HostFacts, target: string): MountFact | undefined
   return f.mounts.filter((m) => m.target === target).at(-1);
 }
 
+type Check = (v: unknown) => boolean;
+const isStr: Check = (v) => typeof v === 'string';
+const isNum: Check = (v) => typeof v === 'number' && Number.isFinite(v);
+const isBool: Check = (v) => typeof v === 'boolean';
+const listOf = (c: Check): Check => (v) => Array.isArray(v) && v.every(c);
+const oneOf = (...xs: string[]): Check => (v) => typeof v === 'string' && xs.includes(v);
+const isMount: Check = (v) => typeof v === 'object' && v !== null && ['source', 'target', 'fstype'].every((k) => isStr((v as Record<string, unknown>)[k]));
+
+/** What each field of a facts file must be, by path; `?` marks the optional ones. */
+const FACT_SHAPES: [string, Check, string][] = [
+  ['hostname', isStr, 'a string'],
+  ['os.id', isStr, 'a string (os-release ID)'],
+  ['os.idLike?', listOf(isStr), 'a list of strings'],
+  ['os.versionId?', isStr, 'a string (os-release VERSION_ID)'],
+  ['os.prettyName?', isStr, 'a string'],
+  ['arch', isStr, 'a string (uname -m)'],
+  ['kernel.release', isStr, 'a string (uname -r)'],
+  ['kernel.version?', isStr, 'a string (uname -v)'],
+  ['kernel.versionSignature?', isStr, 'a string'],
+  ['memoryMiB?', isNum, 'a number'],
+  ['cpus?', isNum, 'a number'],
+  ['init', oneOf('systemd', 'openrc', 'unknown'), '"systemd", "openrc" or "unknown"'],
+  ['systemdVersion?', isNum, 'a number'],
+  ['firmware?', oneOf('bios', 'uefi'), '"bios" or "uefi"'],
+  ['efiVendor?', isStr, 'a string'],
+  ['glibc?', isStr, 'a string'],
+  ['commands', listOf(isStr), 'a list of command names'],
+  ['mounts', listOf(isMount), 'a list of {source, target, fstype}'],
+  ['fstab?', listOf(isMount), 'a list of {source, target, fstype}'],
+  ['unitFiles?', listOf(isStr), 'a list of strings'],
+  ['portsInUse?', listOf(isNum), 'a list of port numbers'],
+  ['k3s.installed?', isBool, 'true or false'],
+  ['k3s.active?', isBool, 'true or false'],
+  ['k3s.containerdConfig?', isStr, 'a string'],
+  ['cniConfigs?', listOf(isStr), 'a list of paths'],
+  ['cgroup2Supported?', isBool, 'true or false'],
+  ['cgroupControllers?', listOf(isStr), 'a list of controller names'],
+  ['openrcMountsBpffs?', isBool, 'true or false'],
+];
+
+/** Read a facts file (`--facts`), checking every field it has; what it lacks and may lack gets the defaults. */
 export function parseFacts(text: string, from: string): HostFacts {
-  const v = JSON.parse(text) as Partial<HostFacts>;
-  for (const key of ['hostname', 'os', 'arch', 'kernel', 'init', 'commands', 'mounts'] as const) {
-    if (v[key] === undefined) throw new Error(`${from}: facts lack "${key}"`);
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (e) {
+    throw new Error(`${from}: not JSON: ${(e as Error).message}`);
   }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error(`${from}: facts must be a JSON object`);
+  const raw = v as Record<string, unknown>;
+  for (const [spec, check, what] of FACT_SHAPES) {
+    const optional = spec.endsWith('?');
+    const path = spec.replace(/\?$/, '');
+    let cur: unknown = raw;
+    for (const key of path.split('.')) cur = typeof cur === 'object' && cur !== null ? (cur as Record<string, unknown>)[key] : undefined;
+    if (cur === undefined) {
+      if (!optional) throw new Error(`${from}: facts lack "${path}" (${what})`);
+      continue;
+    }
+    if (!check(cur)) throw new Error(`${from}: "${path}" must be ${what}, not ${JSON.stringify(cur)}`);
+  }
+  const os = raw['os'] as Partial<HostFacts['os']> & { id: string };
+  const k3s = (raw['k3s'] ?? {}) as Partial<HostFacts['k3s']>;
   return {
     memoryMiB: 0, cpus: 0, systemdVersion: 0, firmware: 'bios', fstab: [], unitFiles: [],
-    portsInUse: [], k3s: { installed: false, active: false }, cniConfigs: [], cgroup2Supported: true,
-    ...v,
+    portsInUse: [], cniConfigs: [], cgroup2Supported: true,
+    ...(raw as Partial<HostFacts>),
+    os: { idLike: [], versionId: '', ...os, prettyName: os.prettyName ?? `${os.id} ${os.versionId ?? ''}`.trim() },
+    k3s: { installed: false, active: false, ...k3s },
   } as HostFacts;
 }

@@ -75,6 +75,17 @@ function listeningPorts(tcp: string, ports: number[]): number[] {
   return [...out];
 }
 
+/** Enabled controllers: /proc/cgroups rows with enabled=1 (v1 and hybrid), and the v2 root's cgroup.controllers. */
+export function parseCgroupControllers(procCgroups: string, v2Controllers: string): string[] {
+  const out = new Set<string>();
+  for (const line of procCgroups.split('\n')) {
+    const f = line.trim().split(/\s+/);
+    if (f[0] && !f[0].startsWith('#') && f[3] === '1') out.add(f[0]);
+  }
+  for (const c of v2Controllers.trim().split(/\s+/)) if (c) out.add(c);
+  return [...out].sort();
+}
+
 export async function gatherFacts(): Promise<HostFacts> {
   const [osInfo, mem, cpu, osRel, kern, cmds, initInfo] = await Promise.all([
     si.osInfo(), si.mem(), si.cpu(), readHostOsRelease(), readHostKernel(), commandsFound(), initSystem(),
@@ -127,6 +138,10 @@ export async function gatherFacts(): Promise<HostFacts> {
     cniConfigs,
     cgroup2Supported: ((await text('/proc/filesystems')) ?? '').includes('cgroup2'),
   };
+  const procCgroups = await text('/proc/cgroups');
+  const v2 = await text('/sys/fs/cgroup/cgroup.controllers');
+  if (procCgroups !== undefined || v2 !== undefined) facts.cgroupControllers = parseCgroupControllers(procCgroups ?? '', v2 ?? '');
+  if (initInfo.init === 'openrc') facts.openrcMountsBpffs = /\/sys\/fs\/bpf/.test((await text('/etc/init.d/sysfs')) ?? '');
   if (efiVendor) facts.efiVendor = efiVendor;
   if (glibc) facts.glibc = glibc;
   return facts;

@@ -80,6 +80,12 @@ export function planPreflight(i: PlanInput): PhasePlan {
   for (const c of f.cniConfigs) {
     warn(`another CNI config is present: ${c}`, `remove it (or uninstall the CNI that wrote it) so containerd picks kinglet's conflist`);
   }
+  // k3s's kubelet refuses to start without these; the memory controller is off by default on Raspberry Pi OS.
+  const missing = f.cgroupControllers ? ['cpu', 'memory', 'pids'].filter((c) => !f.cgroupControllers!.includes(c)) : [];
+  if (missing.length) {
+    fatal(`the ${missing.join(', ')} cgroup controller(s) are disabled; k3s's kubelet needs them`,
+      `enable them on the kernel command line (${missing.includes('memory') ? 'cgroup_enable=memory cgroup_memory=1' : missing.map((c) => `cgroup_enable=${c}`).join(' ')}: /boot/cmdline.txt on Raspberry Pi OS, GRUB_CMDLINE_LINUX in /etc/default/grub elsewhere), reboot and re-run`);
+  }
   if (!f.cgroup2Supported) warn('this kernel has no cgroup v2: socket load balancing is unavailable, kinglet falls back to tc load balancing', 'use a kernel with cgroup2 (4.5+) to enable socket LB');
   return p;
 }
@@ -138,6 +144,7 @@ export function planBpffs(i: PlanInput): PhasePlan {
   const persisted = f.fstab.some((m) => m.target === BPFFS) || f.unitFiles.includes('sys-fs-bpf.mount');
   // systemd mounts bpffs at /sys/fs/bpf early at boot from v238 on.
   if (f.init === 'systemd' && f.systemdVersion >= 238) p.notes.push(`systemd ${f.systemdVersion} mounts ${BPFFS} at boot`);
+  else if (f.init === 'openrc' && f.openrcMountsBpffs) p.notes.push(`OpenRC's sysfs service mounts ${BPFFS} at boot`);
   else if (persisted) p.notes.push(`${BPFFS} is already mounted at boot (fstab or a mount unit)`);
   else if (f.init === 'systemd') {
     p.steps.push({
@@ -174,15 +181,58 @@ function splitExec(exec: string): string[] {
   return exec.split(/\s+/).filter(Boolean);
 }
 
+/**
+ * k3s variables whose values are secrets besides K3S_TOKEN: K3S_AGENT_TOKEN,
+ * anything named *PASSWORD* or *SECRET*, and K3S_DATASTORE_ENDPOINT (a
+ * database URL that may carry credentials). *_FILE variables are paths.
+ */
+export function isSecretVar(key: string): boolean {
+  return /(TOKEN|PASSWORD|SECRET)(?!_FILE$)|DATASTORE_ENDPOINT/.test(key);
+}
+
+/**
+ * Take `--token`/`-t` and `--agent-token` (with `=` or as the next word) out
+ * of k3s's arguments. k3s's install script writes INSTALL_K3S_EXEC into its
+ * unit's command line, which `ps` shows to every user; as K3S_TOKEN and
+ * K3S_AGENT_TOKEN they go to its root-only environment file instead.
+ */
+export function takeTokens(args: string[]): { rest: string[]; token?: string; agentToken?: string } {
+  const out: { rest: string[]; token?: string; agentToken?: string } = { rest: [] };
+  for (let n = 0; n < args.length; n++) {
+    const m = /^(--token|-t|--agent-token)(?:=(.*))?$/.exec(args[n]!);
+    if (!m) {
+      out.rest.push(args[n]!);
+      continue;
+    }
+    const value = m[2] ?? args[++n] ?? '';
+    if (m[1] === '--agent-token') out.agentToken = value;
+    else out.token = value;
+  }
+  return out;
+}
+
 export function planK3s(i: PlanInput): PhasePlan {
   const { facts: f, settings: s } = i;
   const p = phase('k3s');
   const k = s.k3s;
   const r = role(s);
-  if (k.url && !k.token) {
+  const taken = takeTokens(splitExec(k.exec));
+  const user = taken.rest;
+  const fromExec: string[] = [];
+  const pick = (name: string, env: string | undefined, exec: string | undefined, flag: string): string | undefined => {
+    if (exec === undefined) return env;
+    fromExec.push(`${flag} as ${name}`);
+    if (env !== undefined && env !== exec) {
+      p.problems.push({ severity: 'fatal', message: `${name} and ${flag} in INSTALL_K3S_EXEC differ`, fix: `give the token once: set ${name} and remove ${flag} from INSTALL_K3S_EXEC` });
+    }
+    return exec;
+  };
+  const token = pick('K3S_TOKEN', k.token, taken.token, '--token');
+  const agentToken = pick('K3S_AGENT_TOKEN', k.passEnv['K3S_AGENT_TOKEN'], taken.agentToken, '--agent-token');
+  if (fromExec.length) p.notes.push(`INSTALL_K3S_EXEC's ${fromExec.join(' and ')}: k3s reads them from its root-only environment file, never from a command line ps shows`);
+  if (k.url && !token) {
     p.problems.push({ severity: 'fatal', message: 'K3S_URL is set but K3S_TOKEN is not', fix: 'set K3S_TOKEN to the server\'s node token (on the server: /var/lib/rancher/k3s/server/node-token)' });
   }
-  const user = splitExec(k.exec);
   for (const a of user) {
     const m = /^--flannel-backend(?:=(.*))?$/.exec(a);
     if (m && m[1] !== 'none') {
@@ -207,7 +257,10 @@ export function planK3s(i: PlanInput): PhasePlan {
   } else if (airgap) {
     p.problems.push({ severity: 'fatal', message: "an air-gapped install (INSTALL_K3S_SKIP_DOWNLOAD) cannot download k3s's install script", fix: "set KINGLET_K3S_INSTALL_SCRIPT to a local copy of k3s's install.sh" });
   } else {
-    const fetch = has(f, 'curl') ? ['curl', '-sfL', '-o', script, k.installScriptUrl] : ['wget', '-qO', script, k.installScriptUrl];
+    // Retried, and given up when no data moves for a minute: edge links are flaky.
+    const fetch = has(f, 'curl')
+      ? ['curl', '-sfL', '--retry', '3', '--connect-timeout', '20', '--speed-limit', '1', '--speed-time', '60', '-o', script, k.installScriptUrl]
+      : ['wget', '-q', '-T', '60', '-O', script, k.installScriptUrl]; // busybox wget (Alpine) knows -T, not -t
     p.steps.push({ id: 'k3s.script', title: `download k3s's install script from ${k.installScriptUrl}`, kind: 'run', argv: fetch, creates: script });
   }
   if (airgap) {
@@ -221,15 +274,15 @@ export function planK3s(i: PlanInput): PhasePlan {
       );
     }
   }
-  const env: Record<string, string> = { ...k.passEnv };
+  const env: Record<string, string> = {};
   const secretEnv: Record<string, string> = {};
-  // A token given on the command line is as secret as K3S_TOKEN.
-  if (exec.some((a) => /^--(agent-)?token(=|$)|^-t$/.test(a))) secretEnv['INSTALL_K3S_EXEC'] = exec.join(' ');
-  else if (exec.length) env['INSTALL_K3S_EXEC'] = exec.join(' ');
+  for (const [key, v] of Object.entries(k.passEnv)) (isSecretVar(key) ? secretEnv : env)[key] = v;
+  if (exec.length) env['INSTALL_K3S_EXEC'] = exec.join(' ');
   if (airgap) env['INSTALL_K3S_SKIP_DOWNLOAD'] = 'true';
   if (k.url) env['K3S_URL'] = k.url;
   if (k.nodeName) env['K3S_NODE_NAME'] = k.nodeName;
-  if (k.token) secretEnv['K3S_TOKEN'] = k.token;
+  if (token) secretEnv['K3S_TOKEN'] = token;
+  if (agentToken) secretEnv['K3S_AGENT_TOKEN'] = agentToken;
   const uninstall = r === 'server' ? '/usr/local/bin/k3s-uninstall.sh' : '/usr/local/bin/k3s-agent-uninstall.sh';
   p.steps.push({
     id: 'k3s.install', title: `install and start k3s (${r})`, kind: 'run', argv: ['sh', script], env,

@@ -1,13 +1,13 @@
 // The pipeline: plan, refuse on fatal problems, then apply phase by phase,
 // recording each mutating step as it completes. Re-planning the agent phase
 // after k3s has started lets it use the CNI dirs k3s actually configured.
-import { readFile, rm, rmdir } from 'node:fs/promises';
+import { readFile, rm, rmdir, stat } from 'node:fs/promises';
 import type { ApplyContext, State, Undo } from './apply.ts';
 import { ApplyError, applyStep, hostPath, loadState, recorded, saveState, undoActions } from './apply.ts';
 import { parseCniDirs } from './containerd.ts';
 import type { PlanInput } from './phases.ts';
 import { agentCleanupArgv, planAgent, planInstall, planKernel } from './phases.ts';
-import { K3S_CONTAINERD_CONFIG, STATE_DIR, STATE_FILE } from './render.ts';
+import { AGENT_BPF_ROOT, K3S_CONTAINERD_CONFIG, STATE_DIR, STATE_FILE } from './render.ts';
 import type { PhaseName, PhasePlan, Plan } from './steps.ts';
 import { describe, isReadOnly, stepHash } from './steps.ts';
 
@@ -86,8 +86,13 @@ export async function runInstall(ctx: ApplyContext, input: PlanInput): Promise<O
     if (!wanted.includes(planned.phase)) continue;
     let ph = planned;
     if (planned.phase === 'agent') {
-      // k3s has run by now: its containerd config says where CNI goes.
-      ph = planAgent(i, await readCniDirs(ctx.root, i.facts.k3s.containerdConfig));
+      // k3s has run by now: its containerd config says where CNI goes. Never guess.
+      const dirs = await readCniDirs(ctx.root, i.facts.k3s.containerdConfig);
+      if (!dirs.fromConfig) {
+        throw new ApplyError(`k3s's containerd config (${K3S_CONTAINERD_CONFIG}) is missing or names no CNI directories, so kinglet cannot tell where containerd looks for its CNI plugin and config`,
+          i.settings.skip.includes('k3s') ? 'start k3s once (it writes that file), or drop k3s from KINGLET_SKIP, and re-run' : 'check that k3s started (journalctl -u k3s / -u k3s-agent) and re-run');
+      }
+      ph = planAgent(i, dirs);
     }
     const out = await applyPhase(ctx, state, ph, counts);
     if (out) return out;
@@ -118,6 +123,26 @@ export async function runKernelUpgrade(ctx: ApplyContext, input: PlanInput): Pro
 export interface UninstallResult {
   undone: string[];
   kept: string[];
+  /** What could not be undone, each with its fix; empty when the host is back as it was. */
+  problems: { message: string; fix: string }[];
+}
+
+/** One recorded step and how uninstall would take it back. */
+export interface UndoPlanEntry {
+  id: string;
+  title: string;
+  undo: Undo[];
+}
+
+/** What `kinglet uninstall` would do, newest first, without doing it. */
+export async function planUninstall(ctx: ApplyContext, withK3s: boolean): Promise<{ undo: UndoPlanEntry[]; kept: string[] }> {
+  const state = await loadState(ctx.root);
+  const out: { undo: UndoPlanEntry[]; kept: string[] } = { undo: [], kept: [] };
+  for (const { id, rec } of [...state.steps].reverse()) {
+    if (id === 'k3s.install' && !withK3s) out.kept.push(id);
+    else out.undo.push({ id, title: rec.title, undo: id === 'agent.service' ? agentServiceUndo(ctx, rec.undo) : rec.undo });
+  }
+  return out;
 }
 
 /**
@@ -133,23 +158,46 @@ export function agentServiceUndo(ctx: ApplyContext, undo: Undo[]): Undo[] {
   return [...undo.slice(0, stops), cleanup, ...undo.slice(stops)];
 }
 
-/** Undo every recorded step, newest first. k3s itself only with `withK3s`. */
+/**
+ * Undo every recorded step, newest first. k3s itself only with `withK3s`.
+ * The host's networking must work afterwards: when the agent's datapath
+ * cleanup fails, or its pins outlive it, that is a problem with a fix, and
+ * the records of the steps not undone cleanly are kept for a re-run.
+ */
 export async function runUninstall(ctx: ApplyContext, withK3s: boolean): Promise<UninstallResult> {
   const state = await loadState(ctx.root);
-  const res: UninstallResult = { undone: [], kept: [] };
-  for (const { id, rec } of [...state.steps].reverse()) {
-    if (id === 'k3s.install' && !withK3s) {
-      res.kept.push(id);
-      ctx.log(`keeping k3s (pass --k3s to run its uninstall script too)`);
-      continue;
-    }
-    ctx.log(`undo [${id}] ${rec.title}`);
-    await undoActions(ctx, id === 'agent.service' ? agentServiceUndo(ctx, rec.undo) : rec.undo);
+  const res: UninstallResult = { undone: [], kept: [], problems: [] };
+  const plan = await planUninstall(ctx, withK3s);
+  if (plan.kept.length) ctx.log('keeping k3s (pass --k3s to run its uninstall script too)');
+  res.kept.push(...plan.kept);
+  const keep = new Set(plan.kept);
+  for (const { id, title, undo } of plan.undo) {
+    ctx.log(`undo [${id}] ${title}`);
+    const failed = await undoActions(ctx, undo);
     res.undone.push(id);
+    if (id !== 'agent.service') continue;
+    const cleanup = undo.find((a) => a.kind === 'run' && a.argv.includes('--cleanup'));
+    const cleanupLine = cleanup?.kind === 'run' ? cleanup.argv.join(' ') : 'kinglet agent --cleanup';
+    const pinsLeft = await stat(hostPath(ctx.root, AGENT_BPF_ROOT)).then(() => true, () => false);
+    if (failed.includes(cleanupLine) || pinsLeft) {
+      res.problems.push({
+        message: failed.includes(cleanupLine)
+          ? "the agent's datapath cleanup failed: its tc programs, routes or masquerade may still be in place"
+          : `the agent's pinned maps are still in ${AGENT_BPF_ROOT} after its cleanup`,
+        fix: `run \`${cleanupLine}\` and read its error; then check \`tc filter show dev <uplink> ingress\` lists no kinglet program`,
+      });
+    }
   }
-  await rm(hostPath(ctx.root, STATE_FILE), { force: true });
-  try {
-    await rmdir(hostPath(ctx.root, STATE_DIR));
-  } catch { /* not empty or gone */ }
+  // Kept: k3s's record (so a later `uninstall --k3s` still finds it), and the
+  // agent service's when its cleanup must be retried.
+  const remaining = state.steps.filter((x) => keep.has(x.id) || (res.problems.length > 0 && x.id === 'agent.service'));
+  if (remaining.length === 0) {
+    await rm(hostPath(ctx.root, STATE_FILE), { force: true });
+    try {
+      await rmdir(hostPath(ctx.root, STATE_DIR));
+    } catch { /* not empty or gone */ }
+  } else {
+    await saveState(ctx.root, { ...state, steps: remaining, completed: false, rebootedForKernel: false });
+  }
   return res;
 }

@@ -122,11 +122,17 @@ export function resumeLocalScript(exec: string[]): string {
   ].join('\n');
 }
 
-/** KEY='value' lines, safe to source from sh and to read as a systemd EnvironmentFile. */
+/**
+ * KEY="value" lines that sh (`set -a; . file`) and systemd's EnvironmentFile
+ * both read back as the same value: inside double quotes both take \\, ",
+ * $ and ` escaped with a backslash, and keep anything else (quotes, spaces,
+ * newlines) as it is. Names that are not identifiers cannot be variables and
+ * are left out.
+ */
 export function envFile(env: Record<string, string>): string {
   return Object.entries(env)
-    .filter(([, v]) => !/[\n']/.test(v))
-    .map(([k, v]) => `${k}='${v}'\n`)
+    .filter(([k]) => /^[A-Za-z_][A-Za-z0-9_]*$/.test(k))
+    .map(([k, v]) => `${k}="${v.replace(/[\\"$`]/g, (c) => `\\${c}`)}"\n`)
     .join('');
 }
 

@@ -155,6 +155,22 @@ export function redactStep(s: Step): Step {
   return s;
 }
 
+/**
+ * The secret values a step carries, longest first, so command output can be
+ * scrubbed of them: each secretEnv value, and the password inside a URL
+ * value (K3S_DATASTORE_ENDPOINT=mysql://user:password@tcp(host)/db).
+ */
+export function secretValues(s: Step): string[] {
+  if (s.kind !== 'run' || !s.secretEnv) return [];
+  const out = new Set<string>();
+  for (const v of Object.values(s.secretEnv)) {
+    out.add(v);
+    const pw = /^[a-z][\w+.-]*:\/\/[^:@/]*:([^@/]+)@/i.exec(v)?.[1];
+    if (pw) out.add(pw);
+  }
+  return [...out].sort((a, b) => b.length - a.length);
+}
+
 export function redactPlan(p: Plan): Plan {
   return { phases: p.phases.map((ph) => ({ ...ph, steps: ph.steps.map(redactStep) })) };
 }

@@ -131,18 +131,20 @@ export function planKernelUpgrade(f: HostFacts, o: UpgradeOptions): UpgradePlan 
     );
   }
 
-  // The newest installed kernel of the channel, as /boot/vmlinuz-<v>-<r>.<arch>.
-  const newest = `rpm -q --qf '%{VERSION}-%{RELEASE}.%{ARCH}\\n' ${pkg} | sort -V | tail -n 1`;
+  // The newest installed kernel of the channel ("<version>-<release>.<arch>", as in /boot/vmlinuz-*),
+  // into $k; the package name is the script's $0. Empty when none is installed.
+  const newest = `q=$(rpm -q --qf '%{VERSION}-%{RELEASE}.%{ARCH}\\n' "$0") || q=; k=$(printf '%s\\n' "$q" | sort -V | tail -n 1)`;
   if (has(f, 'grubby')) {
     plan.steps.push(
       {
         id: 'kernel.default', title: `make the new ${pkg} the default boot entry (grubby)`, kind: 'run',
-        argv: ['sh', '-c', `k=$(${newest}) && [ -n "$k" ] && exec grubby --set-default "/boot/vmlinuz-$k"`],
+        argv: ['sh', '-c', `${newest}; [ -n "$k" ] || { echo "no $0 is installed" >&2; exit 1; }; exec grubby --set-default "/boot/vmlinuz-$k"`, pkg],
       },
       {
-        id: 'kernel.verify-default', title: 'verify the default boot entry is the new kernel', kind: 'check',
-        argv: ['grubby', '--default-kernel'], match: 'elrepo',
-        fix: `set it by hand: grubby --set-default /boot/vmlinuz-<${pkg} version>, check with grubby --default-kernel, then reboot`,
+        // Not "some ELRepo kernel": exactly the newest one just installed, before any reboot.
+        id: 'kernel.verify-default', title: `verify the default boot entry is the new ${pkg}`, kind: 'check',
+        argv: ['sh', '-c', `${newest}; d=$(grubby --default-kernel); echo "boot default: $d; newest $0: \${k:-none}"; [ -n "$k" ] && [ "$d" = "/boot/vmlinuz-$k" ]`, pkg],
+        fix: `set it by hand: grubby --set-default /boot/vmlinuz-<newest ${pkg} version from rpm -q ${pkg}>, check with grubby --default-kernel, then reboot`,
       },
     );
   } else {
@@ -157,9 +159,9 @@ export function planKernelUpgrade(f: HostFacts, o: UpgradeOptions): UpgradePlan 
         argv: ['grub2-mkconfig', '-o', cfg],
       },
       {
-        id: 'kernel.verify-default', title: 'verify the first menu entry is the new kernel', kind: 'check',
-        argv: ['sh', '-c', `grep -m1 '^menuentry ' "$0"`, cfg], match: 'elrepo',
-        fix: `the first entry of ${cfg} is not the ELRepo kernel: pick it with grub2-set-default, regenerate ${cfg}, then reboot`,
+        id: 'kernel.verify-default', title: `verify the first menu entry is the new ${pkg}`, kind: 'check',
+        argv: ['sh', '-c', `${newest}; e=$(grep -m1 '^menuentry ' "$1"); echo "first entry: $e; newest $0: \${k:-none}"; [ -n "$k" ] && case $e in *"($k)"*) ;; *) exit 1 ;; esac`, pkg, cfg],
+        fix: `the first entry of ${cfg} is not the newest ${pkg} (rpm -q ${pkg}): pick it with grub2-set-default, regenerate ${cfg} with grub2-mkconfig, then reboot`,
       },
     );
   }

@@ -23,7 +23,9 @@ already done (recorded in /var/lib/kinglet/state.json) are skipped.
 
 Environment: KINGLET_KERNEL_CHANNEL (lt|ml), KINGLET_KERNEL_MIRROR, KINGLET_KERNEL_RPM_DIR,
 KINGLET_ELREPO_URL, KINGLET_K3S_INSTALL_URL, KINGLET_K3S_INSTALL_SCRIPT, KINGLET_K3S_BINARY,
-KINGLET_K3S_IMAGES; K3S_URL, K3S_TOKEN, INSTALL_K3S_* are passed to k3s.
+KINGLET_K3S_IMAGES, KINGLET_PROGRESS_SECONDS (between "still running/waiting" lines, default 15);
+K3S_URL, K3S_TOKEN, INSTALL_K3S_* are passed to k3s (a --token in INSTALL_K3S_EXEC goes as K3S_TOKEN,
+so no command line shows it).
 
 Exit status (--dry-run: 1 when the plan has errors): 0 installed (or rebooting to continue), 1 failed, 2 bad usage, 3 stopped: reboot due.
 `;
@@ -42,7 +44,7 @@ export async function runWith(args: string[], io: Io, deps: Deps): Promise<numbe
     io.out(HELP);
     return 0;
   }
-  const { input, dryRun } = await prepare(deps, { dryRun: values['dry-run'], json: values.json, facts: values.facts, allowReboot: values['allow-reboot'] }, values.skip);
+  const { input, dryRun } = await prepare(deps, { dryRun: values['dry-run'], json: values.json, facts: values.facts, allowReboot: values['allow-reboot'] }, 'kinglet install', values.skip);
   if (dryRun) {
     const plan = planInstall(input);
     printPlan(io, plan, values.json);

@@ -35,7 +35,7 @@ export async function runWith(args: string[], io: Io, deps: Deps): Promise<numbe
     io.out(HELP);
     return 0;
   }
-  const { input, dryRun } = await prepare(deps, { dryRun: values['dry-run'], json: values.json, facts: values.facts, allowReboot: values['allow-reboot'] });
+  const { input, dryRun } = await prepare(deps, { dryRun: values['dry-run'], json: values.json, facts: values.facts, allowReboot: values['allow-reboot'] }, 'kinglet kernel upgrade');
   if (dryRun) {
     const plan = { phases: [planKernel(input, false)] };
     printPlan(io, plan, values.json);

@@ -7,7 +7,7 @@ import t from 'tap';
 import { spawnSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
-import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -76,9 +76,17 @@ async function setup(t: Tap): Promise<{ dir: string; mirror: Mirror; bundleSha: 
   const requests: string[] = [];
   const server = createServer(async (req, res) => {
     requests.push(req.url ?? '');
+    // /slow/<path>: the first half at once, the rest 2.5s later (a slow link);
+    // /late/<path>: nothing for 1.5s, then all of it (a slow server).
+    const slow = (req.url ?? '').startsWith('/slow/');
+    const late = (req.url ?? '').startsWith('/late/');
     try {
-      const body = await readFile(join(www, decodeURIComponent((req.url ?? '/').split('?')[0]!)));
-      res.writeHead(200, { 'content-length': body.length }).end(body);
+      const body = await readFile(join(www, decodeURIComponent((req.url ?? '/').replace(/^\/(slow|late)\//, '/').split('?')[0]!)));
+      if (late) await new Promise((r) => setTimeout(r, 1500));
+      res.writeHead(200, { 'content-length': body.length });
+      if (!slow) return void res.end(body);
+      res.write(body.subarray(0, body.length >> 1));
+      setTimeout(() => res.end(body.subarray(body.length >> 1)), 2500);
     } catch {
       res.writeHead(404).end('not found\n');
     }
@@ -92,12 +100,14 @@ async function setup(t: Tap): Promise<{ dir: string; mirror: Mirror; bundleSha: 
 
 type Tap = { teardown(fn: () => unknown): void };
 
-function runScript(script: string, env: Record<string, string>): Promise<{ code: number; stderr: string }> {
+function runScript(script: string, env: Record<string, string>): Promise<{ code: number; stderr: string; stdout: string }> {
   return new Promise((resolve) => {
-    const p = spawn('dash', [script], { env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: '/tmp', ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+    const p = spawn('dash', [script], { env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: '/tmp', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
+    let stdout = '';
+    p.stdout.on('data', (d) => { stdout += d; });
     p.stderr.on('data', (d) => { stderr += d; });
-    p.on('close', (code) => resolve({ code: code ?? 1, stderr }));
+    p.on('close', (code) => resolve({ code: code ?? 1, stderr, stdout }));
   });
 }
 
@@ -213,4 +223,189 @@ t.test('a truncated script runs nothing', { skip: !have('dash') ? 'dash missing'
   t.same(mirror.requests, [], 'no download started');
   await t.rejects(stat(record), 'no hand-over');
   await t.rejects(stat(join(dir, 'opt')), 'nothing written');
+});
+
+t.test('progress: quiet lines in logs, a progress bar on a terminal', { skip: !have('dash') ? 'dash missing' : !root && why }, async (t) => {
+  const { dir, mirror, bundleSha } = await setup(t);
+  const script = join(dir, 'install.sh');
+  await copyFile(SCRIPT, script);
+  const env = {
+    KINGLET_INSTALL_DIR: join(dir, 'opt'), KINGLET_BUNDLE_URL: `${mirror.base}/slow/kinglet-0.1.0.tar.gz`,
+    KINGLET_BUNDLE_SHA256: bundleSha, KINGLET_TEST_RECORD: join(dir, 'record.txt'), KINGLET_PROGRESS_SECONDS: '1',
+  };
+  // stderr is a pipe here, as in CI or `| tee log`.
+  const r = await runScript(script, env);
+  t.equal(r.code, 0, r.stderr);
+  const lines = r.stderr.split('\n');
+  const still = lines.filter((l) => l.includes('still downloading'));
+  t.ok(still.length >= 1 && still.length <= 4, `a line a second while the bundle trickles in (${still.length})`);
+  t.match(still[0], /^\[kinglet\] still downloading http:\/\/127\.0\.0\.1:\d+\/slow\/kinglet-0\.1\.0\.tar\.gz \(1s, \d+ bytes so far; gives up after 60s without data\)$/);
+  const done = lines.findIndex((l) => /downloaded http:.*\/slow\/kinglet-0\.1\.0\.tar\.gz \(\d+ bytes\)/.test(l));
+  t.ok(done > lines.indexOf(still.at(-1)!), 'no progress line after the download finished');
+  t.notMatch(r.stderr, /#{3,}|\d+\.\d%/, 'no progress bar in a log');
+
+  // Before the first byte there is no file yet: "0 bytes so far", and no shell complaint about it.
+  const late = await runScript(script, { ...env, KINGLET_BUNDLE_URL: `${mirror.base}/late/kinglet-0.1.0.tar.gz` });
+  t.equal(late.code, 0, late.stderr);
+  t.match(late.stderr, /still downloading http:\/\/127\.0\.0\.1:\d+\/late\/kinglet-0\.1\.0\.tar\.gz \(1s, 0 bytes so far/);
+  t.notMatch(late.stderr, /cannot open|No such file/);
+
+  await t.test('on a terminal: the downloader\'s bar, no extra lines', { skip: !have('script') && 'script (util-linux) is not installed' }, async (t) => {
+    // script(1) gives the installer a pseudo-terminal as its stdout and stderr (async: the mirror lives in this process).
+    const p = spawn('script', ['-q', '-e', '-c', `dash ${script}`, '/dev/null'], {
+      env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: '/tmp', ...env }, stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    p.stdout.on('data', (d) => { out += d; });
+    const status = await new Promise<number | null>((r) => p.on('close', r));
+    t.equal(status, 0, out);
+    t.match(out, /#+\s*100\.0%/, "curl's progress bar");
+    t.notMatch(out, /still downloading/);
+  });
+});
+
+t.test('KINGLET_PROGRESS_SECONDS must be a number', { skip: !have('dash') && 'dash missing' }, async (t) => {
+  const r = await runScript(SCRIPT, { KINGLET_PROGRESS_SECONDS: 'often', KINGLET_INSTALL_DIR: '/nonexistent/kinglet' });
+  t.equal(r.code, 1);
+  t.match(r.stderr, /KINGLET_PROGRESS_SECONDS must be a whole number of seconds >= 1, not "often"/);
+});
+
+t.test('not root: every privileged step and the hand-over go through sudo, keeping the settings', { skip: !have('dash') ? 'dash missing' : !root && why }, async (t) => {
+  const { dir, mirror, bundleSha } = await setup(t);
+  const script = join(dir, 'install.sh');
+  await copyFile(SCRIPT, script);
+  // Stand-ins: `id -u` says 1000; sudo logs its arguments and runs the command.
+  const fake = join(dir, 'fakebin');
+  await mkdir(fake);
+  await writeFile(join(fake, 'id'), '#!/bin/sh\nif [ "$1" = -u ]; then echo 1000; else exec /usr/bin/id "$@"; fi\n', { mode: 0o755 });
+  const sudoLog = join(dir, 'sudo.log');
+  const record = join(dir, 'record.txt');
+  const env = {
+    PATH: `${fake}:${process.env['PATH'] ?? '/usr/bin:/bin'}`,
+    KINGLET_INSTALL_DIR: join(dir, 'opt'), KINGLET_BUNDLE_URL: `${mirror.base}/kinglet-0.1.0.tar.gz`, KINGLET_BUNDLE_SHA256: bundleSha,
+    K3S_TOKEN: 'K10sudosecret', INSTALL_K3S_EXEC: '--node-ip 10.0.0.2', KINGLET_TEST_RECORD: record,
+  };
+
+  await t.test('without sudo: stops before anything, saying to run as root', { skip: have('sudo') && 'this machine has a real sudo' }, async (t) => {
+    const r = await runScript(script, env);
+    t.equal(r.code, 1);
+    t.match(r.stderr, /run this as root: kinglet installs system services \(no sudo found\)/);
+    t.same(mirror.requests, [], 'nothing downloaded');
+  });
+
+  await writeFile(join(fake, 'sudo'), `#!/bin/sh\nprintf '%s\\n' "$*" >> '${sudoLog}'\ncase $1 in --preserve-env=*) shift ;; esac\nexec "$@"\n`, { mode: 0o755 });
+  const r = await runScript(script, env);
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.stderr, /not root: using sudo for the installation/);
+  const calls = (await readFile(sudoLog, 'utf8')).trim().split('\n');
+  const keep = /^--preserve-env=(\S+) /.exec(calls[0] ?? '')?.[1]?.split(',') ?? [];
+  for (const v of ['K3S_TOKEN', 'INSTALL_K3S_EXEC', 'KINGLET_INSTALL_DIR', 'KINGLET_BUNDLE_URL']) t.ok(keep.includes(v), `sudo keeps ${v}`);
+  t.ok(calls.every((c) => c.startsWith(`--preserve-env=${keep.join(',')} `)), 'every sudo call keeps them');
+  const cmds = calls.map((c) => c.replace(/^--preserve-env=\S+ /, '').split(' ')[0]);
+  t.ok(cmds.includes('tar') && cmds.includes('mkdir') && cmds.includes('mv'), `unpacking runs as root (${[...new Set(cmds)].join(', ')})`);
+  t.match(calls.at(-1), /\/agent\/cli\/kinglet\.ts install$/, 'the hand-over runs as root');
+  t.notMatch(calls.join('\n'), /K10sudosecret/, 'the token is never on a command line');
+  const rec = JSON.parse(await readFile(record, 'utf8'));
+  t.equal(rec.env.K3S_TOKEN, 'K10sudosecret', 'the installer gets the token through the environment');
+  t.equal(rec.env.INSTALL_K3S_EXEC, '--node-ip 10.0.0.2');
+});
+
+t.test('run from a checkout: no download, the real installer plans with the settings intact', { skip: !have('dash') ? 'dash missing' : !root && why }, async (t) => {
+  const { mirror } = await setup(t);
+  // Every URL on loopback, though a checkout with a new enough node downloads nothing.
+  const r = await runScript(SCRIPT, {
+    KINGLET_RELEASE_URL: `${mirror.base}/releases`, KINGLET_NODE_MIRROR: `${mirror.base}/node`, KINGLET_K3S_INSTALL_URL: `${mirror.base}/k3s-install.sh`,
+    KINGLET_DRY_RUN: '1', K3S_URL: 'https://10.0.0.1:6443', K3S_TOKEN: 'K10checkout-secret', INSTALL_K3S_EXEC: '--node-ip=10.0.0.2', KINGLET_SKIP: 'kernel',
+  });
+  t.match(r.stderr, `using the kinglet checkout at ${dirname(SCRIPT)}`);
+  t.same(mirror.requests, [], 'nothing downloaded');
+  t.ok(r.code === 0 || r.code === 1, `the plan printed (exit ${r.code}: 1 when this host cannot take k3s)\n${r.stderr}`);
+  t.match(r.stdout, /^== preflight\n/);
+  t.match(r.stdout, /note {2}k3s agent joining https:\/\/10\.0\.0\.1:6443/);
+  t.match(r.stdout, /run {5}INSTALL_K3S_EXEC=--node-ip=10\.0\.0\.2 K3S_URL=https:\/\/10\.0\.0\.1:6443 K3S_TOKEN=<redacted> sh \/var\/lib\/kinglet\/k3s-install\.sh/);
+  t.match(r.stdout, new RegExp(`(curl|wget) .*-(o|O) /var/lib/kinglet/k3s-install\\.sh ${mirror.base}/k3s-install\\.sh\n`), "k3s's script from the given URL");
+  t.match(r.stdout, /== kernel\n {2}note {2}skipped \(KINGLET_SKIP\)/);
+  t.notMatch(r.stdout + r.stderr, /K10checkout-secret/, 'the token is nowhere in the output');
+});
+
+t.test('no Node.js build fits: musl, or old glibc on arm64: stop before downloading, saying what to install', { skip: !have('dash') ? 'dash missing' : !root && why }, async (t) => {
+  const { dir, mirror } = await setup(t);
+  const fake = join(dir, 'fakebin');
+  await mkdir(fake);
+  const base = {
+    KINGLET_INSTALL_DIR: join(dir, 'opt'), KINGLET_NODE_MIRROR: `${mirror.base}/node`, KINGLET_NODE_GLIBC217_MIRROR: `${mirror.base}/node217`,
+    KINGLET_NODE_VERSION: NODE_V, KINGLET_FORCE_NODE_DOWNLOAD: '1', KINGLET_BUNDLE_URL: `${mirror.base}/kinglet-0.1.0.tar.gz`,
+    PATH: `${fake}:${process.env['PATH'] ?? '/usr/bin:/bin'}`,
+  };
+  // musl: getconf knows no GNU_LIBC_VERSION.
+  await writeFile(join(fake, 'getconf'), '#!/bin/sh\nexit 1\n', { mode: 0o755 });
+  const musl = await runScript(SCRIPT, base);
+  t.equal(musl.code, 1);
+  t.match(musl.stderr, /no glibc found \(musl\?\): install Node\.js >= 22\.18\.0 from your distribution \(apk add nodejs\)/);
+  await rm(join(fake, 'getconf'));
+  // aarch64 with glibc 2.17: there is no glibc-2.17 build for arm64.
+  await writeFile(join(fake, 'uname'), '#!/bin/sh\nif [ "$1" = -m ]; then echo aarch64; else exec /bin/uname "$@"; fi\n', { mode: 0o755 });
+  const arm = await runScript(SCRIPT, { ...base, KINGLET_GLIBC_VERSION: '2.17' });
+  t.equal(arm.code, 1);
+  t.match(arm.stderr, /glibc 2\.17 is too old for Node\.js on arm64: install Node\.js >= 22\.18\.0 by hand/);
+  t.same(mirror.requests, [], 'nothing downloaded');
+  await t.rejects(stat(join(dir, 'opt')), 'nothing written');
+});
+
+t.test('with wget instead of curl: the same downloads, checks and progress lines', { skip: !have('dash') ? 'dash missing' : !root ? why : !have('wget') && 'wget is not installed' }, async (t) => {
+  const { dir, mirror, bundleSha } = await setup(t);
+  const script = join(dir, 'install.sh');
+  await copyFile(SCRIPT, script);
+  // A PATH with what install.sh uses, wget but no curl.
+  const bin = join(dir, 'bin');
+  await mkdir(bin);
+  const tools = ['dash', 'sh', 'wget', 'tar', 'gzip', 'sha256sum', 'mktemp', 'id', 'env', 'grep', 'cut', 'tr', 'sed', 'sort', 'head', 'awk', 'find', 'mkdir', 'rm', 'mv', 'cat', 'wc', 'sleep', 'uname', 'getconf', 'dirname', 'node'];
+  for (const tool of tools) {
+    const at = spawnSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).stdout.trim();
+    if (at) await symlink(at, join(bin, tool));
+  }
+  const r = await runScript(script, {
+    PATH: bin, KINGLET_INSTALL_DIR: join(dir, 'opt'), KINGLET_BUNDLE_URL: `${mirror.base}/slow/kinglet-0.1.0.tar.gz`,
+    KINGLET_BUNDLE_SHA256: bundleSha, KINGLET_TEST_RECORD: join(dir, 'record.txt'), KINGLET_PROGRESS_SECONDS: '1',
+  });
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.stderr, /still downloading http:\/\/127\.0\.0\.1:\d+\/slow\/kinglet-0\.1\.0\.tar\.gz \(1s/);
+  t.match(r.stderr, /sha256 verified: kinglet bundle/);
+  t.same(mirror.requests, ['/slow/kinglet-0.1.0.tar.gz']);
+});
+
+t.test('interrupted mid-download (Ctrl-C, kill, a dropped session): the temporary directory goes, the ticker too', { skip: !have('dash') ? 'dash missing' : !root && why }, async (t) => {
+  const { dir, mirror, bundleSha } = await setup(t);
+  const script = join(dir, 'install.sh');
+  await copyFile(SCRIPT, script);
+  const tmp = join(dir, 'tmp');
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    await rm(tmp, { recursive: true, force: true });
+    await mkdir(tmp);
+    const p = spawn('dash', [script], {
+      env: {
+        PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: '/tmp', TMPDIR: tmp, KINGLET_INSTALL_DIR: join(dir, 'opt'),
+        KINGLET_BUNDLE_URL: `${mirror.base}/slow/kinglet-0.1.0.tar.gz`, KINGLET_BUNDLE_SHA256: bundleSha, KINGLET_PROGRESS_SECONDS: '1',
+      },
+      stdio: ['ignore', 'ignore', 'pipe'], detached: true, // its own process group, for the clean-up below
+    });
+    let stderr = '';
+    p.stderr.on('data', (d) => { stderr += d; });
+    // Wait until the slow download is under way, then interrupt the script itself.
+    for (let i = 0; i < 100 && !stderr.includes('downloading the kinglet bundle'); i++) await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 300));
+    p.kill(signal);
+    // 'close' comes only once every writer of stderr is gone: the ticker and its sleep too.
+    const closed = new Promise<number | null>((r) => p.on('close', (c) => r(c)));
+    const code = await Promise.race([closed, new Promise<'stuck'>((r) => setTimeout(() => r('stuck'), 10_000))]);
+    if (code === 'stuck') {
+      process.kill(-p.pid!, 'SIGKILL'); // what the script left running
+      await closed;
+    }
+    t.not(code, 'stuck', `${signal}: nothing keeps running after the script is gone`);
+    t.not(code, 0, `${signal}: not a success`);
+    t.match(stderr, /still downloading/, `${signal}: interrupted while downloading`);
+    t.same(await readdir(tmp), [], `${signal}: no temporary directory left`);
+  }
+  await t.rejects(stat(join(dir, 'opt/bundle')), 'nothing unpacked');
 });
