@@ -64,8 +64,18 @@ function inRange(ip: string): boolean {
   return !!m && Number(m[1]) >= 2 && Number(m[1]) <= 14;
 }
 
+/** The node namespaces and scratch directories of this file's harnesses (other runs on the host may have their own). */
+const started: string[] = [];
+const scratches: string[] = [];
+async function harness(...args: Parameters<typeof startContainerd>): Promise<Containerd> {
+  const h = await startContainerd(...args);
+  started.push(h.ns.name);
+  scratches.push(h.scratch);
+  return h;
+}
+
 t.test('pods get addresses from the podCIDR, talk, and leave nothing when removed', { skip }, async (t) => {
-  const h = await startContainerd(t, { record: true, agent: AGENT, conflist: kingletConflist() });
+  const h = await harness(t, { record: true, agent: AGENT, conflist: kingletConflist() });
   const a = await h.runPod('pod-a');
   const b = await h.runPod('pod-b');
   t.ok(inRange(a.ip), `pod-a got ${a.ip} from ${CIDR}`);
@@ -107,7 +117,7 @@ t.test('pods get addresses from the podCIDR, talk, and leave nothing when remove
 });
 
 t.test('containerd\'s CNI_ARGS reach the agent\'s endpoint, which the pod\'s programs are attached to', { skip }, async (t) => {
-  const h = await startContainerd(t, { agent: AGENT, conflist: kingletConflist() });
+  const h = await harness(t, { agent: AGENT, conflist: kingletConflist() });
   const p = await h.runPod('web-0');
   t.ok(inRange(p.ip), `address from the Node's podCIDR via the agent: ${p.ip}`);
   const eps = await h.agent!.get<EndpointInfo[]>('/v1/endpoints');
@@ -120,7 +130,7 @@ t.test('containerd\'s CNI_ARGS reach the agent\'s endpoint, which the pod\'s pro
 });
 
 t.test('agent not running: the shim falls back to the Node plugin under containerd', { skip }, async (t) => {
-  const h = await startContainerd(t, { record: true, conflist: kingletConflist({ agent: false, podCIDR: CIDR, agentSocket: '/run/kinglet-test-no-agent.sock' }) });
+  const h = await harness(t, { record: true, conflist: kingletConflist({ agent: false, podCIDR: CIDR, agentSocket: '/run/kinglet-test-no-agent.sock' }) });
   const p = await h.runPod('alone');
   t.ok(inRange(p.ip), `pod address without an agent (podCIDR from the conflist): ${p.ip}`);
   await h.stopPod(p.id);
@@ -130,7 +140,7 @@ t.test('agent not running: the shim falls back to the Node plugin under containe
 });
 
 t.test('100 create/delete cycles leak nothing', { skip }, async (t) => {
-  const h = await startContainerd(t, { agent: AGENT, conflist: kingletConflist() });
+  const h = await harness(t, { agent: AGENT, conflist: kingletConflist() });
   const ips = new Set<string>();
   const fdsBefore = (await readdir(`/proc/${h.pid}/fd`)).length;
   for (let i = 0; i < 100; i++) {
@@ -149,7 +159,7 @@ t.test('100 create/delete cycles leak nothing', { skip }, async (t) => {
 });
 
 t.test('an exhausted range fails RunPodSandbox with error 100 and leaves nothing of the refused pod', { skip }, async (t) => {
-  const h = await startContainerd(t, { record: true, agent: AGENT, conflist: kingletConflist() });
+  const h = await harness(t, { record: true, agent: AGENT, conflist: kingletConflist() });
   const pods = [];
   for (let i = 0; i < 13; i++) pods.push(await h.runPod(`fill-${i}`));
   t.equal(new Set(pods.map((p) => p.ip)).size, 13, '13 pods fill the /28');
@@ -171,7 +181,7 @@ t.test('an exhausted range fails RunPodSandbox with error 100 and leaves nothing
 });
 
 t.test('bad configuration, bad stdin and a missing netns give the right CNI errors', { skip }, async (t) => {
-  const bad = await startContainerd(t, { record: true, agent: AGENT, conflist: kingletConflist({ podCIDR: '10.88.0.5/28' }) });
+  const bad = await harness(t, { record: true, agent: AGENT, conflist: kingletConflist({ podCIDR: '10.88.0.5/28' }) });
   const err = await bad.runPod('bad-cidr').catch((e: Error) => e);
   t.ok(err instanceof Error, 'RunPodSandbox fails');
   t.match((err as Error).message, /host bits set; did you mean "10\.88\.0\.0\/28"/, 'with the plugin\'s message and what to fix');
@@ -197,9 +207,10 @@ t.test('bad configuration, bad stdin and a missing netns give the right CNI erro
 
 t.test('teardown left nothing on the host', { skip }, async (t: Test) => {
   const { execa } = await import('execa');
-  t.notMatch((await execa('ip', ['netns', 'list'])).stdout, /kl-ctrd/, 'no harness namespace left');
+  const names = (await execa('ip', ['netns', 'list'])).stdout.split('\n').map((l) => l.split(' ')[0]);
+  t.same(started.filter((n) => names.includes(n)), [], 'no harness namespace of this run left');
   t.notMatch((await execa('ip', ['-br', 'link'])).stdout, /kinglet_host|kl[0-9a-f]{11}/, 'no kinglet link in the host namespace');
   t.equal((await execa('sysctl', ['-n', 'net.ipv4.ip_forward'])).stdout.trim(), '0', 'host ip_forward untouched');
   const procs = (await execa('ps', ['-eo', 'args'])).stdout.split('\n');
-  t.notOk(procs.some((p) => /kl-ctrd-/.test(p)), 'no containerd or shim of the harness left');
+  t.same(procs.filter((p) => scratches.some((d) => p.includes(d))), [], 'no containerd or shim of this run\'s harnesses left');
 });
