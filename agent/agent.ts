@@ -86,9 +86,11 @@ export class Agent {
       replaceIncompatible: this.#o.replaceIncompatible,
       log: (msg, fields) => log('info', msg, fields),
     });
-    for (const a of this.#lb.describe().attachments) {
+    const lbDesc = this.#lb.describe();
+    for (const a of lbDesc.attachments) {
       log('info', `program ${a.action}`, { program: a.program, attach: a.attachType, cgroup: a.cgroup, linkId: a.linkId });
     }
+    if (lbDesc.removedPins.length > 0) log('info', 'map pins of an older layout removed', { pins: lbDesc.removedPins });
     if (!socketLb) {
       const removed = removePinnedLinks(this.#o.bpfRoot, Object.keys(SOCK_LB_PROGRAMS));
       log('info', 'socket LB off: services are translated per packet by the pod programs', { detachedLinks: removed.length });

@@ -121,6 +121,8 @@ export interface DatapathDescription {
   maps: MapStatus[];
   programs: ProgramStatus[];
   attachments: AttachmentStatus[];
+  /** Pins of other layout versions of the object's maps, removed by this load (see stalePins). */
+  removedPins: string[];
 }
 
 export interface Loaded {
@@ -167,6 +169,26 @@ function ensureBpffsDir(root: string): void {
 }
 
 /** Differences between a pinned map and what the object wants; empty when compatible. */
+/**
+ * Pinned map names that are another layout version of one of `ours`: a map
+ * name ends in `_v<N>` and a layout change bumps N (bpf/include/kinglet.h), so
+ * after an upgrade `kl_x_v1` sits beside the object's `kl_x_v2`, referenced by
+ * nothing once the new programs are in place. Names without a version, and
+ * bases the object does not have, are never stale.
+ */
+export function stalePins(pinned: readonly string[], ours: readonly string[]): string[] {
+  const versioned = /^(.+)_v\d+$/;
+  const bases = new Set<string>();
+  for (const n of ours) {
+    const m = versioned.exec(n);
+    if (m) bases.add(m[1]!);
+  }
+  return pinned.filter((p) => {
+    const m = versioned.exec(p);
+    return m !== null && bases.has(m[1]!) && !ours.includes(p);
+  });
+}
+
 export function mapDifferences(pinned: MapInfo, want: { type: number; keySize: number; valueSize: number; maxEntries: number; flags: number }): string[] {
   const d: string[] = [];
   if (pinned.type !== want.type) d.push(`type ${mapTypeName(pinned.type)} != ${mapTypeName(want.type)}`);
@@ -390,12 +412,26 @@ export function load(opts: LoadOptions): Loaded {
       if (st.fd >= 0) maps[m.name] = st.fd;
     }
 
+    // Everything is in place: the pins of this object's maps in other layouts are garbage
+    // (a program still using one keeps its map alive until it is replaced).
+    const removedPins: string[] = [];
+    const ours = [...mapStatus.values()].filter((m) => m.pin !== undefined).map((m) => m.name);
+    for (const name of stalePins(safeReaddir(mapsDir(root)), ours)) {
+      try {
+        unlinkSync(join(mapsDir(root), name));
+        removedPins.push(name);
+      } catch {
+        // gone already (another loader swept it)
+      }
+    }
+
     const description: DatapathDescription = {
       object: opts.object,
       bpfRoot: root,
       maps: [...mapStatus.values()],
       programs: Object.values(programs),
       attachments,
+      removedPins,
     };
     return {
       object: obj,

@@ -160,6 +160,33 @@ t.test('an incompatible pinned map fails clearly, or is replaced when asked', { 
   t.equal(existsSync(join(root, 'maps', 'kl_test_counts__new')), false, 'no temp pin left');
 });
 
+t.test('pins of an older layout of our maps are removed once the new object is in place', { skip }, async (t) => {
+  const fs = await scratchBpffs(t);
+  const root = join(fs, 'kinglet');
+  const cg = await testCgroup(t);
+  const obj = await build(t, { VERSION: 1, WITH_LAYOUT: 1 });
+  let current: Loaded | undefined;
+  t.teardown(() => {
+    current?.close();
+    cleanup(root);
+  });
+  // What an older agent left: the same map in layout v1, and a map of another object.
+  current = load({ object: obj, bpfRoot: root, cgroup: cg });
+  current.close();
+  current = undefined;
+  for (const name of ['kl_test_layout_v1', 'kl_other_v1']) {
+    const fd = bpf.mapCreate(bpf.MapType.ARRAY, name, 4, 4, 1);
+    bpf.objPin(fd, join(root, 'maps', name));
+    bpf.closeFd(fd);
+  }
+  current = load({ object: obj, bpfRoot: root, cgroup: cg });
+  t.same(current.describe().removedPins, ['kl_test_layout_v1']);
+  t.same(readdirSync(join(root, 'maps')).sort(), ['kl_other_v1', 'kl_test_counts', 'kl_test_layout_v2', 'kl_test_seen']);
+  current.close();
+  current = load({ object: obj, bpfRoot: root, cgroup: cg });
+  t.same(current.describe().removedPins, [], 'nothing left to sweep on the next load');
+});
+
 t.test('errors: not a bpffs, missing program, verifier-free bad object', { skip }, async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'kl-notbpffs-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
