@@ -271,7 +271,14 @@ export class Agent {
   #routes(): ApiServer {
     const api = new ApiServer();
     // CNI calls forwarded by the native kinglet-cni shim run here, reaching the routes below directly.
-    api.route('POST', CNI_ROUTE, cniHandler(apiLink(api), (line) => this.#o.log('info', `kinglet-cni: ${line}`)), { raw: true });
+    api.route(
+      'POST',
+      CNI_ROUTE,
+      cniHandler(apiLink(api), (line) => this.#o.log('info', `kinglet-cni: ${line}`), {
+        timings: (containerId, ms) => this.#o.log('debug', 'kinglet-cni ADD timings (ms)', { containerId, ...ms }),
+      }),
+      { raw: true },
+    );
     return api
       .route('GET', '/v1/status', () => this.status())
       .route('GET', '/v1/services', () => this.#lb?.services() ?? [])

@@ -79,6 +79,9 @@ export interface PluginOutcome {
 
 export type Log = (line: string) => void;
 
+/** Milliseconds per phase of one ADD (see cmdAdd), for a debug log line. */
+export type AddTimings = Record<string, number>;
+
 /**
  * How the plugin reaches the agent's API: one JSON request, the answer's
  * body back. Rejects with AgentError (status undefined: the agent is not
@@ -99,10 +102,45 @@ function socketLink(conf: NetConf): AgentLink {
 interface Ctx {
   log: Log;
   call: AgentLink;
+  timings?: ((containerId: string, ms: AddTimings) => void) | undefined;
+}
+
+/** Times the phases of one call: `lap(name)` records the ms since the previous lap. */
+class Stopwatch {
+  readonly ms: AddTimings = {};
+  readonly #t0 = performance.now();
+  #last = this.#t0;
+  lap(name: string): void {
+    const now = performance.now();
+    this.ms[name] = round(now - this.#last);
+    this.#last = now;
+  }
+  /** Time `p` on its own (it runs beside other work). */
+  async time<T>(name: string, p: Promise<T>): Promise<T> {
+    const t = performance.now();
+    try {
+      return await p;
+    } finally {
+      this.ms[name] = round(performance.now() - t);
+    }
+  }
+  total(): AddTimings {
+    this.ms['total'] = round(performance.now() - this.#t0);
+    return this.ms;
+  }
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 100) / 100;
+}
+
+export interface RunOptions {
+  /** Where the agent sends the ms per phase of each successful ADD. */
+  timings?: (containerId: string, ms: AddTimings) => void;
 }
 
 /** Run one plugin invocation: environment + stdin in, exit code + stdout out. Never throws. */
-export async function runPlugin(env: Record<string, string | undefined>, stdin: string, log: Log = () => {}, link?: AgentLink): Promise<PluginOutcome> {
+export async function runPlugin(env: Record<string, string | undefined>, stdin: string, log: Log = () => {}, link?: AgentLink, opts: RunOptions = {}): Promise<PluginOutcome> {
   let version: string | undefined;
   try {
     const e = parseEnv(env);
@@ -112,7 +150,7 @@ export async function runPlugin(env: Record<string, string | undefined>, stdin: 
     version = sniffVersion(stdin);
     const conf = parseNetConf(stdin, e.command);
     version = conf.cniVersion;
-    const ctx: Ctx = { log, call: link ?? socketLink(conf) };
+    const ctx: Ctx = { log, call: link ?? socketLink(conf), timings: opts.timings };
     switch (e.command) {
       case 'ADD':
         return { exitCode: 0, stdout: JSON.stringify(formatResult(conf.cniVersion, await cmdAdd(e, conf, ctx))) };
@@ -238,8 +276,10 @@ function requireNetns(e: CniEnv): void {
 // --- ADD --------------------------------------------------------------------
 
 async function cmdAdd(e: CniEnv, conf: NetConf, ctx: Ctx): Promise<AddResult> {
+  const sw = new Stopwatch();
   requireNetns(e);
   const range = await podRange(conf, ctx);
+  sw.lap('range');
   const store = storeFor(conf);
   const owner: Allocation = {
     containerId: e.containerId,
@@ -253,12 +293,15 @@ async function cmdAdd(e: CniEnv, conf: NetConf, ctx: Ctx): Promise<AddResult> {
     await tx.save(st);
     return ip;
   });
+  sw.lap('ipam');
   let spec: VethSpec | undefined;
   let registered = false;
   try {
     const mtu = conf.mtu ?? (await uplinkMtu());
+    sw.lap('mtu');
     spec = vethSpec(e, address, range.gateway, mtu);
     await setupHost(spec);
+    sw.lap('host');
     // The agent needs only the host side (and the MACs, which the registration
     // carries): it attaches the pod's programs while the pod side is set up.
     const register = async (s: VethSpec) => {
@@ -279,9 +322,11 @@ async function cmdAdd(e: CniEnv, conf: NetConf, ctx: Ctx): Promise<AddResult> {
       if (!r.ok) throw agentError(r.failure, `register endpoint ${e.containerId}`);
       registered = true;
     };
-    const [pod, agent] = await Promise.allSettled([setupPod(spec), register(spec)]);
+    const [pod, agent] = await Promise.allSettled([sw.time('pod', setupPod(spec)), sw.time('register', register(spec))]);
     if (pod.status === 'rejected') throw pod.reason;
     if (agent.status === 'rejected') throw agent.reason;
+    sw.lap('pod+register');
+    ctx.timings?.(e.containerId, sw.total());
     return {
       interfaces: [
         { name: spec.hostIfname, mac: spec.hostMac, mtu: spec.mtu },

@@ -100,6 +100,21 @@ function row(name: string, xs: number[], ys: number[]): string {
   return `${name.padEnd(34)}${f(pct(xs, 50))}${f(pct(xs, 99))}  ${f(pct(ys, 50))}${f(pct(ys, 99))}   ${r(pct(xs, 50), pct(ys, 50))} ${r(pct(xs, 99), pct(ys, 99))}`;
 }
 
+/** Per-phase p50/p99 of the in-agent ADDs, from the agent's debug lines (plugin.ts cmdAdd). */
+function printPhases(agentLog: string): void {
+  const phases = new Map<string, number[]>();
+  let n = 0;
+  for (const line of agentLog.split('\n')) {
+    if (!line.includes('kinglet-cni ADD timings')) continue;
+    const rec = JSON.parse(line) as Record<string, unknown>;
+    if (n++ < WARMUP) continue;
+    for (const [k, v] of Object.entries(rec)) if (typeof v === 'number') phases.set(k, [...(phases.get(k) ?? []), v]);
+  }
+  console.log('');
+  console.log(`in-agent ADD phases (${Math.max(0, n - WARMUP)} ADDs; pod and register run side by side): p50 / p99 ms`);
+  for (const [k, xs] of phases) console.log(`  ${k.padEnd(14)}${pct(xs, 50).toFixed(2).padStart(8)}${pct(xs, 99).toFixed(2).padStart(8)}`);
+}
+
 async function main(): Promise<void> {
   const skip = containerdSkipReason();
   if (skip) {
@@ -117,7 +132,7 @@ async function main(): Promise<void> {
     const b1 = await startContainerd(c, { conflist: bridgeConflist, kinglet: false, debianPlugins: ['bridge', 'host-local'] });
     const run = await rounds([['kinglet', k1], ['node', n1], ['bridge', b1]], 'run');
 
-    const k2 = await startContainerd(c, { conflist: kingletConflist, agent: AGENT, timed: ['kinglet-cni'] });
+    const k2 = await startContainerd(c, { conflist: kingletConflist, agent: { ...AGENT, logLevel: 'debug' }, timed: ['kinglet-cni'] });
     const n2 = await startContainerd(c, { conflist: kingletConflist, agent: AGENT, shim: false, timed: ['kinglet-cni'] });
     const b2 = await startContainerd(c, { conflist: bridgeConflist, kinglet: false, debianPlugins: ['bridge', 'host-local'], timed: ['bridge'] });
     await rounds([['kinglet', k2], ['node', n2], ['bridge', b2]], 'exec');
@@ -143,6 +158,7 @@ async function main(): Promise<void> {
     console.log('');
     console.log(`samples: RunPodSandbox ${run.get('kinglet')!.length}/${run.get('node')!.length}/${run.get('bridge')!.length}, ADD ${kAdd.length}/${nAdd.length}/${bAdd.length}, DEL ${kDel.length}/${nDel.length}/${bDel.length}`);
     console.log('ratio < 1: kinglet-cni faster. The plugin exec time includes the wrapper\'s `date` calls (same for both).');
+    printPhases(await k2.agent!.proc.waitForOutput(() => true));
   } finally {
     await c.runAll();
     process.off('SIGINT', onSignal);

@@ -208,7 +208,7 @@ export interface ContainerdOptions {
    * mount namespace, where the pods' netns mounts are) with a Node object of
    * this podCIDR, a scratch bpffs, a cgroup and state of the harness's own.
    */
-  agent?: { podCIDR: string };
+  agent?: { podCIDR: string; logLevel?: 'debug' | 'info' };
   /** kinglet-cni as installed: the native shim with kinglet-cni-node beside it (default), or the Node plugin alone (false). */
   shim?: boolean;
   /** Debian plugins to link into bin_dir besides loopback (e.g. bridge, host-local). */
@@ -429,7 +429,7 @@ state = "${c}/state"
   }
   const theCri = cri;
   let agent: HarnessAgent | undefined;
-  if (opts.agent && agentFs) agent = await startAgent(t, { ...agentFs, podCIDR: opts.agent.podCIDR, dir: join(scratch, 'agent'), socket: agentSocket, netns: ns.name, mountOf: proc.pid! }, (p) => (agentProc = p));
+  if (opts.agent && agentFs) agent = await startAgent(t, { ...agentFs, podCIDR: opts.agent.podCIDR, logLevel: opts.agent.logLevel ?? 'info', dir: join(scratch, 'agent'), socket: agentSocket, netns: ns.name, mountOf: proc.pid! }, (p) => (agentProc = p));
 
   const h: Containerd = {
     ns,
@@ -522,7 +522,7 @@ state = "${c}/state"
  */
 async function startAgent(
   t: Teardownable,
-  o: { bpffs: string; cgroup: string; podCIDR: string; dir: string; socket: string; netns: string; mountOf: number },
+  o: { bpffs: string; cgroup: string; podCIDR: string; logLevel: string; dir: string; socket: string; netns: string; mountOf: number },
   started: (p: Started) => void,
 ): Promise<HarnessAgent> {
   const src = join(o.dir, 'objects');
@@ -534,7 +534,7 @@ async function startAgent(
     process.execPath, KINGLET, 'agent',
     '--source', `dir:${src}`, '--node-name', 'ctrd-node',
     '--bpf-root', join(o.bpffs, 'ctrd'), '--cgroup', o.cgroup, '--api-socket', o.socket, '--state-dir', join(o.dir, 'state'),
-    '--native-device', 'none', '--log-level', 'info',
+    '--native-device', 'none', '--log-level', o.logLevel,
   ]);
   started(p);
   const get = <T>(path: string) => apiRequest<T>(o.socket, 'GET', path);
