@@ -21,6 +21,9 @@
 // is one `ip -batch -`: two execs per ADD. The pod side is `ip -n <name>` when
 // CNI_NETNS is a name under /run/netns (what k3s's containerd makes), else
 // through nsenter (one exec more), since `ip -n` takes only those names.
+// In the agent (forward.ts) neither exec runs on the way: the host side goes
+// to one long-lived ip (ip-session.ts) and the pod side over rtnetlink
+// (rtnl.ts), with the pod side's exec as the fallback.
 import { spawn } from 'node:child_process';
 import { readFileSync, realpathSync } from 'node:fs';
 import { sha256Hex } from './sha256.ts';
@@ -116,7 +119,7 @@ export function podBatch(s: VethSpec): string {
   return [
     `link set dev lo up`,
     `link set dev ${s.ifname} up`,
-    `addr add ${s.address}/32 dev ${s.ifname}`,
+    `addr replace ${s.address}/32 dev ${s.ifname}`,
     `neigh replace ${s.gateway} dev ${s.ifname} lladdr ${s.hostMac} nud permanent`,
     `route replace default via ${s.gateway} dev ${s.ifname} onlink`,
   ].join('\n') + '\n';
@@ -166,8 +169,28 @@ export async function setupHost(s: VethSpec): Promise<void> {
   }
 }
 
+/** The agent's rtnetlink pod side (rtnl.ts); unset: the `ip` exec. */
+let podRtnl: { setup(s: VethSpec): void; fallback(s: VethSpec, err: Error): void } | undefined;
+
+/**
+ * Do the pod side with `setup` (rtnl.ts setupPodRtnl) instead of an `ip`
+ * exec; when it throws, `fallback` hears why and the exec runs after all
+ * (its lines replace what netlink may have done already).
+ */
+export function usePodRtnl(r: typeof podRtnl): void {
+  podRtnl = r;
+}
+
 /** Inside the pod (after setupHost): lo and the interface up, the address, the gateway's neighbour, the default route. */
 export async function setupPod(s: VethSpec): Promise<void> {
+  if (podRtnl) {
+    try {
+      podRtnl.setup(s);
+      return;
+    } catch (e) {
+      podRtnl.fallback(s, e as Error);
+    }
+  }
   const p = await run(...inNetns(s.netns, ['-batch', '-']), podBatch(s));
   if (p.code !== 0) {
     await removeVeth(s.hostIfname).catch(() => {});

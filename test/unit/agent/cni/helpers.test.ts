@@ -36,7 +36,7 @@ t.test('batches', async (t) => {
   t.match(h, 'route replace 10.42.0.5/32 dev kl0123456789a scope link');
   t.match(h, 'neigh replace 10.42.0.5 dev kl0123456789a lladdr 02:00:00:00:00:02 nud permanent');
   const p = podBatch(spec);
-  t.match(p, 'addr add 10.42.0.5/32 dev eth0');
+  t.match(p, 'addr replace 10.42.0.5/32 dev eth0');
   t.match(p, 'route replace default via 10.42.0.1 dev eth0 onlink');
   t.match(p, 'neigh replace 10.42.0.1 dev eth0 lladdr 02:00:00:00:00:01 nud permanent');
 });
