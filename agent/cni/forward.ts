@@ -19,8 +19,8 @@ import { HttpError, Reply, type ApiServer, type Handler } from '../api/server.ts
 import { AgentError } from './agent-client.ts';
 import { runPlugin, type AgentLink, type Log, type RunOptions } from './plugin.ts';
 import { IpSession } from './ip-session.ts';
-import { useIpSession, usePodRtnl } from './plumbing.ts';
-import { setupPodRtnl } from './rtnl.ts';
+import { useIpSession, useRtnl } from './plumbing.ts';
+import { setupHostRtnl, setupPodRtnl } from './rtnl.ts';
 
 export const CNI_ROUTE = '/v1/cni';
 export const CNI_CONTENT_TYPE = 'application/x-kinglet-cni';
@@ -72,14 +72,18 @@ export function decodeCall(body: Buffer): ForwardedCall {
  * The POST /v1/cni handler: run the plugin with the forwarded call. `link`
  * is how the plugin reaches the agent's other routes (directly, not through
  * the socket); `log` gets the plugin's log lines. Host-side `ip` work of
- * these calls goes through one long-lived ip (ip-session.ts), the pod side
- * of ADD over rtnetlink (rtnl.ts).
+ * these calls goes through one long-lived ip (ip-session.ts); ADD's two
+ * sides go over rtnetlink (rtnl.ts), `ip` being the fallback.
  */
 export function cniHandler(link: AgentLink, log: Log, opts: RunOptions = {}): Handler {
   // Host-side `ip` batches of the calls run here go to one long-lived ip.
   useIpSession(new IpSession());
-  // The pod side over rtnetlink from the agent itself; the `ip` exec where that fails.
-  usePodRtnl({ setup: setupPodRtnl, fallback: (s, err) => log(`pod side of ${s.hostIfname} over netlink failed (${err.message}); using ip instead`) });
+  // Both sides of ADD over rtnetlink from the agent itself; `ip` where that fails.
+  useRtnl({
+    host: setupHostRtnl,
+    pod: setupPodRtnl,
+    fallback: (side, s, err) => log(`${side} side of ${s.hostIfname} over netlink failed (${err.message}); using ip instead`),
+  });
   return async (req) => {
     const call = decodeCall(Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0));
     const out = await runPlugin(call.env, call.stdin, log, link, opts);

@@ -21,9 +21,9 @@
 // is one `ip -batch -`: two execs per ADD. The pod side is `ip -n <name>` when
 // CNI_NETNS is a name under /run/netns (what k3s's containerd makes), else
 // through nsenter (one exec more), since `ip -n` takes only those names.
-// In the agent (forward.ts) neither exec runs on the way: the host side goes
-// to one long-lived ip (ip-session.ts) and the pod side over rtnetlink
-// (rtnl.ts), with the pod side's exec as the fallback.
+// In the agent (forward.ts) neither exec runs on the way: both sides go over
+// rtnetlink (rtnl.ts), with `ip` as the fallback (the host side's through
+// one long-lived ip, ip-session.ts, which also does DEL's removal).
 import { spawn } from 'node:child_process';
 import { readFileSync, realpathSync } from 'node:fs';
 import { sha256Hex } from './sha256.ts';
@@ -152,6 +152,14 @@ export async function setupVeth(s: VethSpec): Promise<void> {
 
 /** The veth pair (its pod end moved into the pod's namespace), the gateway, the route and neighbour to the pod. */
 export async function setupHost(s: VethSpec): Promise<void> {
+  if (rtnl) {
+    try {
+      rtnl.host(s, GATEWAY_DEV, GATEWAY_PEER);
+      return;
+    } catch (e) {
+      rtnl.fallback('host', s, e as Error);
+    }
+  }
   const batch = hostBatch(s);
   let r = await hostIp(batch);
   if (r.code !== 0 && r.stderr.includes(`"${GATEWAY_DEV}"`)) {
@@ -169,26 +177,33 @@ export async function setupHost(s: VethSpec): Promise<void> {
   }
 }
 
-/** The agent's rtnetlink pod side (rtnl.ts); unset: the `ip` exec. */
-let podRtnl: { setup(s: VethSpec): void; fallback(s: VethSpec, err: Error): void } | undefined;
+/** The agent's rtnetlink for both sides (rtnl.ts); unset: `ip`. */
+let rtnl: Rtnl | undefined;
+
+export interface Rtnl {
+  host(s: VethSpec, gatewayDev: string, gatewayPeer: string): void;
+  pod(s: VethSpec): void;
+  /** Hears why netlink failed before `ip` does that side after all. */
+  fallback(side: 'host' | 'pod', s: VethSpec, err: Error): void;
+}
 
 /**
- * Do the pod side with `setup` (rtnl.ts setupPodRtnl) instead of an `ip`
- * exec; when it throws, `fallback` hears why and the exec runs after all
- * (its lines replace what netlink may have done already).
+ * Do both sides of ADD with rtnetlink (rtnl.ts) instead of `ip`; where it
+ * throws, `fallback` hears why and `ip` runs after all (its lines replace
+ * what netlink may have done already; a veth it made is removed first).
  */
-export function usePodRtnl(r: typeof podRtnl): void {
-  podRtnl = r;
+export function useRtnl(r: Rtnl | undefined): void {
+  rtnl = r;
 }
 
 /** Inside the pod (after setupHost): lo and the interface up, the address, the gateway's neighbour, the default route. */
 export async function setupPod(s: VethSpec): Promise<void> {
-  if (podRtnl) {
+  if (rtnl) {
     try {
-      podRtnl.setup(s);
+      rtnl.pod(s);
       return;
     } catch (e) {
-      podRtnl.fallback(s, e as Error);
+      rtnl.fallback('pod', s, e as Error);
     }
   }
   const p = await run(...inNetns(s.netns, ['-batch', '-']), podBatch(s));

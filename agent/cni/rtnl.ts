@@ -33,7 +33,15 @@ export const NLM_F_ACK = 0x4;
 export const NLM_F_REPLACE = 0x100;
 export const NLM_F_CREATE = 0x400;
 const IFF_UP = 0x1;
+const IFLA_ADDRESS = 1;
 const IFLA_IFNAME = 3;
+const IFLA_MTU = 4;
+const IFLA_LINKINFO = 18;
+const IFLA_NET_NS_FD = 28;
+const IFLA_INFO_KIND = 1;
+const IFLA_INFO_DATA = 2;
+const VETH_INFO_PEER = 1;
+export const NLM_F_EXCL = 0x200;
 const IFA_ADDRESS = 1;
 const IFA_LOCAL = 2;
 const NDA_DST = 1;
@@ -42,6 +50,8 @@ const NUD_PERMANENT = 0x80;
 const RTA_OIF = 4;
 const RTA_GATEWAY = 5;
 const RT_TABLE_MAIN = 254;
+const RT_SCOPE_LINK = 253;
+const RTA_DST = 1;
 const RTPROT_BOOT = 3;
 const RTN_UNICAST = 1;
 const RTNH_F_ONLINK = 4;
@@ -87,9 +97,15 @@ function ipv4(ip: string): Buffer {
   return Buffer.from(p);
 }
 
-function mac(m: string): Buffer {
+function macBytes(m: string): Buffer {
   if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(m)) throw new RtnlError(`not a MAC address: ${m}`);
   return Buffer.from(m.split(':').map((x) => parseInt(x, 16)));
+}
+
+function u32(v: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(v, 0);
+  return b;
 }
 
 /** struct ifinfomsg (16 bytes). */
@@ -107,9 +123,10 @@ export function getLinkByName(seq: number, name: string): Buffer {
   return message(RTM_GETLINK, NLM_F_REQUEST, seq, Buffer.concat([ifinfo(0, 0, 0), attr(IFLA_IFNAME, Buffer.from(`${name}\0`))]));
 }
 
-/** RTM_NEWLINK setting IFF_UP on a device. */
-export function linkUp(seq: number, index: number): Buffer {
-  return message(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, seq, ifinfo(index, IFF_UP, IFF_UP));
+/** RTM_NEWLINK setting IFF_UP on a device, by index or (index 0) by name. */
+export function linkUp(seq: number, index: number, name?: string): Buffer {
+  const body = ifinfo(index, IFF_UP, IFF_UP);
+  return message(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, seq, name === undefined ? body : Buffer.concat([body, attr(IFLA_IFNAME, Buffer.from(`${name}\0`))]));
 }
 
 /** RTM_NEWADDR: address/prefix on a device (replace: a repeated ADD is not an error). */
@@ -128,7 +145,7 @@ export function permanentNeighbour(seq: number, index: number, address: string, 
   h.writeUInt8(AF_INET, 0);
   h.writeInt32LE(index, 4);
   h.writeUInt16LE(NUD_PERMANENT, 8);
-  return message(RTM_NEWNEIGH, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE, seq, Buffer.concat([h, attr(NDA_DST, ipv4(address)), attr(NDA_LLADDR, mac(lladdr))]));
+  return message(RTM_NEWNEIGH, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE, seq, Buffer.concat([h, attr(NDA_DST, ipv4(address)), attr(NDA_LLADDR, macBytes(lladdr))]));
 }
 
 /** RTM_NEWROUTE: IPv4 default route via `gateway` out of device `index`, onlink, main table. */
@@ -143,6 +160,49 @@ export function defaultRouteOnlink(seq: number, index: number, gateway: string):
   const oif = Buffer.alloc(4);
   oif.writeUInt32LE(index, 0);
   return message(RTM_NEWROUTE, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE, seq, Buffer.concat([h, attr(RTA_GATEWAY, ipv4(gateway)), attr(RTA_OIF, oif)]));
+}
+
+export interface VethPair {
+  name: string;
+  mtu?: number;
+  mac?: string;
+  peerName: string;
+  peerMtu?: number;
+  peerMac?: string;
+  /** Create the peer right in the namespace open as this fd (else: here). Down: the kernel cannot open a veth before its pair is complete. */
+  peerNetnsFd?: number;
+}
+
+function linkAttrs(name: string, mtu?: number, mac?: string, netnsFd?: number): Buffer[] {
+  const out = [attr(IFLA_IFNAME, Buffer.from(`${name}\0`))];
+  if (mtu !== undefined) out.push(attr(IFLA_MTU, u32(mtu)));
+  if (mac !== undefined) out.push(attr(IFLA_ADDRESS, macBytes(mac)));
+  if (netnsFd !== undefined) out.push(attr(IFLA_NET_NS_FD, u32(netnsFd)));
+  return out;
+}
+
+/** RTM_NEWLINK creating a veth pair (create|excl): `name` here and up; the peer as `v` says, down. */
+export function createVeth(seq: number, v: VethPair): Buffer {
+  const peer = Buffer.concat([ifinfo(0, 0, 0), ...linkAttrs(v.peerName, v.peerMtu, v.peerMac, v.peerNetnsFd)]);
+  const linkinfo = Buffer.concat([attr(IFLA_INFO_KIND, Buffer.from('veth\0')), attr(IFLA_INFO_DATA, attr(VETH_INFO_PEER, peer))]);
+  return message(
+    RTM_NEWLINK,
+    NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+    seq,
+    Buffer.concat([ifinfo(0, IFF_UP, IFF_UP), ...linkAttrs(v.name, v.mtu, v.mac), attr(IFLA_LINKINFO, linkinfo)]),
+  );
+}
+
+/** RTM_NEWROUTE: `address`/32 out of device `index`, scope link, main table. */
+export function hostRoute(seq: number, index: number, address: string): Buffer {
+  const h = Buffer.alloc(12);
+  h.writeUInt8(AF_INET, 0);
+  h.writeUInt8(32, 1);
+  h.writeUInt8(RT_TABLE_MAIN, 4);
+  h.writeUInt8(RTPROT_BOOT, 5);
+  h.writeUInt8(RT_SCOPE_LINK, 6);
+  h.writeUInt8(RTN_UNICAST, 7);
+  return message(RTM_NEWROUTE, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE, seq, Buffer.concat([h, attr(RTA_DST, ipv4(address)), attr(RTA_OIF, u32(index))]));
 }
 
 /** The pod side's changes (what podBatch does), numbered from `seq`; `index` is the pod interface's. */
@@ -198,6 +258,8 @@ const SOCK_CLOEXEC = 0o2000000;
 const NETLINK_ROUTE = 0;
 const MSG_DONTWAIT = 0x40;
 const EAGAIN = 11;
+const EEXIST = 17;
+const ENODEV = 19;
 
 let libc: Libc | undefined;
 let ownNetns: number | undefined;
@@ -272,20 +334,98 @@ export function exchange(sock: number, msgs: Buffer[], want: number[]): Reply[] 
   return replies;
 }
 
-const STEPS = ['lo up', 'interface up', 'address', 'gateway neighbour', 'default route'];
+/** Send `msgs` (seqs from `first`, in order) and throw on the first error, naming its step. Returns the replies. */
+function steps(sock: number, first: number, msgs: Buffer[], names: string[], where: string): Reply[] {
+  const replies = exchange(sock, msgs, msgs.map((_, i) => first + i));
+  for (const r of replies) {
+    if (r.type === NLMSG_ERROR && r.errno) throw new RtnlError(`${names[r.seq - first] ?? 'netlink'} in ${where}: ${bind().strerror(r.errno)}`, r.errno);
+  }
+  return replies;
+}
+
+/** The index of device `name` (through `sock`); RtnlError when there is none. */
+function linkIndex(sock: number, name: string, where: string): number {
+  const link = exchange(sock, [getLinkByName(1, name)], [1]).find((r) => r.seq === 1);
+  if (!link?.ifindex) throw new RtnlError(`${name} not found in ${where}${link?.errno ? `: ${bind().strerror(link.errno)}` : ''}`, link?.errno ?? 0);
+  return link.ifindex;
+}
 
 /** The pod side of ADD over rtnetlink. RtnlError says which step failed. */
 export function setupPodRtnl(s: VethSpec): void {
   const sock = openRtnlIn(s.netns);
   try {
-    const link = exchange(sock, [getLinkByName(1, s.ifname)], [1]).find((r) => r.seq === 1);
-    if (!link?.ifindex) throw new RtnlError(`${s.ifname} not found in ${s.netns}${link?.errno ? `: ${bind().strerror(link.errno)}` : ''}`, link?.errno ?? 0);
-    const seqs = [2, 3, 4, 5, 6];
-    const replies = exchange(sock, podMessages(s, link.ifindex, 2), seqs);
-    for (const r of replies) {
-      if (r.type === NLMSG_ERROR && r.errno) throw new RtnlError(`${STEPS[r.seq - 2] ?? 'netlink'} in ${s.netns}: ${bind().strerror(r.errno)}`, r.errno);
-    }
+    const index = linkIndex(sock, s.ifname, s.netns);
+    steps(sock, 2, podMessages(s, index, 2), ['lo up', 'interface up', 'address', 'gateway neighbour', 'default route'], s.netns);
   } finally {
     closeSync(sock);
   }
+}
+
+let hostSock: number | undefined;
+
+/** The agent's own NETLINK_ROUTE socket (its namespace), made once. */
+function ownRtnl(): number {
+  if (hostSock !== undefined) return hostSock;
+  const c = bind();
+  const sock = c.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  if (sock < 0) fail(c, 'netlink socket');
+  return (hostSock = sock);
+}
+
+/**
+ * The host side of ADD over rtnetlink (what plumbing.ts hostBatch does): the
+ * gateway on `gatewayDev` (made with its peer `gatewayPeer` when missing), the veth pair with its pod end created inside the
+ * pod's namespace, the permanent neighbour and /32 route to the pod.
+ * RtnlError says which step failed (the gateway device missing included);
+ * a veth it created stays for the caller's cleanup.
+ */
+export function setupHostRtnl(s: VethSpec, gatewayDev: string, gatewayPeer: string): void {
+  try {
+    hostSteps(ownRtnl(), s, gatewayDev, gatewayPeer);
+  } catch (e) {
+    // A fresh socket next time: nothing an interrupted exchange left queued answers the next one.
+    if (hostSock !== undefined) closeSync(hostSock);
+    hostSock = undefined;
+    throw e;
+  }
+}
+
+function hostSteps(sock: number, s: VethSpec, gatewayDev: string, gatewayPeer: string): void {
+  let gw: number;
+  try {
+    gw = linkIndex(sock, gatewayDev, 'the node namespace');
+  } catch (e) {
+    if (!(e instanceof RtnlError) || e.errno !== ENODEV) throw e;
+    // The node's first pod: the gateway pair (both ends up). A concurrent ADD making it too is fine.
+    const r = exchange(sock, [createVeth(1, { name: gatewayDev, peerName: gatewayPeer }), linkUp(2, 0, gatewayPeer)], [1, 2]);
+    for (const x of r) {
+      if (x.errno && (x.seq !== 1 || x.errno !== EEXIST)) throw new RtnlError(`creating ${gatewayDev}: ${bind().strerror(x.errno)}`, x.errno);
+    }
+    gw = linkIndex(sock, gatewayDev, 'the node namespace');
+  }
+  let nsFd: number;
+  try {
+    nsFd = openSync(s.netns, 'r');
+  } catch (e) {
+    throw new RtnlError(`cannot open network namespace ${s.netns}: ${(e as Error).message}`, 0);
+  }
+  let replies: Reply[];
+  try {
+    replies = steps(
+      sock,
+      2,
+      [
+        addAddress(2, gw, s.gateway, 32),
+        createVeth(3, { name: s.hostIfname, mtu: s.mtu, mac: s.hostMac, peerName: s.ifname, peerMtu: s.mtu, peerMac: s.podMac, peerNetnsFd: nsFd }),
+        getLinkByName(4, s.hostIfname),
+      ],
+      [`gateway address on ${gatewayDev}`, `veth ${s.hostIfname}`, `looking up ${s.hostIfname}`],
+      'the node namespace',
+    );
+  } finally {
+    closeSync(nsFd);
+  }
+  const index = replies.find((r) => r.seq === 4)?.ifindex;
+  if (!index) throw new RtnlError(`${s.hostIfname} not found after creating it`);
+  steps(sock, 5, [permanentNeighbour(5, index, s.address, s.podMac), hostRoute(6, index, s.address)], ['neighbour to the pod', 'route to the pod'], 'the node namespace');
 }

@@ -1,7 +1,8 @@
 // The native kinglet-cni shim in the installed layout (test/lib/cni-bin.ts)
 // against a real agent in a node namespace (test/lib/cluster.ts): the agent
 // runs the plugin in-process (proved by an ADD/CHECK/DEL cycle with no Node
-// plugin beside the shim), bad stdin gets the plugin's CNI error codes
+// plugin beside the shim; ADD's two sides over rtnetlink, CHECK reading them
+// back with ip), bad stdin gets the plugin's CNI error codes
 // through the shim, an unreachable agent or an unreadable "agentSocket"
 // falls back to the Node plugin, and with neither the shim answers with its
 // own CNI error.
@@ -37,6 +38,8 @@ t.test('the shim forwards to the agent; errors, fallback and its own errors', { 
     t.match(eps.find((e) => e.containerId === 'shim-a'), { hostIfname: res.interfaces[0]!.name, addresses: [res.ips[0]!.address.split('/')[0]], podName: 'p', podNamespace: 'default' }, 'the endpoint is registered with its CNI_ARGS');
     const inPod = await pod.run(['ip', '-4', '-o', 'addr', 'show', 'dev', 'eth0']);
     t.match(inPod, res.ips[0]!.address, 'the pod side is wired');
+    const log = await n1.agent.waitForOutput((o) => o.includes('kinglet-cni ADD timings'));
+    t.notMatch(log, /over netlink failed/, 'both sides went over rtnetlink, no ip fallback');
 
     const check = await c.cni(n1, 'CHECK', { containerId: 'shim-a', netns: nsPath }, { bin: shimOnly, conf: { prevResult: res } });
     t.equal(check.exitCode, 0, `CHECK: ${check.stdout}`);

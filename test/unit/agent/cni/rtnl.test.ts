@@ -4,6 +4,8 @@ import t from 'tap';
 import {
   addAddress,
   attr,
+  createVeth,
+  hostRoute,
   defaultRouteOnlink,
   getLinkByName,
   linkUp,
@@ -103,4 +105,63 @@ t.test('replies: ACKs, errors (negative errno), a link with its index; malformed
   bad.writeUInt32LE(400, 0);
   t.throws(() => parseReplies(bad), RtnlError);
   t.same(parseReplies(Buffer.alloc(0)), []);
+});
+
+/** The attributes of a buffer of rtattrs: [type, payload]. */
+function attrs(b: Buffer): [number, Buffer][] {
+  const out: [number, Buffer][] = [];
+  for (let off = 0; off + 4 <= b.length; ) {
+    const len = b.readUInt16LE(off);
+    out.push([b.readUInt16LE(off + 2), b.subarray(off + 4, off + len)]);
+    off += (len + 3) & ~3;
+  }
+  return out;
+}
+
+t.test('veth: the host end up with name, MTU, MAC; the peer in linkinfo/data/peer with its own and the netns fd', async (t) => {
+  const m = createVeth(3, { name: 'klabc', mtu: 1450, mac: '02:00:00:00:00:01', peerName: 'eth0', peerMtu: 1450, peerMac: '02:00:00:00:00:02', peerNetnsFd: 42 });
+  t.equal(m.readUInt16LE(4), 16, 'RTM_NEWLINK');
+  t.equal(m.readUInt16LE(6), 0x1 | 0x4 | 0x200 | 0x400, 'request, ack, create, excl');
+  t.equal(m.readUInt32LE(0), m.length, 'the whole buffer');
+  t.equal(hex(m.subarray(16, 32)), '0000' + '0000' + '00000000' + '01000000' + '01000000', 'ifinfomsg: new, IFF_UP');
+  const top = attrs(m.subarray(32));
+  t.same(top.map(([k]) => k), [3, 4, 1, 18], 'IFLA_IFNAME, IFLA_MTU, IFLA_ADDRESS, IFLA_LINKINFO');
+  t.equal(top[0]![1].toString(), 'klabc\0');
+  t.equal(top[1]![1].readUInt32LE(0), 1450);
+  t.equal(hex(top[2]![1]), '020000000001');
+  const info = attrs(top[3]![1]);
+  t.same(info.map(([k]) => k), [1, 2], 'IFLA_INFO_KIND, IFLA_INFO_DATA');
+  t.equal(info[0]![1].toString(), 'veth\0');
+  const data = attrs(info[1]![1]);
+  t.equal(data[0]![0], 1, 'VETH_INFO_PEER');
+  const peer = data[0]![1];
+  t.equal(hex(peer.subarray(0, 16)), '00'.repeat(16), 'the peer\'s ifinfomsg: down (it cannot open before its pair is complete)');
+  const pa = attrs(peer.subarray(16));
+  t.same(pa.map(([k]) => k), [3, 4, 1, 28], 'IFLA_IFNAME, IFLA_MTU, IFLA_ADDRESS, IFLA_NET_NS_FD');
+  t.equal(pa[0]![1].toString(), 'eth0\0');
+  t.equal(hex(pa[2]![1]), '020000000002');
+  t.equal(pa[3]![1].readUInt32LE(0), 42);
+});
+
+t.test('veth without MTU, MAC or netns: just the names', async (t) => {
+  const m = createVeth(1, { name: 'kinglet_host', peerName: 'kinglet_net' });
+  const top = attrs(m.subarray(32));
+  t.same(top.map(([k]) => k), [3, 18]);
+  const peer = attrs(attrs(attrs(top[1]![1])[1]![1])[0]![1].subarray(16));
+  t.same(peer.map(([k]) => k), [3]);
+  t.equal(peer[0]![1].toString(), 'kinglet_net\0');
+});
+
+t.test('link up by name: index 0 and IFLA_IFNAME', async (t) => {
+  const m = linkUp(2, 0, 'kinglet_net');
+  t.equal(m.readInt32LE(20), 0);
+  t.same(attrs(m.subarray(32)).map(([k, v]) => [k, v.toString()]), [[3, 'kinglet_net\0']]);
+});
+
+t.test('host route: /32, scope link, main table, RTA_DST and RTA_OIF', async (t) => {
+  const m = hostRoute(6, 9, '10.42.0.5');
+  t.equal(m.readUInt16LE(4), 24, 'RTM_NEWROUTE');
+  t.equal(m.readUInt16LE(6), 0x1 | 0x4 | 0x100 | 0x400);
+  t.equal(hex(m.subarray(16, 28)), '02' + '20' + '00' + '00' + 'fe' + '03' + 'fd' + '01' + '00000000');
+  t.equal(hex(m.subarray(28)), '08000100' + '0a2a0005' + '08000400' + '09000000');
 });
