@@ -16,7 +16,9 @@
 // (and their order) so drift hits all alike:
 //   1. RunPodSandbox wall time as the CRI client sees it;
 //   2. each plugin's own exec time, from a wrapper that takes `date` around
-//      the exec (the same overhead for all), for ADD and DEL.
+//      the exec (the same overhead for all), for ADD and DEL; the shim's agent
+//      logs at debug, and its ms per phase of each ADD (plugin.ts cmdAdd) are
+//      printed last: where the time inside the agent goes.
 // Pods are stopped and removed after each round (not timed). No traffic.
 import { join } from 'node:path';
 import { startContainerd, containerdSkipReason, type Containerd } from '../lib/containerd.ts';
