@@ -14,7 +14,7 @@ import type { RedirectMode } from './datapath/pod-layout.ts';
 import { removePinnedLinks } from './datapath/loader.ts';
 import { SOCK_LB_PROGRAMS } from './datapath/lb-layout.ts';
 import { LbModel } from './model/services.ts';
-import { LbDatapath, type LbApplyResult } from './datapath/lb.ts';
+import { LbDatapath, type LbApplyResult, type LbDriftResult } from './datapath/lb.ts';
 import { HeapCompactor, tuneMalloc } from './memory.ts';
 
 export const AGENT_VERSION = '0.1.0';
@@ -30,7 +30,7 @@ export interface AgentOptions {
   /** Force a socket-LB object variant (file name). */
   object?: string;
   replaceIncompatible?: boolean;
-  /** Periodic full resync (re-read the maps, recompute, repair). Default 60 s. */
+  /** Periodic resync: compare the maps with the agent's copy and repair drift (a full re-read after a failed write). Default 60 s. */
   resyncMs?: number;
   debounceMs?: number;
   /** Where the agent keeps its own state (endpoints). Default /var/lib/kinglet/agent. */
@@ -59,6 +59,7 @@ export class Agent {
   #api: ApiServer | undefined;
   #controller: Controller | undefined;
   #lastApply: (LbApplyResult & { at: string }) | undefined;
+  #lastResync: (LbDriftResult & { at: string }) | undefined;
   #warned = new Set<string>();
   #resyncDue = false;
   readonly #model = new LbModel();
@@ -170,11 +171,16 @@ export class Agent {
     if (this.#resyncDue) {
       this.#resyncDue = false;
       this.#forceRoutes = true;
-      lb.resync();
+      const d = lb.checkDrift();
+      this.#lastResync = { ...d, at: new Date().toISOString() };
+      if (d.added + d.updated + d.deleted > 0) {
+        const maps = Object.fromEntries(Object.entries(d.byMap).filter(([, c]) => c.added + c.updated + c.deleted > 0));
+        this.#o.log('warn', 'datapath drift repaired: map entries changed behind the agent were written back', { added: d.added, updated: d.updated, deleted: d.deleted, maps });
+      } else if (d.mode === 'full') this.#o.log('info', 'resync: maps re-read after a failed write; the next apply diffs everything');
     }
     // Incremental: only the objects that changed since the last reconcile are
     // translated, and only their frontends' entries are compared and written
-    // (after a resync, everything is).
+    // (after a full resync, everything is).
     const u = this.#model.update(this.#o.source.snapshot());
     const warnings = u.warnings;
     const current = new Set<string>();
@@ -260,6 +266,9 @@ export class Agent {
         backends: this.#lastApply?.backends ?? 0,
         ...(this.#lastApply
           ? { lastApply: { at: this.#lastApply.at, added: this.#lastApply.added, updated: this.#lastApply.updated, deleted: this.#lastApply.deleted, durationMs: Math.round(this.#lastApply.durationMs * 100) / 100 } }
+          : {}),
+        ...(this.#lastResync
+          ? { lastResync: { at: this.#lastResync.at, mode: this.#lastResync.mode, added: this.#lastResync.added, updated: this.#lastResync.updated, deleted: this.#lastResync.deleted, scanned: this.#lastResync.scanned, durationMs: Math.round(this.#lastResync.durationMs * 100) / 100 } }
           : {}),
       },
       controllers: ctl ? [ctl] : [],

@@ -107,7 +107,13 @@ export interface AgentStatus {
     programs: { name: string; attach: string; progId: number; linkId: number }[];
     maps: { name: string; entries: number; max: number }[];
   };
-  services: { frontends: number; backends: number; lastApply?: { at: string; added: number; updated: number; deleted: number; durationMs: number } };
+  services: {
+    frontends: number;
+    backends: number;
+    lastApply?: { at: string; added: number; updated: number; deleted: number; durationMs: number };
+    /** The last periodic resync: 'drift' compared the maps with the agent's copy and repaired the differences (the counts); 'full' re-read them. */
+    lastResync?: { at: string; mode: 'drift' | 'full'; added: number; updated: number; deleted: number; scanned: number; durationMs: number };
+  };
   controllers: { name: string; runs: number; failures: number; lastRun?: string; lastSuccess?: string; lastError?: string }[];
   ipam?: { podCIDRs: string[] };
   /** Pod networking (absent when the pod datapath is not loaded). */

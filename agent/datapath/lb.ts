@@ -9,8 +9,8 @@ import type { ServiceEntry } from '../api/types.ts';
 import { BpfMap } from './libbpf.ts';
 import { load, LoaderError, type DatapathDescription, type Loaded } from './loader.ts';
 import { LB_CONFIG_MAPS, SOCK_LB_OBJECTS, type LbConfigMapName, type SockLbObject } from './lb-layout.ts';
-import { allocationFromMaps, l4Id, type LbAllocation } from './lb-entries.ts';
-import { reconcile, reconcileDelta, writeFresh, type ReconcileResult } from './reconcile.ts';
+import { allocationFromMaps, l4Id, lbPhase, type LbAllocation } from './lb-entries.ts';
+import { reconcile, reconcileDelta, repair, writeFresh, type ReconcileResult } from './reconcile.ts';
 import { LbTable, lbDeltas, lbFirst, lbFullPlans } from './lb-table.ts';
 import type { FrontendChange } from '../model/services.ts';
 import { ShadowMap } from './shadow-map.ts';
@@ -34,6 +34,21 @@ export interface LbApplyResult extends ReconcileResult {
   durationMs: number;
 }
 
+/** What checkDrift() did. */
+export interface LbDriftResult extends ReconcileResult {
+  /**
+   * 'drift': the maps were compared with the shadow copies and what differed
+   * was written back (added: entries that were missing, updated: entries with
+   * another value, deleted: entries nothing wants). 'full': a write failed
+   * since the last full resync, so the copies were re-read instead (the next
+   * update recomputes and diffs everything; the counts here are zero).
+   */
+  mode: 'drift' | 'full';
+  /** Kernel entries read. */
+  scanned: number;
+  durationMs: number;
+}
+
 export class LbDatapath {
   readonly loaded: Loaded;
   readonly variant: SockLbObject;
@@ -45,6 +60,11 @@ export class LbDatapath {
   #table: LbTable | undefined;
   /** After a first apply into empty maps: the table (and allocation) of it, built on first use. */
   #pendingTable: (() => LbTable) | undefined;
+  /**
+   * The shadow copies hold what the kernel should hold: true after a full
+   * re-read (resync), false once a write failed (the maps may be half-written).
+   */
+  #shadowGood = true;
 
   private constructor(loaded: Loaded, variant: SockLbObject) {
     this.loaded = loaded;
@@ -108,7 +128,7 @@ export class LbDatapath {
       const a = this.#allocation;
       if (a.backends.size === 0 && a.frontends.size === 0 && a.slots.size === 0) {
         const first = lbFirst(state);
-        const result = writeFresh([...LB_CONFIG_MAPS], first.packed, open);
+        const result = this.#writing(() => writeFresh([...LB_CONFIG_MAPS], first.packed, open));
         this.#pendingTable = first.table;
         this.#state = state;
         // Do the deferred work when the process is idle, so the first change does not wait for it.
@@ -117,9 +137,9 @@ export class LbDatapath {
       }
     }
     const { table, packed } = LbTable.full(state, this.#allocation);
-    const result = LB_CONFIG_MAPS.every((n) => this.#maps[n].size === 0)
+    const result = this.#writing(() => LB_CONFIG_MAPS.every((n) => this.#maps[n].size === 0)
       ? writeFresh([...LB_CONFIG_MAPS], packed, open)
-      : reconcile(lbFullPlans(packed, open));
+      : reconcile(lbFullPlans(packed, open)));
     this.#state = state;
     this.#table = table;
     return { ...result, frontends: state.frontends.length, backends: table.backends, durationMs: performance.now() - t0 };
@@ -175,17 +195,55 @@ export class LbDatapath {
       result = reconcileDelta(lbDeltas(table.change(u.changes), (name) => this.#maps[name]));
     } catch (e) {
       this.#dropTable(); // the maps may be half-written: next time diff everything
+      this.#shadowGood = false;
       throw e;
     }
     if (u.changes.size > 0) this.#state = undefined;
     return { ...result, frontends: table.frontends, backends: table.backends, durationMs: performance.now() - t0 };
   }
 
-  /** Re-read the kernel's map contents, so the next apply (or update) repairs any drift. */
+  /** Run map writes; a failure leaves the shadow copies in doubt until the next resync(). */
+  #writing<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (e) {
+      this.#shadowGood = false;
+      throw e;
+    }
+  }
+
+  /**
+   * Re-read the kernel's map contents into the shadow copies and forget the
+   * table, so the next apply (or update) recomputes everything and repairs
+   * any drift with a full diff.
+   */
   resync(): void {
     this.#settle();
     for (const m of Object.values(this.#maps)) m.resync();
     this.#dropTable();
+    this.#shadowGood = true;
+  }
+
+  /**
+   * The periodic check: compare every map with its shadow copy (streamed,
+   * nothing kept) and write back only what differs, keeping the table (no
+   * recompute, no full diff). When a write failed since the last resync()
+   * the copies are not trusted and this is a resync() instead.
+   */
+  checkDrift(): LbDriftResult {
+    const t0 = performance.now();
+    if (!this.#shadowGood) {
+      this.resync();
+      return { mode: 'full', added: 0, updated: 0, deleted: 0, byMap: {}, scanned: 0, durationMs: performance.now() - t0 };
+    }
+    let scanned = 0;
+    const plans = LB_CONFIG_MAPS.map((name) => {
+      const d = this.#maps[name].drift();
+      scanned += d.scanned;
+      return { name, map: this.#maps[name], ...d, phase: (key: Uint8Array) => lbPhase(name, key) };
+    });
+    const result = this.#writing(() => repair(plans));
+    return { ...result, mode: 'drift', scanned, durationMs: performance.now() - t0 };
   }
 
   /** The frontends as last programmed, with their ids (the rev-NAT id). */

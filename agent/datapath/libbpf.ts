@@ -738,6 +738,19 @@ export function mapLookupAll(fd: number, keySize: number, valueSize: number, chu
   return { keys: Buffer.concat(keyParts), values: Buffer.concat(valueParts), count: total };
 }
 
+/**
+ * One bpf_map_lookup_batch call into the caller's buffers (kernel 5.6+): up
+ * to `max` entries after the position `inBatch` (null: from the start);
+ * the position after them is written to `outBatch` (at least 8 bytes and
+ * the key size). `done`: the map has no more entries after these.
+ */
+export function mapLookupBatch(fd: number, inBatch: Uint8Array | null, outBatch: Uint8Array, keys: Uint8Array, values: Uint8Array, max: number): { count: number; done: boolean } {
+  const n = new Uint32Array([max]);
+  const rc = need(L().map_lookup_batch, 'bpf_map_lookup_batch')(fd, inBatch, outBatch, keys, values, n, batchOpts(0)) as number;
+  if (rc < 0 && rc !== -2) fail(rc, 'bpf_map_lookup_batch', `fd ${fd}`);
+  return { count: n[0]!, done: rc === -2 };
+}
+
 export function numPossibleCpus(): number {
   return check(L().num_possible_cpus(), 'libbpf_num_possible_cpus');
 }

@@ -235,6 +235,36 @@ export function reconcileDelta(deltas: MapDelta[]): ReconcileResult {
   return execute(deltas.map((d) => d.name), q.ordered());
 }
 
+/**
+ * Drift found in one map: entries to write back (missing in the map, or
+ * holding another value) and keys to delete (the map holds them, nothing
+ * wants them).
+ */
+export interface MapRepair {
+  name: string;
+  map: MapAccess;
+  missing: Iterable<{ key: Uint8Array; value: Uint8Array }>;
+  changed: Iterable<{ key: Uint8Array; value: Uint8Array }>;
+  extra: Iterable<Uint8Array>;
+  phase?: (key: Uint8Array) => number;
+}
+
+/**
+ * Write the repairs in reconcile()'s order (upserts by increasing phase,
+ * then deletes by decreasing phase); counts as reconcile() gives them:
+ * missing entries are adds, changed ones updates, extra keys deletes.
+ */
+export function repair(plans: MapRepair[]): ReconcileResult {
+  const q = new OpQueue();
+  for (const plan of plans) {
+    const phase = plan.phase ?? (() => 0);
+    for (const { key, value } of plan.missing) q.add({ plan, kind: 'add', phase: phase(key), key, value });
+    for (const { key, value } of plan.changed) q.add({ plan, kind: 'update', phase: phase(key), key, value });
+    for (const key of plan.extra) q.add({ plan, kind: 'delete', phase: phase(key), key });
+  }
+  return execute(plans.map((p) => p.name), q.ordered());
+}
+
 /** An in-memory map with the MapAccess shape (tests, dry runs). */
 export class MemoryMap implements MapAccess {
   readonly data = new Map<string, [Uint8Array, Uint8Array]>();

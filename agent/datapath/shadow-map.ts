@@ -1,7 +1,9 @@
 // A BPF map with an in-memory copy of what this process wrote, so a reconcile
 // diffs against memory instead of reading every entry back from the kernel.
-// `resync()` re-reads the kernel's contents (at start, and on the periodic
-// resync that catches drift).
+// `resync()` re-reads the kernel's contents into the copy (at start, and
+// when the copy is in doubt); `drift()` compares the kernel's contents with
+// the copy chunk by chunk through one reused buffer, for the periodic check
+// that repairs changes made behind the agent's back.
 //
 // Entries written packed (writePacked: the first apply into an empty map) are
 // kept as the packed buffers and indexed on first use: the first apply
@@ -11,7 +13,7 @@
 // here an entry whose value is all zeros is no entry, and deleting one
 // writes zeros. So callers see the same map semantics for both kinds.
 import type { MapAccess } from './reconcile.ts';
-import { MapType, mapLookupAll, mapUpdateBatch, type BpfMap } from './libbpf.ts';
+import { MapType, mapLookupAll, mapLookupBatch, mapNextKey, mapTryLookup, mapUpdateBatch, type BpfMap } from './libbpf.ts';
 
 const BATCH_CHUNK = 16384;
 
@@ -114,6 +116,22 @@ class ByteIndex {
       if (p !== GONE && this.#same(this.#order[p - 1]!, b, at, n)) return i;
       i = (i + 1) & mask;
     }
+  }
+
+  /** Insertion position of the key, or -1. */
+  positionOf(b: Uint8Array, at: number, n: number): number {
+    const i = this.#find(b, at, n);
+    return i < 0 ? -1 : this.#table[i]! - 1;
+  }
+
+  /** Insertion positions in use (live or deleted): handleAt() takes 0 up to this. */
+  get positions(): number {
+    return this.#len;
+  }
+
+  /** The handle at an insertion position (DEAD: deleted). */
+  handleAt(pos: number): number {
+    return this.#order[pos]!;
   }
 
   /** The handle for the key, or undefined. */
@@ -220,6 +238,60 @@ function allZero(b: Uint8Array, at: number, n: number): boolean {
   return true;
 }
 
+function sameAt(a: Uint8Array, at: number, b: Uint8Array, bt: number, n: number): boolean {
+  for (let i = 0; i < n; i++) if (a[at + i] !== b[bt + i]) return false;
+  return true;
+}
+
+/** Entries per chunk of a drift() scan. */
+const SCAN_CHUNK = 1024;
+
+/**
+ * drift()'s buffers, shared by every map and kept between scans (grown when
+ * a map needs more): one chunk of keys and values, the batch positions, a
+ * key and a value for the key-by-key walk, and a mark per copy entry.
+ */
+const scratch = {
+  keys: new Uint8Array(0),
+  values: new Uint8Array(0),
+  inBatch: new Uint8Array(0),
+  outBatch: new Uint8Array(0),
+  key1: new Uint8Array(0),
+  key2: new Uint8Array(0),
+  value: new Uint8Array(0),
+  seen: new Uint8Array(0),
+};
+
+function scratchFor(keySize: number, valueSize: number, entries: number): typeof scratch {
+  const s = scratch;
+  if (s.keys.length < keySize * SCAN_CHUNK) s.keys = new Uint8Array(keySize * SCAN_CHUNK);
+  if (s.values.length < valueSize * SCAN_CHUNK) s.values = new Uint8Array(valueSize * SCAN_CHUNK);
+  if (s.inBatch.length < Math.max(keySize, 8)) {
+    s.inBatch = new Uint8Array(Math.max(keySize, 8));
+    s.outBatch = new Uint8Array(Math.max(keySize, 8));
+  }
+  if (s.key1.length !== keySize) {
+    s.key1 = new Uint8Array(keySize);
+    s.key2 = new Uint8Array(keySize);
+  }
+  if (s.value.length !== valueSize) s.value = new Uint8Array(valueSize);
+  if (s.seen.length < entries) s.seen = new Uint8Array(Math.max(entries, s.seen.length * 2));
+  else s.seen.fill(0, 0, entries);
+  return s;
+}
+
+/** How the kernel's contents of one map differ from the copy. */
+export interface MapDrift {
+  /** Entries of the copy the kernel does not hold: the copy's key and value (views into the copy). */
+  missing: { key: Uint8Array; value: Uint8Array }[];
+  /** Entries the kernel holds with another value: the copy's key and value. */
+  changed: { key: Uint8Array; value: Uint8Array }[];
+  /** Keys the kernel holds and the copy does not. */
+  extra: Uint8Array[];
+  /** Kernel entries read (for an array map: every index). */
+  scanned: number;
+}
+
 export class ShadowMap implements MapAccess {
   readonly map: BpfMap;
   /** An array map: zeros mean "no entry", a delete writes zeros. */
@@ -277,6 +349,83 @@ export class ShadowMap implements MapAccess {
     this.#indexed();
   }
 
+  /**
+   * Compare what the kernel holds with the copy, without reading it into
+   * memory: the map is walked a chunk at a time (batch lookups, key by key
+   * where the kernel has none) into buffers reused across maps and scans,
+   * and only entries that differ are returned. Writes nothing; nothing is
+   * allocated per entry that matches.
+   */
+  drift(): MapDrift {
+    const { keySize, valueSize } = this.map.info;
+    const copy = this.#indexed();
+    const positions = copy.positions;
+    const s = scratchFor(keySize, valueSize, positions);
+    const seen = s.seen;
+    const d: MapDrift = { missing: [], changed: [], extra: [], scanned: 0 };
+    this.#scan(s, (keys, values, count) => {
+      d.scanned += count;
+      for (let i = 0; i < count; i++) {
+        const ko = i * keySize, vo = i * valueSize;
+        if (this.#array && allZero(values, vo, valueSize)) continue;
+        const pos = copy.positionOf(keys, ko, keySize);
+        if (pos < 0) {
+          d.extra.push(keys.slice(ko, ko + keySize));
+          continue;
+        }
+        seen[pos] = 1;
+        const h = copy.handleAt(pos);
+        const v = this.#value(h);
+        if (v.length !== valueSize || !sameAt(v, 0, values, vo, valueSize)) d.changed.push({ key: this.#key(h), value: v });
+      }
+    });
+    for (let p = 0; p < positions; p++) {
+      if (seen[p] === 1) continue;
+      const h = copy.handleAt(p);
+      if (h !== DEAD) d.missing.push({ key: this.#key(h), value: this.#value(h) });
+    }
+    return d;
+  }
+
+  /** The batch lookup works on this map (cleared when the kernel refuses the first one). */
+  #scanBatchOk = true;
+
+  /** Walk the kernel's entries into the scratch buffers, `each` chunk at a time. */
+  #scan(s: typeof scratch, each: (keys: Uint8Array, values: Uint8Array, count: number) => void): void {
+    const { fd, info: { keySize, valueSize } } = this.map;
+    if (this.#scanBatchOk) {
+      let inBatch: Uint8Array | null = null;
+      for (;;) {
+        let r: { count: number; done: boolean };
+        try {
+          r = mapLookupBatch(fd, inBatch, s.outBatch, s.keys, s.values, SCAN_CHUNK);
+        } catch (e) {
+          if (inBatch !== null) throw e;
+          this.#scanBatchOk = false; // no batch lookups (before 5.6): key by key below
+          break;
+        }
+        if (r.count > 0) each(s.keys, s.values, r.count);
+        if (r.done) return;
+        s.inBatch.set(s.outBatch);
+        inBatch = s.inBatch;
+      }
+    }
+    let prev: Uint8Array | null = null, n = 0;
+    for (;;) {
+      const next: Uint8Array = prev === s.key1 ? s.key2 : s.key1;
+      if (!mapNextKey(fd, prev, next)) break;
+      prev = next;
+      if (!mapTryLookup(fd, next, s.value)) continue; // deleted meanwhile
+      s.keys.set(next, n * keySize);
+      s.values.set(s.value, n * valueSize);
+      if (++n === SCAN_CHUNK) {
+        each(s.keys, s.values, n);
+        n = 0;
+      }
+    }
+    if (n > 0) each(s.keys, s.values, n);
+  }
+
   /** Index the entries written packed now rather than on first use (when idle). */
   prepare(): void {
     this.#indexed();
@@ -310,6 +459,12 @@ export class ShadowMap implements MapAccess {
     return this.#copy;
   }
 
+  #key(h: number): Uint8Array {
+    if (h < 0) return this.#copy.pairOf(h)[0];
+    const seg = this.#segs[h >>> SEG_SHIFT]!, i = h & POS_MASK, n = this.map.info.keySize;
+    return seg.keys.subarray(i * n, (i + 1) * n);
+  }
+
   #value(h: number): Uint8Array {
     if (h < 0) return this.#copy.pairOf(h)[1];
     const seg = this.#segs[h >>> SEG_SHIFT]!, i = h & POS_MASK, n = this.map.info.valueSize;
@@ -321,15 +476,8 @@ export class ShadowMap implements MapAccess {
   }
 
   *entries(): Iterable<[Uint8Array, Uint8Array]> {
-    const { keySize } = this.map.info;
     const copy = this.#indexed();
-    for (const h of copy.handles()) {
-      if (h < 0) yield copy.pairOf(h);
-      else {
-        const i = h & POS_MASK;
-        yield [this.#segs[h >>> SEG_SHIFT]!.keys.subarray(i * keySize, (i + 1) * keySize), this.#value(h)];
-      }
-    }
+    for (const h of copy.handles()) yield h < 0 ? copy.pairOf(h) : [this.#key(h), this.#value(h)];
   }
 
   /** The value as this process last wrote or read it (no system call). */
