@@ -244,7 +244,7 @@ function sameAt(a: Uint8Array, at: number, b: Uint8Array, bt: number, n: number)
 }
 
 /** Entries per chunk of a drift() scan. */
-const SCAN_CHUNK = 1024;
+const SCAN_CHUNK = 4096;
 
 /**
  * drift()'s buffers, shared by every map and kept between scans (grown when
@@ -375,8 +375,11 @@ export class ShadowMap implements MapAccess {
         }
         seen[pos] = 1;
         const h = copy.handleAt(pos);
-        const v = this.#value(h);
-        if (v.length !== valueSize || !sameAt(v, 0, values, vo, valueSize)) d.changed.push({ key: this.#key(h), value: v });
+        // Compared in place (no view per entry).
+        const same = h >= 0
+          ? sameAt(this.#segs[h >>> SEG_SHIFT]!.values, (h & POS_MASK) * valueSize, values, vo, valueSize)
+          : copy.pairOf(h)[1].length === valueSize && sameAt(copy.pairOf(h)[1], 0, values, vo, valueSize);
+        if (!same) d.changed.push({ key: this.#key(h), value: this.#value(h) });
       }
     });
     for (let p = 0; p < positions; p++) {
