@@ -171,7 +171,7 @@ export class Agent {
     if (this.#resyncDue) {
       this.#resyncDue = false;
       this.#forceRoutes = true;
-      const d = lb.checkDrift();
+      const d = await lb.checkDriftYielding();
       this.#lastResync = { ...d, at: new Date().toISOString() };
       if (d.added + d.updated + d.deleted > 0) {
         const maps = Object.fromEntries(Object.entries(d.byMap).filter(([, c]) => c.added + c.updated + c.deleted > 0));

@@ -10,7 +10,7 @@ import { BpfMap } from './libbpf.ts';
 import { load, LoaderError, type DatapathDescription, type Loaded } from './loader.ts';
 import { LB_CONFIG_MAPS, SOCK_LB_OBJECTS, type LbConfigMapName, type SockLbObject } from './lb-layout.ts';
 import { allocationFromMaps, l4Id, lbPhase, type LbAllocation } from './lb-entries.ts';
-import { reconcile, reconcileDelta, repair, writeFresh, type ReconcileResult } from './reconcile.ts';
+import { reconcile, reconcileDelta, repair, writeFresh, type MapRepair, type ReconcileResult } from './reconcile.ts';
 import { LbTable, lbDeltas, lbFirst, lbFullPlans } from './lb-table.ts';
 import type { FrontendChange } from '../model/services.ts';
 import { ShadowMap } from './shadow-map.ts';
@@ -47,6 +47,8 @@ export interface LbDriftResult extends ReconcileResult {
   /** Kernel entries read. */
   scanned: number;
   durationMs: number;
+  /** The longest step (one map's scan, or the repair): what checkDriftYielding() blocks for at most; checkDrift() runs every step in one go. */
+  longestBlockMs: number;
 }
 
 export class LbDatapath {
@@ -65,6 +67,8 @@ export class LbDatapath {
    * re-read (resync), false once a write failed (the maps may be half-written).
    */
   #shadowGood = true;
+  /** Counts apply/update/resync calls: a yielding drift check that sees it move rechecks. */
+  #generation = 0;
 
   private constructor(loaded: Loaded, variant: SockLbObject) {
     this.loaded = loaded;
@@ -120,6 +124,7 @@ export class LbDatapath {
    * first needed (the next update, apply or services()).
    */
   apply(state: LbState): LbApplyResult {
+    this.#generation++;
     const t0 = performance.now();
     this.#settle();
     this.#dropTable();
@@ -184,6 +189,7 @@ export class LbDatapath {
    * is a change into empty maps with nothing programmed.
    */
   update(u: { changes: ReadonlyMap<string, FrontendChange>; readonly state: LbState }): LbApplyResult {
+    this.#generation++;
     this.#settle();
     const table = this.#table;
     if (!table) return this.apply(u.state);
@@ -218,6 +224,7 @@ export class LbDatapath {
    * any drift with a full diff.
    */
   resync(): void {
+    this.#generation++;
     this.#settle();
     for (const m of Object.values(this.#maps)) m.resync();
     this.#dropTable();
@@ -231,19 +238,56 @@ export class LbDatapath {
    * the copies are not trusted and this is a resync() instead.
    */
   checkDrift(): LbDriftResult {
+    const steps = this.#driftSteps();
+    for (;;) {
+      const r = steps.next();
+      if (r.done) return r.value;
+    }
+  }
+
+  /**
+   * checkDrift() with a break for the event loop after each map, so other
+   * work (API requests) waits for one map's scan at most. Should an apply,
+   * update or resync run during a break, the check starts over without breaks.
+   */
+  async checkDriftYielding(): Promise<LbDriftResult> {
+    const gen = this.#generation;
+    const steps = this.#driftSteps(() => this.#generation !== gen);
+    for (;;) {
+      const r = steps.next();
+      if (r.done) return r.value;
+      await new Promise((resolve) => setImmediate(resolve));
+      if (this.#closed) throw new Error('the datapath was closed during the drift check');
+    }
+  }
+
+  /** The drift check, pausing (yield) after each map's scan; `moved()`: the maps were written meanwhile. */
+  *#driftSteps(moved: () => boolean = () => false): Generator<void, LbDriftResult> {
     const t0 = performance.now();
     if (!this.#shadowGood) {
       this.resync();
-      return { mode: 'full', added: 0, updated: 0, deleted: 0, byMap: {}, scanned: 0, durationMs: performance.now() - t0 };
+      const ms = performance.now() - t0;
+      return { mode: 'full', added: 0, updated: 0, deleted: 0, byMap: {}, scanned: 0, durationMs: ms, longestBlockMs: ms };
     }
-    let scanned = 0;
-    const plans = LB_CONFIG_MAPS.map((name) => {
+    let scanned = 0, longest = 0;
+    const plans: MapRepair[] = [];
+    for (const name of LB_CONFIG_MAPS) {
+      const s0 = performance.now();
       const d = this.#maps[name].drift();
+      longest = Math.max(longest, performance.now() - s0);
       scanned += d.scanned;
-      return { name, map: this.#maps[name], ...d, phase: (key: Uint8Array) => lbPhase(name, key) };
-    });
+      plans.push({ name, map: this.#maps[name], ...d, phase: (key: Uint8Array) => lbPhase(name, key) });
+      yield;
+    }
+    if (moved()) {
+      const again = this.checkDrift(); // what was found may be stale: once more, in one go
+      return { ...again, durationMs: performance.now() - t0, longestBlockMs: Math.max(longest, again.longestBlockMs) };
+    }
+    const r0 = performance.now();
+    this.#generation++; // another check paused meanwhile rechecks too
     const result = this.#writing(() => repair(plans));
-    return { ...result, mode: 'drift', scanned, durationMs: performance.now() - t0 };
+    longest = Math.max(longest, performance.now() - r0);
+    return { ...result, mode: 'drift', scanned, durationMs: performance.now() - t0, longestBlockMs: longest };
   }
 
   /** The frontends as last programmed, with their ids (the rev-NAT id). */

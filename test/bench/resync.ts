@@ -7,7 +7,9 @@
 // is blocked for all of it), heapUsed right after (before any forced GC:
 // what the step allocated and V8 had not collected yet), the RSS high-water
 // mark during the step (VmHWM, reset before each step) and what stays after
-// a full GC. Then one drift repaired by checkDrift.
+// a full GC. The agent runs the check with a break after each map
+// (checkDriftYielding): its longest stretch without one is printed too.
+// Then one drift repaired by checkDrift.
 //
 //   node test/bench/resync.ts        (root: scratch bpffs + a cgroup of its own)
 //   BENCH_SERVICES=10000 BENCH_ENDPOINTS=10 node test/bench/resync.ts
@@ -124,6 +126,8 @@ async function main(gc: () => void): Promise<void> {
         wrote += d.added + d.updated + d.deleted;
       }));
     }
+    const blocks: number[] = [];
+    for (let i = 0; i < RUNS; i++) blocks.push((await lb.checkDriftYielding()).longestBlockMs);
     // The old one, as the agent ran it: re-read every map, then the next reconcile is a full apply.
     const olds: Step[] = [];
     let oldWrote = 0;
@@ -143,6 +147,7 @@ async function main(gc: () => void): Promise<void> {
     ]));
     console.log(`new resync against the old one: time ${ratio(newStep.ms, oldStep.ms)}, heap growth ${ratio(newStep.heap, oldStep.heap)}, RSS peak ${ratio(newStep.rssPeak, oldStep.rssPeak)}`);
     console.log(`new resync against the initial apply: time ${ratio(newStep.ms, first.ms)}, heap growth ${ratio(newStep.heap, first.heap)}, RSS peak ${ratio(newStep.rssPeak, first.rssPeak)}`);
+    console.log(`new resync as the agent runs it (a break after each map): longest block ${fmtMs(median(blocks))} (median of ${RUNS}), ${ratio(median(blocks), oldStep.ms)} of the old path's`);
     console.log(`new resync read ${scanned} kernel entries per run and wrote ${wrote} (0 expected); the old path wrote ${oldWrote} (0 expected)`);
 
     // Drift: a handful of entries changed behind the agent's back, repaired by one check.

@@ -142,6 +142,28 @@ t.test('LbDatapath.checkDrift: repairs only what drifted, writes nothing without
   const inc = lb.update(model.update(changed));
   t.same({ added: inc.added, updated: inc.updated, deleted: inc.deleted }, { added: 1, updated: 1, deleted: 1 }, 'and a change is still incremental');
 
+  // The agent's variant, with breaks between maps: the same repair; an update
+  // during a break makes it check again in one go (nothing stale written).
+  be.delete(victim[0]);
+  const y = await lb.checkDriftYielding();
+  t.same({ mode: y.mode, added: y.added, updated: y.updated, deleted: y.deleted }, { mode: 'drift', added: 1, updated: 0, deleted: 0 }, 'yielding check repairs too');
+  t.ok(y.longestBlockMs <= y.durationMs);
+  // Service 42's backend slots deleted; the check scans the service map first,
+  // then, during its break, an update rewrites one of those slots.
+  for (let slot = 1; slot <= 4; slot++) svc.delete(lb4KeyCodec.encode({ address: '10.96.0.42', port: 80, proto: 6, slot }));
+  const pending = lb.checkDriftYielding();
+  const back = lb.update(model.update(base));
+  t.same({ added: back.added, updated: back.updated, deleted: back.deleted }, { added: 1, updated: 1, deleted: 1 }, 'an update during the check (service 42 back to its old backend)');
+  const y2 = await pending;
+  t.same({ added: y2.added, updated: y2.updated, deleted: y2.deleted }, { added: 3, updated: 0, deleted: 0 }, 'the check saw the update: the 3 slots still missing, the rewritten one left alone');
+  const quiet = lb.checkDrift();
+  t.equal(quiet.added + quiet.updated + quiet.deleted, 0, 'consistent afterwards');
+  lb.resync();
+  const truth = lb.update(model.update(base));
+  t.equal(truth.added + truth.updated + truth.deleted, 0, 'the kernel holds what a full recompute wants (nothing stale written)');
+  const same = lb.update(model.update(changed));
+  t.same({ added: same.added, updated: same.updated, deleted: same.deleted }, { added: 1, updated: 1, deleted: 1 }, 'and the table followed the update');
+
   // A write fails: the copies are in doubt, so the next check is a full re-read.
   BpfMap.prototype.set = () => {
     throw new Error('injected write failure');
