@@ -32,7 +32,8 @@ const HELP = `usage: kinglet agent --source dir:<path>|kube [options]
                         pick the native device by itself (in any other namespace the agent always does)
   --object <file>       force a socket-LB object variant (default: the best this kernel loads)
   --replace-incompatible-maps  replace pinned maps whose layout changed (their entries are lost)
-  --resync <seconds>    full resync period (default 60)
+  --resync <seconds>    period of the drift check: the maps are compared with what the agent wrote and
+                        entries changed behind its back written back (default 60; 0: never)
   --log-level <level>   debug, info, warn, error (default info)
   --cleanup             remove the datapath pinned under --bpf-root (detach programs, unpin maps) and exit
 

@@ -37,6 +37,15 @@ export function renderStatus(st: AgentStatus, now: Date = new Date()): string {
   const sv = st.services;
   const la = sv.lastApply ? `, last change ${since(sv.lastApply.at, now)} (+${sv.lastApply.added} ~${sv.lastApply.updated} -${sv.lastApply.deleted} in ${sv.lastApply.durationMs} ms)` : '';
   line('Services', `${sv.frontends} frontends, ${sv.backends} backends${la}`);
+  const rs = sv.lastResync;
+  if (rs) {
+    const what = rs.mode === 'full'
+      ? 'maps re-read after a failed write'
+      : rs.added + rs.updated + rs.deleted > 0
+        ? `drift repaired (+${rs.added} ~${rs.updated} -${rs.deleted})`
+        : 'no drift';
+    out.push(`${''.padEnd(24)}last drift check ${since(rs.at, now)}: ${what}, ${rs.scanned} entries compared in ${rs.durationMs} ms`);
+  }
   line('Controllers', `${st.controllers.filter((c) => !c.lastError).length}/${st.controllers.length} healthy`);
   for (const c of st.controllers) {
     out.push(`${''.padEnd(24)}- ${c.name}: ${c.runs} runs, ${c.failures} failures, last ${since(c.lastRun, now)}${c.lastError ? `, error: ${c.lastError}` : ''}`);

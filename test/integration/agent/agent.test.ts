@@ -6,6 +6,10 @@
 import t from 'tap';
 import { execa } from 'execa';
 import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { BpfMap } from '../../../agent/datapath/libbpf.ts';
+import { mapsDir } from '../../../agent/datapath/loader.ts';
+import { LB4_BE_MAP } from '../../../agent/datapath/lb-layout.ts';
 import { rootSkipReason } from '../../lib/sandbox.ts';
 import { waitFor } from '../../lib/wait.ts';
 import { CLUSTER_IP, kinglet, programmed, servers, service, slice, world, type Result } from '../../lib/agent-world.ts';
@@ -77,6 +81,25 @@ t.test('kinglet agent with a dir source: ClusterIP, backend changes, restart, cl
     t.same([la.added, la.updated, la.deleted], [0, 0, 0], 'the first reconcile after the restart wrote nothing: the pins were already right');
     t.equal(st.healthy, true);
     t.equal(st.datapath.programs.length, 8, 'eight socket programs attached');
+  });
+
+  await t.test('the periodic check repairs an entry deleted behind the agent and reports it', async (t) => {
+    await agent.stop('SIGTERM');
+    agent = w.startAgent(['--source', `dir:${w.dir}`, '--resync', '1']);
+    await agent.waitForOutput((o) => o.includes('"agent started"'), 15_000);
+    const be = BpfMap.open(join(mapsDir(w.bpfRoot), LB4_BE_MAP));
+    t.teardown(() => be.close());
+    const [key] = [...be.entries()].find(([, v]) => v.some((b) => b !== 0))!;
+    const before = Buffer.from(be.get(key)!);
+    be.set(key, new Uint8Array(before.length)); // an array map: zeros are no entry
+    const log = await agent.waitForOutput((o) => o.includes('datapath drift repaired'), 10_000);
+    t.match(log, /"msg":"datapath drift repaired[^\n]*"added":1,"updated":0,"deleted":0/, 'logged with the counts');
+    t.same(be.get(key), before, 'the backend entry is back');
+    const st = await apiRequest<AgentStatus>(w.sock, 'GET', '/v1/status');
+    t.match(st.services.lastResync, { mode: 'drift' }, 'the status shows the last check');
+    t.ok(st.services.lastResync!.scanned > 0);
+    const [tcp] = await w.run([{ op: 'tcp', host: CLUSTER_IP, port: 80, n: 20 }]);
+    t.same(servers(tcp!), ['b1', 'b2', 'b3'], 'traffic reaches every backend');
   });
 
   await t.test('--cleanup removes every pin and attachment', async (t) => {

@@ -36,6 +36,7 @@ t.test('a healthy agent, like cilium status', async (t) => {
   t.match(out, /- NodePort: no \(not yet\)/);
   t.match(out, /kl_lb4_svc_v1\s+2621\/262144 \(1\.00%\)/, 'map fill level');
   t.match(out, /^Services:\s+10 frontends, 30 backends, last change 1s ago \(\+3 ~1 -0 in 0\.8 ms\)$/m);
+  t.notMatch(out, /drift check/, 'no line before the first check');
   t.match(out, /^Controllers:\s+1\/1 healthy$/m);
   t.match(out, /^IPAM:\s+10\.42\.0\.0\/24$/m);
 });
@@ -58,4 +59,14 @@ t.test('problems and errors are shown', async (t) => {
   t.match(out, /^Controllers:\s+0\/1 healthy$/m);
   t.match(out, /error: map full/);
   t.match(out, /^IPAM:\s+no pod range yet/m);
+});
+
+t.test('the last drift check under Services', async (t) => {
+  const st = base();
+  st.services.lastResync = { at: '2026-11-23T12:00:30.000Z', mode: 'drift', added: 0, updated: 0, deleted: 0, scanned: 503216, durationMs: 241.8 };
+  t.match(renderStatus(st, now), /^Services:.*\n\s+last drift check 30s ago: no drift, 503216 entries compared in 241\.8 ms$/m);
+  st.services.lastResync = { ...st.services.lastResync, added: 1, updated: 2, deleted: 3 };
+  t.match(renderStatus(st, now), /last drift check 30s ago: drift repaired \(\+1 ~2 -3\)/);
+  st.services.lastResync = { ...st.services.lastResync, mode: 'full', added: 0, updated: 0, deleted: 0, scanned: 0 };
+  t.match(renderStatus(st, now), /last drift check 30s ago: maps re-read after a failed write/);
 });
