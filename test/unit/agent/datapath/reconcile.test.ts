@@ -5,7 +5,7 @@ import {
   LB4_BE_MAP, LB4_SVC_MAP, LB6_BE_MAP, LB6_SVC_MAP, LB_CONFIG_MAPS, lb4KeyCodec, lb6KeyCodec, svcValueCodec, u32Codec,
   type LbConfigMapName,
 } from '../../../../agent/datapath/lb-layout.ts';
-import { MemoryMap, planWrites, reconcile, type MapPlan } from '../../../../agent/datapath/reconcile.ts';
+import { MemoryMap, planWrites, reconcile, repair, type MapPlan } from '../../../../agent/datapath/reconcile.ts';
 
 const b = (...xs: number[]) => Uint8Array.from(xs);
 
@@ -67,6 +67,27 @@ function lbMaps(): Record<LbConfigMapName, MemoryMap> {
   for (const n of LB_CONFIG_MAPS) maps[n] = new MemoryMap(n, check);
   return maps;
 }
+
+t.test('repair: drift written back in reconcile order, counted as adds, updates and deletes', async (t) => {
+  const writes: string[] = [];
+  const log = (op: string, name: string, key: Uint8Array) => writes.push(`${name}:${op}:${key[0]}`);
+  const a = new MemoryMap('a', log), c = new MemoryMap('c', log);
+  a.update(b(9), b(0));
+  c.update(b(8), b(0));
+  c.update(b(2), b(7));
+  writes.length = 0;
+  const r = repair([
+    { name: 'c', map: c, missing: [{ key: b(1), value: b(1) }], changed: [{ key: b(2), value: b(2) }], extra: [b(8)], phase: (k) => (k[0] === 1 || k[0] === 8 ? 5 : 3) },
+    { name: 'a', map: a, missing: [{ key: b(3), value: b(3) }], changed: [], extra: [b(9)] },
+  ]);
+  t.same(writes, ['a:update:3', 'c:update:2', 'c:update:1', 'c:delete:8', 'a:delete:9'], 'upserts by increasing phase, then deletes by decreasing phase');
+  t.same({ added: r.added, updated: r.updated, deleted: r.deleted }, { added: 2, updated: 1, deleted: 2 });
+  t.same(r.byMap, { c: { added: 1, updated: 1, deleted: 1 }, a: { added: 1, updated: 0, deleted: 1 } });
+  t.same(c.get(b(2)), b(2));
+  writes.length = 0;
+  const none = repair([{ name: 'a', map: a, missing: [], changed: [], extra: [] }]);
+  t.same([none.added, none.updated, none.deleted, writes.length], [0, 0, 0, 0], 'no drift: no write');
+});
 
 t.test('LB maps: every intermediate state is consistent, and a second run writes nothing', async (t) => {
   const maps = lbMaps();
