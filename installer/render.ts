@@ -33,7 +33,22 @@ export function cliArgv(nodeBin: string, bundleDir: string, args: string[], node
  * (a cap turns a large cluster into an OOM crash loop, worse than a large
  * RSS). What the agent does itself: agent/memory.ts.
  */
-export const AGENT_NODE_FLAGS = ['--max-semi-space-size=4'];
+export const AGENT_NODE_FLAGS = ['--max-semi-space-size=4', compileCachePreload()];
+
+/**
+ * Node's compile cache on before the entry script loads. agent/cli/kinglet.ts
+ * turns the cache on itself, but it is TypeScript: Node has already started
+ * its type stripper for that one file, and the stripper stays in memory (idle
+ * agent, no objects: RSS ~81 -> ~71 MB, VmHWM ~106 -> ~91 MB; measured with
+ * `kinglet agent --source dir:` on an empty directory). A preload given as a
+ * data: URL, base64 so that systemd (% specifiers) and sh leave it alone; it
+ * honours KINGLET_COMPILE_CACHE like kinglet.ts. The first start after an
+ * install fills the cache and still pays once.
+ */
+export function compileCachePreload(): string {
+  const code = 'import{enableCompileCache}from"node:module";const d=process.env.KINGLET_COMPILE_CACHE;if(d!=="off")try{enableCompileCache(d||undefined)}catch{}';
+  return `--import=data:text/javascript;base64,${Buffer.from(code).toString('base64')}`;
+}
 
 /** The agent as a systemd service, started after k3s. */
 export function agentSystemdUnit(exec: string[], k3sUnit: string): string {

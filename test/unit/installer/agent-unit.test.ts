@@ -31,3 +31,18 @@ for (const [host, init] of [['debian12', 'systemd'], ['alpine', 'openrc']] as co
     t.match(content, init === 'systemd' ? /^Restart=always$/m : /^supervisor=supervise-daemon$/m, 'restarted on failure');
   });
 }
+
+t.test("the agent's node flags turn the compile cache on before its TypeScript entry loads", async (t) => {
+  const { AGENT_NODE_FLAGS } = await import('../../../installer/render.ts');
+  const { execFileSync } = await import('node:child_process');
+  const { mkdtemp, rm, writeFile } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const dir = await mkdtemp(join(tmpdir(), 'kl-cc-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const entry = join(dir, 'entry.ts');
+  await writeFile(entry, "import { getCompileCacheDir } from 'node:module';\nconst d: string | undefined = getCompileCacheDir();\nprocess.stdout.write(String(d));\n");
+  const run = (cache: string) => execFileSync(process.execPath, [...AGENT_NODE_FLAGS, entry], { env: { ...process.env, KINGLET_COMPILE_CACHE: cache }, encoding: 'utf8' });
+  t.match(run(join(dir, 'cache')), join(dir, 'cache'), 'on, in KINGLET_COMPILE_CACHE, while the entry runs');
+  t.equal(run('off'), 'undefined', 'KINGLET_COMPILE_CACHE=off leaves it off');
+});
