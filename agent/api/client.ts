@@ -1,6 +1,7 @@
 // Client for the agent's local API over its unix socket.
-import { request } from 'node:http';
 import type { ApiError } from './types.ts';
+// Not an ES import: see server.ts (an import of node:http loads undici).
+const { request } = process.getBuiltinModule('node:http');
 
 export class ApiClientError extends Error {
   override name = 'ApiClientError';

@@ -31,3 +31,13 @@ t.test('the kube source does load its client', async (t) => {
   const loaded = await packagesLoadedBy(['agent/source/kube.ts']);
   t.ok(loaded.includes('@kubernetes/client-node'));
 });
+
+t.test('the agent with a dir source loads neither undici nor TLS from Node itself', async (t) => {
+  // An ES import of node:http reads all its exports, and the WebSocket getter
+  // loads undici (with tls, http2, zlib, worker_threads): ~12 MB of RSS.
+  const code = `await import(${JSON.stringify(root + 'agent/cli/commands/agent.ts')}); await import(${JSON.stringify(root + 'agent/agent.ts')}); process.stdout.write(JSON.stringify(process.moduleLoadList));`;
+  const { stdout } = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', code], { cwd: root });
+  const loaded = JSON.parse(stdout) as string[];
+  t.ok(loaded.includes('NativeModule _http_server'), "the check sees Node's modules (the API server's are loaded)");
+  t.same(loaded.filter((m) => /undici|\btls\b|http2/.test(m)), [], 'no undici, tls or http2');
+});
