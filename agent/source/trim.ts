@@ -69,6 +69,7 @@ const CONDITIONS = ['ready', 'serving', 'terminating'] as const;
  * booleans or absent) are shared, frozen so a stray write fails loudly.
  */
 const sharedConditions = new Map<string, Readonly<Rec>>();
+const sharedConditionValues = new Set<unknown>();
 
 function conditions(v: unknown): unknown {
   if (!isRec(v)) return v;
@@ -89,6 +90,7 @@ function conditions(v: unknown): unknown {
   if (!c) {
     c = Object.freeze(pick(v, CONDITIONS));
     sharedConditions.set(key, c);
+    sharedConditionValues.add(c);
   }
   return c;
 }
@@ -98,6 +100,114 @@ function endpoint(e: unknown): unknown {
   const out = pick(e, ENDPOINT);
   if (out.conditions !== undefined) out.conditions = conditions(out.conditions);
   return out;
+}
+
+/**
+ * Strings that repeat across many objects (node names, zones: a few per
+ * cluster, on every endpoint) kept once. Bounded: past that, strings are
+ * kept as they come.
+ */
+const interned = new Map<string, string>();
+const MAX_INTERNED = 4096;
+
+function intern(s: string): string {
+  const have = interned.get(s);
+  if (have !== undefined) return have;
+  if (interned.size < MAX_INTERNED) interned.set(s, s);
+  return s;
+}
+
+/** One value for every endpoint (a field most slices have the same on each), or one per endpoint. */
+type PerEndpoint<T> = T | T[];
+
+const at = <T>(v: PerEndpoint<T>, i: number): T => (Array.isArray(v) ? v[i] : v) as T;
+
+/** `values` as one value when they are all the same. */
+function compact<T>(values: T[]): PerEndpoint<T> {
+  for (let i = 1; i < values.length; i++) if (values[i] !== values[0]) return values;
+  return values[0] as T;
+}
+
+/**
+ * The endpoints of an EndpointSlice, packed: the slices are the bulk of what
+ * the agent keeps (at 10k services x 10 endpoints, one object and one
+ * addresses array per endpoint: ~7 of ~18 MB), and the model keeps its own
+ * parsed copy of them. Only the plain shape is packed: one address, shared
+ * conditions, string nodeName and zone, no hints (anything else is kept as it
+ * came, for the model to read or report).
+ */
+class PackedEndpoints {
+  readonly addresses: string[];
+  readonly conditions: PerEndpoint<Readonly<Rec> | undefined>;
+  readonly nodeNames: PerEndpoint<string | undefined>;
+  readonly zones: PerEndpoint<string | undefined>;
+  constructor(addresses: string[], conditions: PerEndpoint<Readonly<Rec> | undefined>, nodeNames: PerEndpoint<string | undefined>, zones: PerEndpoint<string | undefined>) {
+    this.addresses = addresses;
+    this.conditions = conditions;
+    this.nodeNames = nodeNames;
+    this.zones = zones;
+  }
+}
+
+const optionalString = (v: unknown): v is string | undefined => v === undefined || typeof v === 'string';
+
+/** `eps` (a slice's endpoints as they came) packed, or undefined when one is not of the plain shape. */
+function pack(eps: unknown[]): PackedEndpoints | undefined {
+  const n = eps.length;
+  const addresses = new Array<string>(n), conds = new Array<Readonly<Rec> | undefined>(n);
+  const nodes = new Array<string | undefined>(n), zones = new Array<string | undefined>(n);
+  for (let i = 0; i < n; i++) {
+    const e = eps[i];
+    if (!isRec(e) || e.hints !== undefined) return undefined;
+    const a = e.addresses, node = e.nodeName, zone = e.zone;
+    if (!Array.isArray(a) || a.length !== 1 || typeof a[0] !== 'string' || !optionalString(node) || !optionalString(zone)) return undefined;
+    const c = e.conditions === undefined ? undefined : conditions(e.conditions);
+    if (c !== undefined && !sharedConditionValues.has(c)) return undefined;
+    addresses[i] = a[0];
+    conds[i] = c as Readonly<Rec> | undefined;
+    nodes[i] = node === undefined ? undefined : intern(node);
+    zones[i] = zone === undefined ? undefined : intern(zone);
+  }
+  return new PackedEndpoints(addresses, compact(conds), compact(nodes), compact(zones));
+}
+
+const PACKED = Symbol('kinglet.packedEndpoints');
+
+/**
+ * `endpoints` of a packed slice: plain objects built at each read (the
+ * model reads them once per change of the slice), the same as trimming
+ * gives for an unpacked one. Shared by every packed slice.
+ */
+function unpack(this: Rec): Rec[] {
+  const p = this[PACKED as unknown as string] as PackedEndpoints;
+  const out = new Array<Rec>(p.addresses.length);
+  for (let i = 0; i < out.length; i++) {
+    const e: Rec = { addresses: [p.addresses[i]] };
+    const c = at(p.conditions, i), node = at(p.nodeNames, i), zone = at(p.zones, i);
+    if (c !== undefined) e.conditions = c;
+    if (node !== undefined) e.nodeName = node;
+    if (zone !== undefined) e.zone = zone;
+    out[i] = e;
+  }
+  return out;
+}
+
+/** Writing `endpoints` makes it a plain property again. */
+function replaceEndpoints(this: Rec, v: unknown): void {
+  Object.defineProperty(this, 'endpoints', { value: v, writable: true, enumerable: true, configurable: true });
+  delete this[PACKED as unknown as string];
+}
+
+const PACKED_ENDPOINTS: PropertyDescriptor = { get: unpack, set: replaceEndpoints, enumerable: true, configurable: true };
+
+function sliceEndpoints(out: Rec, eps: unknown): void {
+  const p = Array.isArray(eps) && eps.length > 0 ? pack(eps) : undefined;
+  if (!p) {
+    out.endpoints = Array.isArray(eps) ? eps.map(endpoint) : eps;
+    return;
+  }
+  Object.defineProperty(out, PACKED, { value: p, enumerable: false, writable: true, configurable: true });
+  Object.defineProperty(out, 'endpoints', PACKED_ENDPOINTS);
 }
 
 function withSpecStatus(o: Rec, spec: ((s: Rec) => Rec) | undefined, status: ((s: Rec) => Rec) | undefined): Rec {
@@ -114,7 +224,7 @@ const TRIM: Record<string, (o: Rec) => Rec> = {
     const out = pick(o, ['apiVersion', 'kind']);
     out.metadata = metadata(o.metadata);
     for (const k of ['addressType', 'ports'] as const) if (o[k] !== undefined) out[k] = o[k];
-    if (o.endpoints !== undefined) out.endpoints = Array.isArray(o.endpoints) ? o.endpoints.map(endpoint) : o.endpoints;
+    if (o.endpoints !== undefined) sliceEndpoints(out, o.endpoints);
     return out;
   },
   Node: (o) => withSpecStatus(o, (s) => pick(s, ['podCIDR', 'podCIDRs', 'providerID', 'unschedulable', 'taints']), (s) => pick(s, ['addresses', 'conditions'])),

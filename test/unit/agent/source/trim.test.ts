@@ -80,7 +80,7 @@ t.test('irrelevant fields are dropped, relevant ones kept exactly, the input unt
   });
   t.equal(out.endpoints[0].conditions, out.endpoints[1].conditions, 'equal plain conditions are one shared object');
   t.ok(Object.isFrozen(out.endpoints[0].conditions), 'frozen: a consumer writing to it fails loudly');
-  t.equal(out.endpoints[0].addresses, (slice as Record<string, any>).endpoints[0].addresses, 'kept values are the same objects, not copies');
+  t.equal(out.ports, (slice as Record<string, any>).ports, 'kept values are the same objects, not copies');
 
   const svc = trimObject('Service', withServerNoise({
     apiVersion: 'v1', kind: 'Service', metadata: { name: 'a', namespace: 'n', annotations: { 'example.com/keep': 'yes' } },
@@ -134,4 +134,62 @@ t.test('odd values are kept as they are, so the model still reports them', async
   t.same(extra.endpoints[0].conditions, { ready: true, other: 1 }, 'not a plain shape: not shared, not changed');
   const spec = trimObject('Service', { kind: 'Service', metadata: { name: 'a' }, spec: 'oops' }) as Record<string, any>;
   t.equal(spec.spec, 'oops', 'a spec that is not an object stays for the model to report');
+});
+
+t.test('endpoints of the plain shape are packed, and read back as trimming gives them', async (t) => {
+  const eps = (n: number, extra: (i: number) => Record<string, unknown> = () => ({})) => Array.from({ length: n }, (_, i) => ({
+    addresses: [`10.42.0.${i + 1}`], conditions: { ready: i !== 1, serving: true, terminating: i === 1 }, nodeName: `edge-${i % 2}`, targetRef: { kind: 'Pod', name: `p${i}` }, ...extra(i),
+  }));
+  const slice = (endpoints: unknown): KubeObject => ({
+    apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', metadata: { name: 's', namespace: 'n', labels: { 'kubernetes.io/service-name': 'svc' } },
+    addressType: 'IPv4', ports: [{ name: 'http', port: 8080, protocol: 'TCP' }], endpoints,
+  });
+  const expected = (list: Record<string, unknown>[]) => list.map(({ targetRef: _, ...e }) => e);
+
+  const input = eps(4, (i) => (i === 3 ? { zone: 'z1' } : {}));
+  const out = trimObject('EndpointSlice', slice(input)) as Record<string, any>;
+  t.same(out.endpoints, expected(input), 'the same endpoints, fields and values');
+  t.same(Object.keys(out), ['apiVersion', 'kind', 'metadata', 'addressType', 'ports', 'endpoints'], 'the same keys, in order (no packed form among them)');
+  t.same(JSON.parse(JSON.stringify(out)).endpoints, expected(input), 'JSON has them');
+  t.same({ ...out }.endpoints, expected(input), 'a spread copy has them');
+  t.not(out.endpoints, out.endpoints, 'built at each read (not kept)');
+  t.equal(out.endpoints[0].conditions, out.endpoints[2].conditions, 'conditions still shared');
+  t.ok(Object.isFrozen(out.endpoints[0].conditions));
+
+  const other = trimObject('EndpointSlice', slice(eps(2, () => ({ nodeName: ['edge', '1'].join('-') })))) as Record<string, any>;
+  t.equal(other.endpoints[0].nodeName, 'edge-1');
+
+  out.endpoints = [{ addresses: ['10.42.9.9'] }];
+  t.same(out.endpoints, [{ addresses: ['10.42.9.9'] }], 'writing endpoints replaces them, as on a plain object');
+  t.same(Object.keys(out), ['apiVersion', 'kind', 'metadata', 'addressType', 'ports', 'endpoints']);
+
+  // Not the plain shape: kept as trimming keeps it (one copy, the same values), for the model to read or report.
+  for (const [what, list] of [
+    ['two addresses', eps(2, (i) => (i === 1 ? { addresses: ['10.42.0.2', '10.42.0.3'] } : {}))],
+    ['hints', eps(2, () => ({ hints: { forZones: [{ name: 'z1' }] } }))],
+    ['a non-boolean condition', eps(2, (i) => (i === 0 ? { conditions: { ready: 'yes' } } : {}))],
+    ['a number for nodeName', eps(2, (i) => (i === 0 ? { nodeName: 7 } : {}))],
+    ['a non-object endpoint', [...eps(1), 'x']],
+  ] as const) {
+    const o = trimObject('EndpointSlice', slice(list)) as Record<string, any>;
+    t.same(o.endpoints, (list as unknown[]).map((e) => (typeof e === 'object' && e !== null ? expected([e as Record<string, unknown>])[0] : e)), `${what}: kept`);
+    t.equal(o.endpoints, o.endpoints, `${what}: a plain property`);
+  }
+});
+
+t.test('packed slices give the model the same state and warnings', async (t) => {
+  const mk = (name: string, endpoints: unknown[]): KubeObject => ({
+    apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', metadata: { name, namespace: 'n', labels: { 'kubernetes.io/service-name': 'svc' } },
+    addressType: 'IPv4', ports: [{ name: 'http', port: 8080, protocol: 'TCP' }], endpoints,
+  });
+  const slices = [
+    mk('a', [{ addresses: ['10.42.0.2'], conditions: { ready: true }, nodeName: 'n1' }, { addresses: ['10.42.0.1'], conditions: { ready: false, serving: true, terminating: true } }]),
+    mk('b', [{ addresses: ['fd00::1'], conditions: {} }, { addresses: ['10.42.0.3'], conditions: { ready: false } }, { addresses: ['10.42.0.1'], nodeName: 'n0', zone: 'z' }]),
+  ];
+  const svc: KubeObject = { apiVersion: 'v1', kind: 'Service', metadata: { name: 'svc', namespace: 'n' }, spec: { clusterIP: '10.43.0.1', ports: [{ name: 'http', port: 80, targetPort: 8080 }] } };
+  const plain = { services: [svc], endpointSlices: slices };
+  const trimmed = { services: [svc], endpointSlices: slices.map((s) => trimObject('EndpointSlice', s)) };
+  const a = buildLbState(plain), b = buildLbState(trimmed);
+  t.ok(a.state.frontends[0]?.backends.length === 2 && a.warnings.length === 1, 'backends and a warning to compare');
+  t.same(b, a);
 });
