@@ -62,6 +62,7 @@
 import type { Snapshot, KubeObject } from '../source/types.ts';
 import type { IpFamily, L4Protocol, LbBackend, LbFrontend, LbState, ModelWarning } from './types.ts';
 import { ipv4Value, parseIp, type ParsedIp } from './ip.ts';
+import { packedEndpoints, type PackedEndpoints } from '../source/trim.ts';
 
 export { parseIp, normalizeIp, type ParsedIp } from './ip.ts';
 
@@ -156,9 +157,9 @@ interface ParsedSlice {
   id: string;
   family: IpFamily;
   ports: SlicePort[];
-  addresses: string[];
-  ranks: number[] | undefined;
-  nodes: (string | undefined)[] | undefined;
+  readonly addresses: readonly string[];
+  readonly ranks: readonly number[] | undefined;
+  readonly nodes: readonly (string | undefined)[] | undefined;
 }
 
 /** The sort key of an address parseSlice accepted: its value for IPv4, the hex key for IPv6 (numeric order either way). */
@@ -172,6 +173,43 @@ function parseCondition(conds: Rec, key: string): boolean | null | 'bad' {
   if (v === undefined || v === null) return null;
   if (typeof v === 'boolean') return v;
   return 'bad';
+}
+
+/** An endpoint's rank (see ParsedSlice) from its conditions object, or 'bad' for a non-boolean value. */
+function rankOf(conds: Rec): number | 'bad' {
+  const ready = parseCondition(conds, 'ready'), serving = parseCondition(conds, 'serving'), terminating = parseCondition(conds, 'terminating');
+  if (ready === 'bad' || serving === 'bad' || terminating === 'bad') return 'bad';
+  const isReady = ready ?? true;
+  const isServing = serving ?? isReady;
+  const isTerminating = terminating ?? false;
+  return isReady ? 2 : isServing && isTerminating ? 1 : 0;
+}
+
+const readyConds = (c: Readonly<Rec> | undefined): boolean => c === undefined || rankOf(c) === 2;
+
+/**
+ * The usual slice as the source packed it (agent/source/trim.ts): every
+ * endpoint ready, its address canonical and of the slice's family. Then the
+ * parsed slice shares the source's arrays instead of holding a copy. Anything
+ * else (undefined here) goes through the general path and its warnings.
+ */
+function sharedEndpoints(p: Readonly<PackedEndpoints>, family: IpFamily): Pick<ParsedSlice, 'addresses' | 'ranks' | 'nodes'> | undefined {
+  const { addresses, conditions, nodeNames } = p;
+  for (const a of addresses) {
+    if (family === 4) {
+      if (ipv4Value(a) < 0) return undefined;
+    } else {
+      const ip = parseIp(a);
+      if (ip?.family !== 6 || ip.address !== a) return undefined;
+    }
+  }
+  if (Array.isArray(conditions) ? !conditions.every(readyConds) : !readyConds(conditions as Readonly<Rec> | undefined)) return undefined;
+  let nodes: readonly (string | undefined)[] | undefined;
+  if (Array.isArray(nodeNames)) {
+    if (!nodeNames.every((n) => n !== undefined && n !== '')) return undefined;
+    nodes = nodeNames;
+  } else if (typeof nodeNames === 'string' && nodeNames !== '') nodes = new Array<string>(addresses.length).fill(nodeNames);
+  return { addresses, ranks: undefined, nodes };
 }
 
 function parseSlice(obj: unknown, meta: Meta, id: string, warn: (reason: string) => void): { serviceKey: string; slice: ParsedSlice } | undefined {
@@ -224,6 +262,10 @@ function parseSlice(obj: unknown, meta: Meta, id: string, warn: (reason: string)
     });
   }
 
+  const packed = packedEndpoints(o);
+  const shared = packed ? sharedEndpoints(packed, family) : undefined;
+  if (shared) return { serviceKey: `${meta.namespace}/${svcName}`, slice: { id, family, ports, ...shared } };
+
   const addresses: string[] = [], ranks: number[] = [], nodes: (string | undefined)[] = [];
   let allReady = true, anyNode = false;
   const rawEps = get(o, 'endpoints');
@@ -263,25 +305,19 @@ function parseSlice(obj: unknown, meta: Meta, id: string, warn: (reason: string)
         }
         address = ip.address;
       }
-      let ready: boolean | null | 'bad' = null, serving: boolean | null | 'bad' = null, terminating: boolean | null | 'bad' = null;
+      let rank: number | 'bad' = 2;
       const conds = get(ep, 'conditions');
       if (conds !== undefined && conds !== null) {
         if (!isRec(conds)) {
           warn(`endpoints[${i}].conditions is not an object`);
           return;
         }
-        ready = parseCondition(conds, 'ready');
-        serving = parseCondition(conds, 'serving');
-        terminating = parseCondition(conds, 'terminating');
-        if (ready === 'bad' || serving === 'bad' || terminating === 'bad') {
+        rank = rankOf(conds);
+        if (rank === 'bad') {
           warn(`endpoints[${i}].conditions has a non-boolean value`);
           return;
         }
       }
-      const isReady = ready ?? true;
-      const isServing = serving ?? isReady;
-      const isTerminating = terminating ?? false;
-      const rank = isReady ? 2 : isServing && isTerminating ? 1 : 0;
       if (rank === 0) return;
       const node = get(ep, 'nodeName');
       addresses.push(address);

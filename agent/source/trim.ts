@@ -136,7 +136,7 @@ function compact<T>(values: T[]): PerEndpoint<T> {
  * conditions, string nodeName and zone, no hints (anything else is kept as it
  * came, for the model to read or report).
  */
-class PackedEndpoints {
+export class PackedEndpoints {
   readonly addresses: string[];
   readonly conditions: PerEndpoint<Readonly<Rec> | undefined>;
   readonly nodeNames: PerEndpoint<string | undefined>;
@@ -172,6 +172,17 @@ function pack(eps: unknown[]): PackedEndpoints | undefined {
 }
 
 const PACKED = Symbol('kinglet.packedEndpoints');
+
+/**
+ * The packed endpoints of a slice trimObject gave, or undefined (not packed,
+ * or its endpoints were replaced since). Read-only: a consumer that keeps
+ * its arrays shares them instead of copying them (the model does).
+ */
+export function packedEndpoints(slice: unknown): Readonly<PackedEndpoints> | undefined {
+  if (!isRec(slice)) return undefined;
+  const p = (slice as Record<symbol, unknown>)[PACKED];
+  return p instanceof PackedEndpoints ? p : undefined;
+}
 
 /**
  * `endpoints` of a packed slice: plain objects built at each read (the

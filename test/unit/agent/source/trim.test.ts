@@ -4,7 +4,7 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { trimObject } from '../../../../agent/source/trim.ts';
 import { parseManifests, toSnapshot } from '../../../../agent/source/manifests.ts';
-import { buildLbState } from '../../../../agent/model/services.ts';
+import { LbModel, buildLbState } from '../../../../agent/model/services.ts';
 import type { KubeObject, Snapshot } from '../../../../agent/source/types.ts';
 
 const fixtures = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'fixtures', 'k8s');
@@ -186,10 +186,21 @@ t.test('packed slices give the model the same state and warnings', async (t) => 
     mk('a', [{ addresses: ['10.42.0.2'], conditions: { ready: true }, nodeName: 'n1' }, { addresses: ['10.42.0.1'], conditions: { ready: false, serving: true, terminating: true } }]),
     mk('b', [{ addresses: ['fd00::1'], conditions: {} }, { addresses: ['10.42.0.3'], conditions: { ready: false } }, { addresses: ['10.42.0.1'], nodeName: 'n0', zone: 'z' }]),
   ];
-  const svc: KubeObject = { apiVersion: 'v1', kind: 'Service', metadata: { name: 'svc', namespace: 'n' }, spec: { clusterIP: '10.43.0.1', ports: [{ name: 'http', port: 80, targetPort: 8080 }] } };
-  const plain = { services: [svc], endpointSlices: slices };
-  const trimmed = { services: [svc], endpointSlices: slices.map((s) => trimObject('EndpointSlice', s)) };
+  const v6 = (name: string, svc: string, endpoints: unknown[]): KubeObject => ({ ...mk(name, endpoints), metadata: { name, namespace: 'n', labels: { 'kubernetes.io/service-name': svc } }, addressType: 'IPv6' });
+  // All ready, canonical addresses: the model shares the packed arrays.
+  slices.push(mk('c', [{ addresses: ['10.42.0.9'], conditions: { ready: true }, nodeName: 'n1' }, { addresses: ['10.42.0.8'], conditions: { ready: true }, nodeName: 'n2' }]));
+  slices.push(v6('d', 'svc6', [{ addresses: ['fd00::2'], nodeName: 'n1' }, { addresses: ['fd00::1'], nodeName: 'n1' }]));
+  slices.push(v6('e', 'svc6', [{ addresses: ['FD00:0::3'], nodeName: '' }, { addresses: ['10.42.0.7'] }]));
+  const service = (name: string, ip: string): KubeObject => ({ apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: 'n' }, spec: { clusterIP: ip, ports: [{ name: 'http', port: 80, targetPort: 8080 }] } });
+  const services = [service('svc', '10.43.0.1'), service('svc6', 'fd43::1')];
+  const plain = { services, endpointSlices: slices };
+  const trimmed = { services, endpointSlices: slices.map((s) => trimObject('EndpointSlice', s)) };
   const a = buildLbState(plain), b = buildLbState(trimmed);
-  t.ok(a.state.frontends[0]?.backends.length === 2 && a.warnings.length === 1, 'backends and a warning to compare');
+  t.same(a.state.frontends.map((f) => f.backends.length), [4, 3], 'backends to compare');
+  t.same(a.warnings.map((w) => w.object), ['EndpointSlice n/b', 'EndpointSlice n/e'], 'warnings to compare');
   t.same(b, a);
+  const model = new LbModel();
+  model.update({ services, endpointSlices: trimmed.endpointSlices.slice(0, 3) });
+  const u = model.update(trimmed);
+  t.same({ state: u.state, warnings: u.warnings }, a, 'the incremental model too');
 });
