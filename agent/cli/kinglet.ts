@@ -5,7 +5,10 @@
 // Node strips the TypeScript types itself; its compile cache keeps that work
 // (and the ~35 MB the type stripper costs in memory) off every start after the
 // first. KINGLET_COMPILE_CACHE=<dir> moves the cache, "off" disables it. The
-// cache must be on before anything else loads, hence the dynamic import.
+// cache must be on before anything else loads, hence the dynamic import. This
+// file itself is stripped before it can turn the cache on: the agent's
+// service turns it on earlier, with a preload (AGENT_NODE_FLAGS in
+// installer/render.ts).
 import { enableCompileCache } from 'node:module';
 
 const cacheDir = process.env.KINGLET_COMPILE_CACHE;
