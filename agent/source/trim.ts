@@ -36,6 +36,36 @@ function pickEach(v: unknown, keys: readonly string[]): unknown {
   return Array.isArray(v) ? v.map((e) => pickRec(e, keys)) : v;
 }
 
+/**
+ * Strings that repeat across many objects (apiVersion, kind, namespaces,
+ * node names, zones: a few per cluster, on every object or endpoint) kept
+ * once: parsers give each occurrence its own copy. Bounded: past that,
+ * strings are kept as they come.
+ */
+const interned = new Map<string, string>();
+const MAX_INTERNED = 4096;
+
+function intern(s: string): string {
+  const have = interned.get(s);
+  if (have !== undefined) return have;
+  if (interned.size < MAX_INTERNED) interned.set(s, s);
+  return s;
+}
+
+/** `o[k]` interned when it is a string. */
+function internField(o: Rec, k: string): void {
+  const v = o[k];
+  if (typeof v === 'string') o[k] = intern(v);
+}
+
+/** apiVersion and kind, the start of every trimmed object. */
+function head(o: Rec): Rec {
+  const out = pick(o, ['apiVersion', 'kind']);
+  internField(out, 'apiVersion');
+  internField(out, 'kind');
+  return out;
+}
+
 const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
 
 const METADATA = ['name', 'namespace', 'uid', 'resourceVersion', 'generation', 'labels', 'annotations', 'deletionTimestamp'] as const;
@@ -43,6 +73,7 @@ const METADATA = ['name', 'namespace', 'uid', 'resourceVersion', 'generation', '
 function metadata(md: unknown): unknown {
   if (!isRec(md)) return md;
   const out = pick(md, METADATA);
+  internField(out, 'namespace');
   const ann = out.annotations;
   // kubectl apply stores the whole object again in this annotation.
   if (isRec(ann) && Object.prototype.hasOwnProperty.call(ann, LAST_APPLIED)) {
@@ -100,21 +131,6 @@ function endpoint(e: unknown): unknown {
   const out = pick(e, ENDPOINT);
   if (out.conditions !== undefined) out.conditions = conditions(out.conditions);
   return out;
-}
-
-/**
- * Strings that repeat across many objects (node names, zones: a few per
- * cluster, on every endpoint) kept once. Bounded: past that, strings are
- * kept as they come.
- */
-const interned = new Map<string, string>();
-const MAX_INTERNED = 4096;
-
-function intern(s: string): string {
-  const have = interned.get(s);
-  if (have !== undefined) return have;
-  if (interned.size < MAX_INTERNED) interned.set(s, s);
-  return s;
 }
 
 /** One value for every endpoint (a field most slices have the same on each), or one per endpoint. */
@@ -222,7 +238,7 @@ function sliceEndpoints(out: Rec, eps: unknown): void {
 }
 
 function withSpecStatus(o: Rec, spec: ((s: Rec) => Rec) | undefined, status: ((s: Rec) => Rec) | undefined): Rec {
-  const out = pick(o, ['apiVersion', 'kind']);
+  const out = head(o);
   out.metadata = metadata(o.metadata);
   if (o.spec !== undefined) out.spec = spec && isRec(o.spec) ? spec(o.spec) : o.spec;
   if (o.status !== undefined) out.status = status && isRec(o.status) ? status(o.status) : o.status;
@@ -232,9 +248,10 @@ function withSpecStatus(o: Rec, spec: ((s: Rec) => Rec) | undefined, status: ((s
 const TRIM: Record<string, (o: Rec) => Rec> = {
   Service: (o) => withSpecStatus(o, (s) => pick(s, SERVICE_SPEC), (s) => pick(s, ['loadBalancer'])),
   EndpointSlice: (o) => {
-    const out = pick(o, ['apiVersion', 'kind']);
+    const out = head(o);
     out.metadata = metadata(o.metadata);
     for (const k of ['addressType', 'ports'] as const) if (o[k] !== undefined) out[k] = o[k];
+    internField(out, 'addressType');
     if (o.endpoints !== undefined) sliceEndpoints(out, o.endpoints);
     return out;
   },
