@@ -187,6 +187,32 @@ function pack(eps: unknown[]): PackedEndpoints | undefined {
   return new PackedEndpoints(addresses, compact(conds), compact(nodes), compact(zones));
 }
 
+/**
+ * Equal `ports` lists of EndpointSlices shared, frozen (most slices of a
+ * cluster carry one of a few: name, port, protocol). Only lists of records
+ * of strings and numbers; bounded like `interned`.
+ */
+const sharedPortLists = new Map<string, readonly Rec[]>();
+const SLICE_PORT_KEYS = new Set(['name', 'port', 'protocol', 'appProtocol']);
+
+function slicePorts(v: unknown): unknown {
+  if (!Array.isArray(v)) return v;
+  for (const p of v) {
+    if (!isRec(p)) return v;
+    for (const k of Object.keys(p)) {
+      const x = p[k];
+      if (!SLICE_PORT_KEYS.has(k) || (typeof x !== 'string' && typeof x !== 'number')) return v;
+    }
+  }
+  const key = JSON.stringify(v);
+  const have = sharedPortLists.get(key);
+  if (have) return have;
+  if (sharedPortLists.size >= MAX_INTERNED) return v;
+  const list = Object.freeze(v.map((p: Rec) => Object.freeze({ ...p })));
+  sharedPortLists.set(key, list);
+  return list;
+}
+
 const PACKED = Symbol('kinglet.packedEndpoints');
 
 /**
@@ -252,6 +278,7 @@ const TRIM: Record<string, (o: Rec) => Rec> = {
     out.metadata = metadata(o.metadata);
     for (const k of ['addressType', 'ports'] as const) if (o[k] !== undefined) out[k] = o[k];
     internField(out, 'addressType');
+    if (out.ports !== undefined) out.ports = slicePorts(out.ports);
     if (o.endpoints !== undefined) sliceEndpoints(out, o.endpoints);
     return out;
   },

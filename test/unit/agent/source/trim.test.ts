@@ -80,7 +80,7 @@ t.test('irrelevant fields are dropped, relevant ones kept exactly, the input unt
   });
   t.equal(out.endpoints[0].conditions, out.endpoints[1].conditions, 'equal plain conditions are one shared object');
   t.ok(Object.isFrozen(out.endpoints[0].conditions), 'frozen: a consumer writing to it fails loudly');
-  t.equal(out.ports, (slice as Record<string, any>).ports, 'kept values are the same objects, not copies');
+  t.equal(out.metadata.labels, (slice as Record<string, any>).metadata.labels, 'kept values are the same objects, not copies');
 
   const svc = trimObject('Service', withServerNoise({
     apiVersion: 'v1', kind: 'Service', metadata: { name: 'a', namespace: 'n', annotations: { 'example.com/keep': 'yes' } },
@@ -158,6 +158,10 @@ t.test('endpoints of the plain shape are packed, and read back as trimming gives
 
   const other = trimObject('EndpointSlice', slice(eps(2, () => ({ nodeName: ['edge', '1'].join('-') })))) as Record<string, any>;
   t.equal(other.endpoints[0].nodeName, 'edge-1');
+  t.equal(other.ports, out.ports, 'equal ports lists are one shared list');
+  t.ok(Object.isFrozen(out.ports) && Object.isFrozen(out.ports[0]), 'frozen: a consumer writing to it fails loudly');
+  const odd = [{ name: 'http', port: 8080, protocol: 'TCP', extra: { x: 1 } }];
+  t.equal((trimObject('EndpointSlice', { ...slice([]), ports: odd }) as Record<string, any>).ports, odd, 'an unusual ports list is kept as it came');
 
   out.endpoints = [{ addresses: ['10.42.9.9'] }];
   t.same(out.endpoints, [{ addresses: ['10.42.9.9'] }], 'writing endpoints replaces them, as on a plain object');
