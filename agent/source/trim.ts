@@ -188,20 +188,20 @@ function pack(eps: unknown[]): PackedEndpoints | undefined {
 }
 
 /**
- * Equal `ports` lists of EndpointSlices shared, frozen (most slices of a
- * cluster carry one of a few: name, port, protocol). Only lists of records
- * of strings and numbers; bounded like `interned`.
+ * Equal `ports` lists of EndpointSlices and Services shared, frozen (most
+ * of a cluster's carry one of a few: name, port, protocol, targetPort).
+ * Only lists of records of strings and numbers; bounded like `interned`.
  */
 const sharedPortLists = new Map<string, readonly Rec[]>();
-const SLICE_PORT_KEYS = new Set(['name', 'port', 'protocol', 'appProtocol']);
+const PORT_KEYS = new Set(['name', 'port', 'protocol', 'appProtocol', 'targetPort', 'nodePort']);
 
-function slicePorts(v: unknown): unknown {
+function sharedPorts(v: unknown): unknown {
   if (!Array.isArray(v)) return v;
   for (const p of v) {
     if (!isRec(p)) return v;
     for (const k of Object.keys(p)) {
       const x = p[k];
-      if (!SLICE_PORT_KEYS.has(k) || (typeof x !== 'string' && typeof x !== 'number')) return v;
+      if (!PORT_KEYS.has(k) || (typeof x !== 'string' && typeof x !== 'number')) return v;
     }
   }
   const key = JSON.stringify(v);
@@ -272,13 +272,19 @@ function withSpecStatus(o: Rec, spec: ((s: Rec) => Rec) | undefined, status: ((s
 }
 
 const TRIM: Record<string, (o: Rec) => Rec> = {
-  Service: (o) => withSpecStatus(o, (s) => pick(s, SERVICE_SPEC), (s) => pick(s, ['loadBalancer'])),
+  Service: (o) => withSpecStatus(o, (s) => {
+    const out = pick(s, SERVICE_SPEC);
+    if (out.ports !== undefined) out.ports = sharedPorts(out.ports);
+    internField(out, 'type');
+    internField(out, 'sessionAffinity');
+    return out;
+  }, (s) => pick(s, ['loadBalancer'])),
   EndpointSlice: (o) => {
     const out = head(o);
     out.metadata = metadata(o.metadata);
     for (const k of ['addressType', 'ports'] as const) if (o[k] !== undefined) out[k] = o[k];
     internField(out, 'addressType');
-    if (out.ports !== undefined) out.ports = slicePorts(out.ports);
+    if (out.ports !== undefined) out.ports = sharedPorts(out.ports);
     if (o.endpoints !== undefined) sliceEndpoints(out, o.endpoints);
     return out;
   },

@@ -208,3 +208,18 @@ t.test('packed slices give the model the same state and warnings', async (t) => 
   const u = model.update(trimmed);
   t.same({ state: u.state, warnings: u.warnings }, a, 'the incremental model too');
 });
+
+t.test('equal Service ports lists are shared, frozen; unusual ones kept as they came', async (t) => {
+  const svc = (ports: unknown): Record<string, any> => trimObject('Service', {
+    apiVersion: 'v1', kind: 'Service', metadata: { name: 'a', namespace: 'n' }, spec: { clusterIP: '10.43.0.10', ports },
+  }) as Record<string, any>;
+  const ports = () => [{ name: 'http', port: 80, protocol: 'TCP', targetPort: 'http' }, { name: 'm', port: 9090, targetPort: 9090 }];
+  const a = svc(ports()), b = svc(ports());
+  t.same(a.spec.ports, ports(), 'the same values');
+  t.equal(a.spec.ports, b.spec.ports, 'one shared list');
+  t.ok(Object.isFrozen(a.spec.ports) && Object.isFrozen(a.spec.ports[1]));
+  t.not(svc([{ port: 80, targetPort: 8080 }]).spec.ports, a.spec.ports, 'a different list is not shared');
+  const odd = [{ port: 80, targetPort: { x: 1 } }];
+  t.equal(svc(odd).spec.ports, odd, 'a nested value: kept as it came (the model reports it)');
+  t.equal(svc('80').spec.ports, '80', 'not a list: kept as it came');
+});
