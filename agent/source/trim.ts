@@ -7,7 +7,10 @@
 // The result keeps the Kubernetes shape (same field names and nesting, values
 // taken as they are), so consumers need no change: a field is either kept
 // exactly or absent. Values of an unexpected type are kept as they are, so
-// the consumer that validates them still sees and reports them. Pure.
+// the consumer that validates them still sees and reports them. To keep the
+// copy small, values that repeat are shared (conditions and ports lists,
+// frozen; common strings) and a slice's plain endpoints are packed, read back
+// as plain objects. Pure apart from those shared caches (bounded).
 //
 // Readers of these objects: agent/model (Services, EndpointSlices), the
 // agent's node view (Nodes: podCIDR(s), addresses), and the policy work to
