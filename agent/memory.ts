@@ -1,5 +1,5 @@
 // Process-level memory of the long-running agent: give back what a burst of
-// work (the first sync, a relist, a resync) left behind.
+// work (the first sync, a relist, a full re-read) left behind.
 //
 // Why: V8 grows its old generation to hold the transient garbage of a burst
 // (parsed lists, the model's and the datapath's intermediate arrays) and
@@ -15,8 +15,9 @@
 // always collects (that is where the big burst is). That GC is V8's most
 // thorough one: at 10k services x 10 endpoints it blocked the event loop for
 // 0.6 to 1.6 s on a busy 2-core box, so it runs only when idle and
-// at most once per `minIntervalMs`. The same holds after a periodic resync,
-// whose transient garbage at that scale is ~200 MB.
+// at most once per `minIntervalMs`. The periodic drift check streams
+// (LbDatapath.checkDrift: ~0.2 MB of heap at that scale) and seldom leaves
+// enough behind to trigger it; a full re-read after a failed write still can.
 import koffi from 'koffi';
 import { getHeapStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
