@@ -8,9 +8,10 @@
 // the reconcile runs); they become reusable the next time.
 import type { LbFrontend, LbState } from '../model/types.ts';
 import type { MapAccess, MapPlan } from './reconcile.ts';
+import { SlotRanges } from './lb-slots.ts';
 import {
-  BE_F_TERMINATING, LB4_BE_MAP, LB4_RNAT_MAP, LB4_SVC_MAP, LB6_BE_MAP, LB6_RNAT_MAP, LB6_SVC_MAP,
-  LB4_KEY, LB6_KEY, LB_SVC, SVC_F_AFFINITY, lb4BackendCodec, lb4KeyCodec, lb4RevNatCodec, lb6BackendCodec, lb6KeyCodec,
+  BE_F_TERMINATING, LB4_BE_MAP, LB4_RNAT_MAP, LB4_SLOT_MAP, LB4_SVC_MAP, LB6_BE_MAP, LB6_RNAT_MAP, LB6_SLOT_MAP, LB6_SVC_MAP,
+  LB_SLOT_MAX, LB_SVC, SVC_F_AFFINITY, lb4BackendCodec, lb4KeyCodec, lb4RevNatCodec, lb6BackendCodec, lb6KeyCodec,
   lb6RevNatCodec, protoName, protoNumber, svcValueCodec, u32Codec,
   LB_CONFIG_MAPS, type Backend, type LbConfigMapName, type SvcKey, type SvcValue,
 } from './lb-layout.ts';
@@ -29,10 +30,45 @@ export interface LbAllocation {
   frontends: Map<L4Id, number>;
   /** Frontend -> backend in each slot (index 0 is slot 1). */
   slots: Map<L4Id, L4Id[]>;
+  /** Frontend -> slot-array index of its slot 1 (frontends with slots only). */
+  bases: Map<L4Id, number>;
 }
 
 export function emptyAllocation(): LbAllocation {
-  return { backends: new Map(), frontends: new Map(), slots: new Map() };
+  return { backends: new Map(), frontends: new Map(), slots: new Map(), bases: new Map() };
+}
+
+/**
+ * The slot ranges of `alloc` marked as taken, per family (the ones of
+ * frontends being removed too: a reader may still follow them until the
+ * frontend's entry is gone).
+ */
+export function slotRangesOf(alloc: LbAllocation): { 4: SlotRanges; 6: SlotRanges } {
+  const out = { 4: new SlotRanges(LB_SLOT_MAX), 6: new SlotRanges(LB_SLOT_MAX) };
+  for (const [fid, base] of alloc.bases) {
+    const n = alloc.slots.get(fid)?.length ?? 0;
+    if (n > 0) out[fid.startsWith('4|') ? 4 : 6].reserve(base, n);
+  }
+  return out;
+}
+
+/**
+ * Where a frontend's `m` slots go, given its range before (base, n slots):
+ * the same range when they fit (the tail is freed after the frontend's entry
+ * says m), grown in place when the indexes after it are free, else a new
+ * range (the old one is freed after the switch). 0 for no slots. The caller
+ * frees old ranges only once every frontend is placed.
+ */
+export function placeSlots(ranges: SlotRanges, base: number, n: number, m: number): number {
+  if (m === 0) return 0;
+  if (n > 0 && m <= n) return base;
+  if (n > 0 && ranges.extend(base, n, m)) return base;
+  const at = ranges.alloc(m);
+  if (at === undefined) {
+    throw new Error(`the backend slot array is full (${ranges.used} of ${ranges.capacity - 1} slots in use, ${m} more wanted): ` +
+      'fewer endpoints, or a build with a larger KL_LB_SLOT_MAX');
+  }
+  return at;
 }
 
 /** One encoded map entry. */
@@ -132,7 +168,7 @@ export function lbEntries(state: LbState, prev: LbAllocation = emptyAllocation()
   for (const [fid, id] of next.frontends) if (id === 0) next.frontends.set(fid, rnIds.alloc());
 
   const maps: LbMapEntries = {
-    [LB4_SVC_MAP]: [], [LB6_SVC_MAP]: [], [LB4_BE_MAP]: [], [LB6_BE_MAP]: [], [LB4_RNAT_MAP]: [], [LB6_RNAT_MAP]: [],
+    [LB4_SVC_MAP]: [], [LB6_SVC_MAP]: [], [LB4_SLOT_MAP]: [], [LB6_SLOT_MAP]: [], [LB4_BE_MAP]: [], [LB6_BE_MAP]: [], [LB4_RNAT_MAP]: [], [LB6_RNAT_MAP]: [],
   };
 
   for (const [bid, { family, backend }] of backendInfo) {
@@ -141,29 +177,30 @@ export function lbEntries(state: LbState, prev: LbAllocation = emptyAllocation()
     maps[family === 4 ? LB4_BE_MAP : LB6_BE_MAP].push({ key: u32Codec.encode(id), value: codec.encode(backend) });
   }
 
+  const ranges = slotRangesOf(prev);
   for (const [fid, fe] of fronts) {
     const revNatId = next.frontends.get(fid)!;
-    const slots = assignSlots(prev.slots.get(fid) ?? [], wantSlots.get(fid) ?? []);
+    const before = prev.slots.get(fid) ?? [];
+    const slots = assignSlots(before, wantSlots.get(fid) ?? []);
     next.slots.set(fid, slots);
+    const base = placeSlots(ranges[fe.family], prev.bases.get(fid) ?? 0, before.length, slots.length);
+    if (slots.length > 0) next.bases.set(fid, base);
     const keyCodec = fe.family === 4 ? lb4KeyCodec : lb6KeyCodec;
-    const svcMap = maps[fe.family === 4 ? LB4_SVC_MAP : LB6_SVC_MAP];
     const proto = protoNumber(fe.protocol);
     const affinity = fe.affinityTimeoutSeconds > 0;
-    svcMap.push({
-      key: keyCodec.encode({ address: fe.address, port: fe.port, proto, slot: 0 }),
+    maps[fe.family === 4 ? LB4_SVC_MAP : LB6_SVC_MAP].push({
+      key: keyCodec.encode({ address: fe.address, port: fe.port, proto }),
       value: svcValueCodec.encode({
-        backendId: 0,
+        slotBase: base,
         count: slots.length,
         flags: affinity ? SVC_F_AFFINITY : 0,
         revNatId,
         affinityTimeout: affinity ? fe.affinityTimeoutSeconds : 0,
       }),
     });
+    const slotMap = maps[fe.family === 4 ? LB4_SLOT_MAP : LB6_SLOT_MAP];
     slots.forEach((bid, i) => {
-      svcMap.push({
-        key: keyCodec.encode({ address: fe.address, port: fe.port, proto, slot: i + 1 }),
-        value: svcValueCodec.encode({ backendId: next.backends.get(bid)!, count: 0, flags: 0, revNatId, affinityTimeout: 0 }),
-      });
+      slotMap.push({ key: u32Codec.encode(base + i), value: u32Codec.encode(next.backends.get(bid)!) });
     });
     const rnCodec = fe.family === 4 ? lb4RevNatCodec : lb6RevNatCodec;
     maps[fe.family === 4 ? LB4_RNAT_MAP : LB6_RNAT_MAP].push({
@@ -179,9 +216,9 @@ export function lbEntries(state: LbState, prev: LbAllocation = emptyAllocation()
  * Write phase of an entry: the reconcile writes lower phases first and
  * deletes higher phases first, so a reader never follows a frontend to a
  * missing slot or a slot to a missing backend.
- * 0 backends, 1 rev-NAT, 2 backend slots, 3 frontends (slot 0).
+ * 0 backends, 1 rev-NAT, 2 backend slots, 3 frontends.
  */
-export function lbPhase(map: LbConfigMapName, key: Uint8Array): number {
+export function lbPhase(map: LbConfigMapName, _key?: Uint8Array): number {
   switch (map) {
     case LB4_BE_MAP:
     case LB6_BE_MAP:
@@ -189,11 +226,11 @@ export function lbPhase(map: LbConfigMapName, key: Uint8Array): number {
     case LB4_RNAT_MAP:
     case LB6_RNAT_MAP:
       return 1;
-    default: {
-      // Read the slot in place (this runs for every entry of the largest map).
-      const off = (map === LB4_SVC_MAP ? LB4_KEY : LB6_KEY).fields.slot!.offset;
-      return key[off] === 0 && key[off + 1] === 0 ? 3 : 2;
-    }
+    case LB4_SLOT_MAP:
+    case LB6_SLOT_MAP:
+      return 2;
+    default:
+      return 3;
   }
 }
 
@@ -216,8 +253,13 @@ export function allocationFromMaps(contents: Partial<Record<LbConfigMapName, Ite
   }
   for (const family of [4, 6] as const) {
     const keyCodec = family === 4 ? lb4KeyCodec : lb6KeyCodec;
-    const fronts = new Map<L4Id, { key: SvcKey; val: SvcValue }>();
-    const slots = new Map<L4Id, Map<number, number>>();
+    const slotIds = new Map<number, number>();
+    for (const [k, v] of contents[family === 4 ? LB4_SLOT_MAP : LB6_SLOT_MAP] ?? []) {
+      try {
+        slotIds.set(u32Codec.decode(k), u32Codec.decode(v));
+      } catch { /* foreign entry */ }
+    }
+    const ranges = new SlotRanges(LB_SLOT_MAX);
     for (const [k, v] of contents[family === 4 ? LB4_SVC_MAP : LB6_SVC_MAP] ?? []) {
       let key: SvcKey, val: SvcValue;
       try {
@@ -228,24 +270,24 @@ export function allocationFromMaps(contents: Partial<Record<LbConfigMapName, Ite
       const proto = protoName(key.proto);
       if (!proto) continue;
       const fid = l4Id(family, key.address, key.port, proto);
-      if (key.slot === 0) fronts.set(fid, { key, val });
-      else {
-        let m = slots.get(fid);
-        if (!m) slots.set(fid, (m = new Map()));
-        m.set(key.slot, val.backendId);
-      }
-    }
-    for (const [fid, { key, val }] of fronts) {
       alloc.frontends.set(fid, val.revNatId);
       const list: L4Id[] = [];
-      const bySlot = slots.get(fid) ?? new Map<number, number>();
-      for (let s = 1; s <= val.count; s++) {
-        const beId = bySlot.get(s);
+      for (let s = 0; s < val.count; s++) {
+        const beId = slotIds.get(val.slotBase + s);
         const be = beId === undefined ? undefined : beById.get(beId);
         if (!be || be.family !== family || be.be.proto !== key.proto) break;
         const bid = l4Id(family, be.be.address, be.be.port, protoName(be.be.proto)!);
         alloc.backends.set(bid, beId!);
         list.push(bid);
+      }
+      // A range out of bounds or claimed by two frontends is not adopted: the reconcile gives it a new one.
+      if (list.length > 0) {
+        try {
+          ranges.reserve(val.slotBase, list.length);
+          alloc.bases.set(fid, val.slotBase);
+        } catch {
+          list.length = 0;
+        }
       }
       alloc.slots.set(fid, list);
     }
@@ -260,12 +302,12 @@ export function allocationFromMaps(contents: Partial<Record<LbConfigMapName, Ite
   return alloc;
 }
 
-/** Reconcile plans for the six configuration maps, with their write phases. */
+/** Reconcile plans for the configuration maps, with their write phases. */
 export function lbPlans(maps: LbMapEntries, open: (name: LbConfigMapName) => MapAccess): MapPlan[] {
   return LB_CONFIG_MAPS.map((name) => ({
     name,
     map: open(name),
     desired: maps[name],
-    phase: (key: Uint8Array) => lbPhase(name, key),
+    phase: () => lbPhase(name),
   }));
 }

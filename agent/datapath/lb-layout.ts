@@ -13,8 +13,10 @@ const LE = endianness() === 'LE';
 
 // ---- map names (the layout version is in the name) -------------------------
 
-export const LB4_SVC_MAP = 'kl_lb4_svc_v1';
-export const LB6_SVC_MAP = 'kl_lb6_svc_v1';
+export const LB4_SVC_MAP = 'kl_lb4_svc_v2';
+export const LB6_SVC_MAP = 'kl_lb6_svc_v2';
+export const LB4_SLOT_MAP = 'kl_lb4_slot_v1';
+export const LB6_SLOT_MAP = 'kl_lb6_slot_v1';
 export const LB4_BE_MAP = 'kl_lb4_be_v2';
 export const LB6_BE_MAP = 'kl_lb6_be_v2';
 export const LB4_RNAT_MAP = 'kl_lb4_rnat_v2';
@@ -25,18 +27,19 @@ export const LB_AFF_MAP = 'kl_lb_aff_v1';
 
 /** Every map of the socket-LB object. */
 export const LB_MAP_NAMES = [
-  LB4_SVC_MAP, LB6_SVC_MAP, LB4_BE_MAP, LB6_BE_MAP, LB4_RNAT_MAP, LB6_RNAT_MAP,
+  LB4_SVC_MAP, LB6_SVC_MAP, LB4_SLOT_MAP, LB6_SLOT_MAP, LB4_BE_MAP, LB6_BE_MAP, LB4_RNAT_MAP, LB6_RNAT_MAP,
   LB4_RSK_MAP, LB6_RSK_MAP, LB_AFF_MAP,
 ] as const;
 export type LbMapName = (typeof LB_MAP_NAMES)[number];
 
 /** The maps the agent owns and reconciles (the others are written by the programs). */
-export const LB_CONFIG_MAPS = [LB4_SVC_MAP, LB6_SVC_MAP, LB4_BE_MAP, LB6_BE_MAP, LB4_RNAT_MAP, LB6_RNAT_MAP] as const;
+export const LB_CONFIG_MAPS = [LB4_SVC_MAP, LB6_SVC_MAP, LB4_SLOT_MAP, LB6_SLOT_MAP, LB4_BE_MAP, LB6_BE_MAP, LB4_RNAT_MAP, LB6_RNAT_MAP] as const;
 export type LbConfigMapName = (typeof LB_CONFIG_MAPS)[number];
 
 // ---- capacities and constants (kinglet.h) -------------------------------------
 
-export const LB_SVC_MAX = 262144;
+export const LB_SVC_MAX = 65536;
+export const LB_SLOT_MAX = 262144;
 export const LB_BE_MAX = 131072;
 export const LB_RNAT_MAX = 65536;
 export const LB_RSK_MAX = 262144;
@@ -123,10 +126,10 @@ export function layout(name: string, fields: [string, number][]): StructLayout {
   return { name, size: Math.ceil(offset / align) * align, fields: out };
 }
 
-export const LB4_KEY = layout('kl_lb4_key', [['addr', 4], ['dport', 2], ['slot', 2], ['proto', 1], ['pad', 3]]);
-export const LB6_KEY = layout('kl_lb6_key', [['addr', 16], ['dport', 2], ['slot', 2], ['proto', 1], ['pad', 3]]);
+export const LB4_KEY = layout('kl_lb4_key', [['addr', 4], ['dport', 2], ['proto', 1], ['pad', 1]]);
+export const LB6_KEY = layout('kl_lb6_key', [['addr', 16], ['dport', 2], ['proto', 1], ['pad', 1]]);
 export const LB_SVC = layout('kl_lb_svc', [
-  ['backend_id', 4], ['count', 2], ['flags', 1], ['pad', 1], ['rev_nat_id', 4], ['affinity_timeout', 4],
+  ['slot_base', 4], ['count', 2], ['flags', 1], ['pad', 1], ['rev_nat_id', 4], ['affinity_timeout', 4],
 ]);
 export const LB4_BACKEND = layout('kl_lb4_backend', [['addr', 4], ['port', 2], ['proto', 1], ['flags', 1]]);
 export const LB6_BACKEND = layout('kl_lb6_backend', [['addr', 16], ['port', 2], ['proto', 1], ['flags', 1]]);
@@ -146,9 +149,12 @@ export const LB_STRUCTS: readonly StructLayout[] = [
 ];
 
 /** Key and value struct of each map ('u32' for a plain __u32 id key). */
-export const LB_MAP_TYPES: Record<LbMapName, { kind: 'hash' | 'array' | 'lru_hash'; key: StructLayout | 'u32'; value: StructLayout }> = {
+export const LB_MAP_TYPES: Record<LbMapName, { kind: 'hash' | 'array' | 'lru_hash'; key: StructLayout | 'u32'; value: StructLayout | 'u32' }> = {
   [LB4_SVC_MAP]: { kind: 'hash', key: LB4_KEY, value: LB_SVC },
   [LB6_SVC_MAP]: { kind: 'hash', key: LB6_KEY, value: LB_SVC },
+  // Backend slots: index -> backend id, a contiguous range per frontend (lb-slots.ts).
+  [LB4_SLOT_MAP]: { kind: 'array', key: 'u32', value: 'u32' },
+  [LB6_SLOT_MAP]: { kind: 'array', key: 'u32', value: 'u32' },
   // Keyed by dense ids: arrays (an unused id holds zeros).
   [LB4_BE_MAP]: { kind: 'array', key: 'u32', value: LB4_BACKEND },
   [LB6_BE_MAP]: { kind: 'array', key: 'u32', value: LB6_BACKEND },
@@ -266,30 +272,28 @@ export const u32Codec: Codec<number> = {
   },
 };
 
-/** A services-map key: frontend (slot 0) or one of its backend slots. */
+/** A services-map key: a frontend. */
 export interface SvcKey {
   address: string;
   port: number;
   /** IPPROTO_* number. */
   proto: number;
-  slot: number;
 }
 
 function svcKeyCodec(l: StructLayout, family: IpFamily): Codec<SvcKey> {
-  const addr = fld(l, 'addr'), dport = fld(l, 'dport'), slot = fld(l, 'slot'), proto = fld(l, 'proto');
+  const addr = fld(l, 'addr'), dport = fld(l, 'dport'), proto = fld(l, 'proto');
   return {
     size: l.size,
     encode(k) {
       const w = new Writer(l.size);
       w.bytes(addr, addrBytes(k.address, family));
       w.be16(dport, k.port);
-      w.u16(slot, k.slot);
       w.u8(proto, k.proto);
       return w.buf;
     },
     decode(b) {
       const r = new Reader(b, l.size, l.name);
-      return { address: addrText(r.bytes(addr)), port: r.be16(dport), proto: r.u8(proto), slot: r.u16(slot) };
+      return { address: addrText(r.bytes(addr)), port: r.be16(dport), proto: r.u8(proto) };
     },
   };
 }
@@ -299,9 +303,9 @@ export const lb6KeyCodec = svcKeyCodec(LB6_KEY, 6);
 
 /** A services-map value. */
 export interface SvcValue {
-  /** Slot > 0: the backend; slot 0: 0. */
-  backendId: number;
-  /** Slot 0: number of backend slots (0 refuses); slot > 0: 0. */
+  /** First slot-array index of the backend slots (0 when count is 0). */
+  slotBase: number;
+  /** Number of backend slots (0 refuses). */
   count: number;
   flags: number;
   revNatId: number;
@@ -311,13 +315,13 @@ export interface SvcValue {
 
 export const svcValueCodec: Codec<SvcValue> = (() => {
   const l = LB_SVC;
-  const be = fld(l, 'backend_id'), count = fld(l, 'count'), flags = fld(l, 'flags');
+  const be = fld(l, 'slot_base'), count = fld(l, 'count'), flags = fld(l, 'flags');
   const rn = fld(l, 'rev_nat_id'), to = fld(l, 'affinity_timeout');
   return {
     size: l.size,
     encode(v) {
       const w = new Writer(l.size);
-      w.u32(be, v.backendId);
+      w.u32(be, v.slotBase);
       w.u16(count, v.count);
       w.u8(flags, v.flags);
       w.u32(rn, v.revNatId);
@@ -326,7 +330,7 @@ export const svcValueCodec: Codec<SvcValue> = (() => {
     },
     decode(b) {
       const r = new Reader(b, l.size, l.name);
-      return { backendId: r.u32(be), count: r.u16(count), flags: r.u8(flags), revNatId: r.u32(rn), affinityTimeout: r.u32(to) };
+      return { slotBase: r.u32(be), count: r.u16(count), flags: r.u8(flags), revNatId: r.u32(rn), affinityTimeout: r.u32(to) };
     },
   };
 })();

@@ -1,7 +1,7 @@
 // Contiguous ranges of backend slots in one array map, one range per
-// frontend (the planned layout of issue 3: the service map keeps only the
-// frontend's entry with a slot base and a count; slot i of the frontend is
-// array index base + i). Pure.
+// frontend: the service map keeps only the frontend's entry with a slot base
+// and a count; slot i (1..count) of the frontend is array index base + i - 1
+// of its family's slot array (kinglet.h). Pure.
 //
 // First fit over a free list kept sorted by start, neighbours coalesced on
 // free. Index 0 is never handed out, so a base of 0 can mean "no range".

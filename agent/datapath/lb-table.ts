@@ -4,7 +4,7 @@
 // table remembers the frontends, the backends' users and the id allocation,
 // so a change to a few frontends re-encodes only those frontends and the
 // backends whose use changed. Given the same changes it allocates the same ids
-// and slots as lbEntries() given the whole state (same rules: ids still in use
+// and slots (and slot ranges) as lbEntries() given the whole state (same rules: ids still in use
 // are kept; new ids are the lowest ones not in the previous allocation,
 // handed out in frontend order; ids freed now become reusable next time).
 import type { FrontendChange } from '../model/services.ts';
@@ -13,12 +13,13 @@ import type { LbFrontend, LbState } from '../model/types.ts';
 import { ipv4Value } from '../model/ip.ts';
 import { endianness } from 'node:os';
 import {
-  BE_F_TERMINATING, LB4_BE_MAP, LB4_RNAT_MAP, LB4_SVC_MAP, LB6_BE_MAP, LB6_RNAT_MAP, LB6_SVC_MAP, LB_CONFIG_MAPS, SVC_F_AFFINITY,
+  BE_F_TERMINATING, LB4_BE_MAP, LB4_RNAT_MAP, LB4_SLOT_MAP, LB4_SVC_MAP, LB6_BE_MAP, LB6_RNAT_MAP, LB6_SLOT_MAP, LB6_SVC_MAP, LB_CONFIG_MAPS, LB_SLOT_MAX, SVC_F_AFFINITY,
   LB4_BACKEND, LB4_KEY, LB4_RNAT, LB6_BACKEND, LB6_KEY, LB6_RNAT, LB_SVC,
   addrBytes, lb4BackendCodec, lb4KeyCodec, lb4RevNatCodec, lb6BackendCodec, lb6KeyCodec, lb6RevNatCodec, protoName, protoNumber, svcValueCodec, u32Codec,
   type LbConfigMapName, type StructLayout,
 } from './lb-layout.ts';
-import { assignSlots, emptyAllocation, IdPool, l4Id, lbPhase, type L4Id, type LbAllocation, type MapEntry } from './lb-entries.ts';
+import { assignSlots, emptyAllocation, IdPool, l4Id, lbPhase, placeSlots, slotRangesOf, type L4Id, type LbAllocation, type MapEntry } from './lb-entries.ts';
+import { SlotRanges } from './lb-slots.ts';
 import type { MapAccess, MapDelta, MapPlan, PackedRun } from './reconcile.ts';
 
 /** Lowest-first pool of free ids below a high-water mark (a binary min-heap). */
@@ -84,10 +85,10 @@ function off(l: StructLayout, field: string): number {
   return f.offset;
 }
 
-const K4 = { size: LB4_KEY.size, addr: off(LB4_KEY, 'addr'), dport: off(LB4_KEY, 'dport'), slot: off(LB4_KEY, 'slot'), proto: off(LB4_KEY, 'proto') };
-const K6 = { size: LB6_KEY.size, addr: off(LB6_KEY, 'addr'), dport: off(LB6_KEY, 'dport'), slot: off(LB6_KEY, 'slot'), proto: off(LB6_KEY, 'proto') };
+const K4 = { size: LB4_KEY.size, addr: off(LB4_KEY, 'addr'), dport: off(LB4_KEY, 'dport'), proto: off(LB4_KEY, 'proto') };
+const K6 = { size: LB6_KEY.size, addr: off(LB6_KEY, 'addr'), dport: off(LB6_KEY, 'dport'), proto: off(LB6_KEY, 'proto') };
 const SV = {
-  backend: off(LB_SVC, 'backend_id'), count: off(LB_SVC, 'count'), flags: off(LB_SVC, 'flags'), revNat: off(LB_SVC, 'rev_nat_id'), timeout: off(LB_SVC, 'affinity_timeout'),
+  base: off(LB_SVC, 'slot_base'), count: off(LB_SVC, 'count'), flags: off(LB_SVC, 'flags'), revNat: off(LB_SVC, 'rev_nat_id'), timeout: off(LB_SVC, 'affinity_timeout'),
 };
 const BE4 = { addr: off(LB4_BACKEND, 'addr'), port: off(LB4_BACKEND, 'port'), proto: off(LB4_BACKEND, 'proto'), flags: off(LB4_BACKEND, 'flags') };
 const BE6 = { addr: off(LB6_BACKEND, 'addr'), port: off(LB6_BACKEND, 'port'), proto: off(LB6_BACKEND, 'proto'), flags: off(LB6_BACKEND, 'flags') };
@@ -118,9 +119,9 @@ class RunWriter {
   }
 }
 
-function putSvc(w: RunWriter, backendId: number, count: number, flags: number, revNatId: number, timeout: number): void {
+function putSvc(w: RunWriter, slotBase: number, count: number, flags: number, revNatId: number, timeout: number): void {
   const v = w.v;
-  w.vv.setUint32(v + SV.backend, backendId, LE);
+  w.vv.setUint32(v + SV.base, slotBase, LE);
   w.vv.setUint16(v + SV.count, count, LE);
   w.vals[v + SV.flags] = flags;
   w.vv.setUint32(v + SV.revNat, revNatId, LE);
@@ -159,9 +160,19 @@ interface RunsInput {
   /** Front i's slots are slotIds[slotStart[i] .. slotStart[i + 1]). */
   slotStart: ArrayLike<number>;
   slotIds: ArrayLike<number>;
+  /** Front i's slot s sits at slot-array index slotBase[i] + s. */
+  slotBase: ArrayLike<number>;
 }
 
-/** Every entry of every map, packed in write order: backends, rev-NAT, slots, frontends (slot 0); v4 before v6. */
+/** Slot bases for a first build into empty slot arrays: first fit from empty, in frontend order. */
+function firstBases(fronts: readonly LbFrontend[], slotStart: ArrayLike<number>): Uint32Array {
+  const ranges = { 4: new SlotRanges(LB_SLOT_MAX), 6: new SlotRanges(LB_SLOT_MAX) };
+  const out = new Uint32Array(fronts.length);
+  for (let i = 0; i < fronts.length; i++) out[i] = placeSlots(ranges[fronts[i]!.family], 0, 0, slotStart[i + 1]! - slotStart[i]!);
+  return out;
+}
+
+/** Every entry of every map, packed in write order: backends, rev-NAT, slots, frontends; v4 before v6. */
 function encodeRuns(inp: RunsInput): PackedRun[] {
   let fe4 = 0, slot4 = 0, slot6 = 0;
   for (let i = 0; i < inp.fronts.length; i++) {
@@ -177,7 +188,7 @@ function encodeRuns(inp: RunsInput): PackedRun[] {
   const nBe = inp.beIds.length, fe6 = inp.fronts.length - fe4;
   const rBe = [run(LB4_BE_MAP, 0, inp.be4, 4, LB4_BACKEND.size), run(LB6_BE_MAP, 0, nBe - inp.be4, 4, LB6_BACKEND.size)];
   const rRn = [run(LB4_RNAT_MAP, 1, fe4, 4, LB4_RNAT.size), run(LB6_RNAT_MAP, 1, fe6, 4, LB6_RNAT.size)];
-  const rSlot = [run(LB4_SVC_MAP, 2, slot4, LB4_KEY.size, LB_SVC.size), run(LB6_SVC_MAP, 2, slot6, LB6_KEY.size, LB_SVC.size)];
+  const rSlot = [run(LB4_SLOT_MAP, 2, slot4, 4, 4), run(LB6_SLOT_MAP, 2, slot6, 4, 4)];
   const rFront = [run(LB4_SVC_MAP, 3, fe4, LB4_KEY.size, LB_SVC.size), run(LB6_SVC_MAP, 3, fe6, LB6_KEY.size, LB_SVC.size)];
 
   const beW = [new RunWriter(rBe[0]!), new RunWriter(rBe[1]!)];
@@ -208,26 +219,22 @@ function encodeRuns(inp: RunsInput): PackedRun[] {
     const from = inp.slotStart[i]!, to = inp.slotStart[i + 1]!;
     const affinity = fe.affinityTimeoutSeconds > 0;
 
-    // Slot 0: the frontend, with the count.
+    // The frontend, with its slot range.
+    const base = inp.slotBase[i]!;
     const fw = frontW[f]!;
     const fk = fw.k;
     putAddr(fw.keys, fw.kv, fk + K.addr, fe.address, fe.family);
     fw.kv.setUint16(fk + K.dport, fe.port, false);
     fw.keys[fk + K.proto] = proto;
-    putSvc(fw, 0, to - from, affinity ? SVC_F_AFFINITY : 0, revNatId, affinity ? fe.affinityTimeoutSeconds : 0);
+    putSvc(fw, base, to - from, affinity ? SVC_F_AFFINITY : 0, revNatId, affinity ? fe.affinityTimeoutSeconds : 0);
     fw.next();
 
-    // Slots 1..n: the same key with the slot number, and the backend.
-    if (to > from) {
-      const sw = slotW[f]!;
-      const frontKey = fw.keys.subarray(fk, fk + K.size);
-      for (let s = from; s < to; s++) {
-        const sk = sw.k;
-        sw.keys.set(frontKey, sk);
-        sw.kv.setUint16(sk + K.slot, s - from + 1, LE);
-        putSvc(sw, inp.slotIds[s]!, 0, 0, revNatId, 0);
-        sw.next();
-      }
+    // Its slots: array index base + s -> the backend id.
+    const sw = slotW[f]!;
+    for (let s = from; s < to; s++) {
+      sw.kv.setUint32(sw.k, base + s - from, LE);
+      sw.vv.setUint32(sw.v, inp.slotIds[s]!, LE);
+      sw.next();
     }
 
     const rw = rnW[f]!;
@@ -401,7 +408,8 @@ export function lbFirst(state: LbState): LbFirst {
   for (let i = 0; i < beIds.length; i++) beIds[i] = i + 1;
   const rnIds = new Uint32Array(fronts.length);
   for (let i = 0; i < rnIds.length; i++) rnIds[i] = i + 1;
-  const packed = encodeRuns({ beFamily, beAddress, bePort, beProto, beFlags, beIds, beAddr4, be4, fronts, rnIds, slotStart, slotIds });
+  const slotBase = firstBases(fronts, slotStart);
+  const packed = encodeRuns({ beFamily, beAddress, bePort, beProto, beFlags, beIds, beAddr4, be4, fronts, rnIds, slotStart, slotIds, slotBase });
   let table: LbTable | undefined;
   return {
     packed,
@@ -467,6 +475,10 @@ export class LbTable {
   readonly #feSeq: number[] = [];
   readonly #feRn: number[] = [];
   readonly #feSlots: (number[] | undefined)[] = [];
+  /** Slot-array index of each frontend's slot 1 (0: no slots). */
+  readonly #feBase: number[] = [];
+  /** Taken slot ranges per family. */
+  #ranges = { 4: new SlotRanges(LB_SLOT_MAX), 6: new SlotRanges(LB_SLOT_MAX) };
   readonly #feFree: number[] = [];
   #feNum = new NumIndex(16);
   readonly #feStr = new Map<string, number>();
@@ -483,6 +495,7 @@ export class LbTable {
   constructor(state: LbState, allocation: LbAllocation) {
     this.#beIds = new FreeIds(allocation.backends.values());
     this.#rnIds = new FreeIds(allocation.frontends.values());
+    this.#ranges = slotRangesOf(allocation);
     if (state.frontends.length === 0) return;
     for (const fe of state.frontends) {
       if (this.#frontFind(fe) >= 0) continue;
@@ -503,6 +516,7 @@ export class LbTable {
       this.#feRn[f] = allocation.frontends.get(fid) ?? 0;
       const slots = allocation.slots.get(fid);
       if (slots) this.#feSlots[f] = slots.map((bid) => byId.get(bid)!);
+      this.#feBase[f] = slots && slots.length > 0 ? allocation.bases.get(fid) ?? 0 : 0;
     }
   }
 
@@ -552,26 +566,46 @@ export class LbTable {
     table.#beIds = new FreeIds(table.#beId.subarray(0, nBe));
     table.#rnIds = new FreeIds(table.#feRn);
 
-    // Slots: with no previous layout, the backends in order.
+    // Slots: with no previous layout, the backends in order; each frontend's range placed as lbEntries does.
     const slotStart = new Uint32Array(fes.length + 1);
     const slotIds: number[] = [];
+    const slotBase = new Uint32Array(fes.length);
+    const ranges = slotRangesOf(prev);
+    const frees: [4 | 6, number, number][] = [];
+    const present = new Set<L4Id>();
     for (let f = 0; f < fes.length; f++) {
       const fe = fes[f]!;
-      const before = prev.slots.size > 0 ? prev.slots.get(l4Id(fe.family, fe.address, fe.port, fe.protocol)) : undefined;
+      const fid = withPrev ? l4Id(fe.family, fe.address, fe.port, fe.protocol) : '';
+      if (withPrev) present.add(fid);
+      const before = prev.slots.size > 0 ? prev.slots.get(fid) : undefined;
       let slots = wants[f]!;
       if (before && before.length > 0) {
         const ix = new Map<L4Id, number>();
         for (const b of slots) ix.set(table.#bid(b), b);
         slots = assignSlots(before, slots.map((b) => table.#bid(b))).map((bid) => ix.get(bid)!);
       }
+      const n = before?.length ?? 0;
+      const oldBase = n > 0 ? prev.bases.get(fid) ?? 0 : 0;
+      const base = placeSlots(ranges[fe.family], oldBase, n, slots.length);
+      if (n > 0 && base !== oldBase) frees.push([fe.family, oldBase, n]);
+      else if (n > slots.length) frees.push([fe.family, oldBase + slots.length, n - slots.length]);
       table.#feSlots[f] = slots;
+      table.#feBase[f] = base;
+      slotBase[f] = base;
       for (const b of slots) slotIds.push(table.#beId[b]!);
       slotStart[f + 1] = slotIds.length;
     }
+    // Ranges of frontends that are gone, or that moved or shrank, are free once every frontend is placed.
+    for (const [fid, base] of prev.bases) {
+      const n = prev.slots.get(fid)?.length ?? 0;
+      if (n > 0 && !present.has(fid)) frees.push([fid.startsWith('4|') ? 4 : 6, base, n]);
+    }
+    for (const [family, base, n] of frees) ranges[family].free(base, n);
+    table.#ranges = ranges;
     if (!encode) return { table, packed: [] };
     const packed = encodeRuns({
       beFamily: table.#beFamily, beAddress: table.#beAddress, bePort: table.#bePort, beProto: table.#beProto, beFlags: table.#beFlags,
-      beIds: table.#beId.subarray(0, nBe), be4, fronts: fes, rnIds: table.#feRn, slotStart, slotIds,
+      beIds: table.#beId.subarray(0, nBe), be4, fronts: fes, rnIds: table.#feRn, slotStart, slotIds, slotBase,
     });
     return { table, packed };
   }
@@ -602,6 +636,7 @@ export class LbTable {
       if (this.#feRn[f]! !== 0) a.frontends.set(fid, this.#feRn[f]!);
       const slots = this.#feSlots[f];
       if (slots) a.slots.set(fid, slots.map((b) => bids[b] ?? this.#bid(b)));
+      if (slots && slots.length > 0) a.bases.set(fid, this.#feBase[f]!);
     }
     return a;
   }
@@ -633,6 +668,7 @@ export class LbTable {
     this.#feSeq[f] = 0;
     this.#feRn[f] = 0;
     this.#feSlots[f] = undefined;
+    this.#feBase[f] = 0;
     return f;
   }
 
@@ -799,6 +835,7 @@ export class LbTable {
       work.push({ f, any, sortKey, old, fe: c.after, want: c.after ? this.#use(f, sortKey, c.after, touched) : [] });
     }
     const freedBe: number[] = [], freedRn: number[] = [];
+    const frees: [4 | 6, number, number][] = [];
 
     // New backends get ids in frontend order, as lbEntries hands them out.
     for (const w of work) {
@@ -825,19 +862,28 @@ export class LbTable {
       const family = any.family;
       const keyCodec = family === 4 ? lb4KeyCodec : lb6KeyCodec;
       const svc = out[family === 4 ? LB4_SVC_MAP : LB6_SVC_MAP];
+      const slotMap = out[family === 4 ? LB4_SLOT_MAP : LB6_SLOT_MAP];
       const rnat = out[family === 4 ? LB4_RNAT_MAP : LB6_RNAT_MAP];
       const proto = protoNumber(any.protocol);
       const oldSlots = this.#feSlots[f] ?? [];
+      const oldBase = oldSlots.length > 0 ? this.#feBase[f]! : 0;
       const oldRn = this.#feRn[f]! !== 0 ? this.#feRn[f]! : undefined;
-      const key = (slot: number) => keyCodec.encode({ address: any.address, port: any.port, proto, slot });
+      const key = keyCodec.encode({ address: any.address, port: any.port, proto });
+      // Slots of the old range from `from` on: emptied after the frontend's entry stops covering them, then free.
+      const release = (from: number) => {
+        for (let s = from; s < oldSlots.length; s++) slotMap.scope.push(u32Codec.encode(oldBase + s));
+        if (oldSlots.length > from) frees.push([family, oldBase + from, oldSlots.length - from]);
+      };
       if (!w.fe) {
-        for (let s = 0; s <= oldSlots.length; s++) svc.scope.push(key(s));
+        svc.scope.push(key);
+        release(0);
         if (oldRn !== undefined) {
           rnat.scope.push(u32Codec.encode(oldRn));
           freedRn.push(oldRn);
         }
         this.#feRn[f] = 0;
         this.#feSlots[f] = undefined;
+        this.#feBase[f] = 0;
         if (this.#fe[f] !== undefined) {
           this.#fe[f] = undefined;
           this.#nFronts--;
@@ -849,21 +895,20 @@ export class LbTable {
       let revNatId = oldRn;
       if (revNatId === undefined) this.#feRn[f] = revNatId = this.#rnIds.alloc();
       const slots = assignSlots(oldSlots, w.want);
+      const base = placeSlots(this.#ranges[family], oldBase, oldSlots.length, slots.length);
       this.#feSlots[f] = slots;
+      this.#feBase[f] = base;
       const affinity = fe.affinityTimeoutSeconds > 0;
       svc.desired.push({
-        key: key(0),
+        key,
         value: svcValueCodec.encode({
-          backendId: 0, count: slots.length, flags: affinity ? SVC_F_AFFINITY : 0, revNatId, affinityTimeout: affinity ? fe.affinityTimeoutSeconds : 0,
+          slotBase: base, count: slots.length, flags: affinity ? SVC_F_AFFINITY : 0, revNatId, affinityTimeout: affinity ? fe.affinityTimeoutSeconds : 0,
         }),
       });
       slots.forEach((b, i) => {
-        svc.desired.push({
-          key: key(i + 1),
-          value: svcValueCodec.encode({ backendId: this.#beId[b]!, count: 0, flags: 0, revNatId, affinityTimeout: 0 }),
-        });
+        slotMap.desired.push({ key: u32Codec.encode(base + i), value: u32Codec.encode(this.#beId[b]!) });
       });
-      for (let s = slots.length + 1; s <= oldSlots.length; s++) svc.scope.push(key(s));
+      release(oldSlots.length > 0 && base !== oldBase ? 0 : slots.length);
       const rnCodec = family === 4 ? lb4RevNatCodec : lb6RevNatCodec;
       rnat.desired.push({ key: u32Codec.encode(revNatId), value: rnCodec.encode({ address: fe.address, port: fe.port }) });
     }
@@ -878,6 +923,7 @@ export class LbTable {
 
     for (const id of freedBe) this.#beIds.free(id);
     for (const id of freedRn) this.#rnIds.free(id);
+    for (const [family, base, n] of frees) this.#ranges[family].free(base, n);
     return out;
   }
 

@@ -20,8 +20,10 @@
 #include <linux/types.h>
 
 /* Map names (BPF object names are at most 15 characters). */
-#define KL_LB4_SVC_MAP      kl_lb4_svc_v1
-#define KL_LB6_SVC_MAP      kl_lb6_svc_v1
+#define KL_LB4_SVC_MAP      kl_lb4_svc_v2   /* v2: frontends only, slots in KL_LB4_SLOT_MAP */
+#define KL_LB6_SVC_MAP      kl_lb6_svc_v2
+#define KL_LB4_SLOT_MAP     kl_lb4_slot_v1
+#define KL_LB6_SLOT_MAP     kl_lb6_slot_v1
 #define KL_LB4_BE_MAP       kl_lb4_be_v2   /* v2: an array (v1: a hash) */
 #define KL_LB6_BE_MAP       kl_lb6_be_v2
 #define KL_LB4_RNAT_MAP     kl_lb4_rnat_v2
@@ -31,7 +33,8 @@
 #define KL_LB_AFF_MAP       kl_lb_aff_v1
 
 /* Capacities (max_entries). */
-#define KL_LB_SVC_MAX       262144  /* frontends + their backend slots */
+#define KL_LB_SVC_MAX       65536   /* frontends per family */
+#define KL_LB_SLOT_MAX      262144  /* backend slots per family (index 0 unused) */
 #define KL_LB_BE_MAX        131072  /* distinct backends per family */
 #define KL_LB_RNAT_MAX      65536   /* frontends per family */
 #define KL_LB_RSK_MAX       262144  /* translated sockets (LRU) */
@@ -48,33 +51,35 @@
 #define KL_BE_F_TERMINATING 0x01    /* serving but terminating (used only when no ready one is left) */
 
 /*
- * Services map key. Slot 0 is the frontend itself (its value carries the
- * backend count); slots 1..count hold one backend id each.
+ * Services map key: one entry per frontend. Its backend slots are the
+ * contiguous range slot_base .. slot_base + count - 1 of the slot array
+ * (family's KL_LB*_SLOT_MAP: index (__u32) -> backend id (__u32), 0: unused).
+ * The agent never rewrites a range a frontend entry points to with another
+ * frontend's backends: a bigger range is written elsewhere first, then the
+ * frontend entry is switched to it in one update, then the old one is freed.
  */
 struct kl_lb4_key {
 	__be32 addr;      /* frontend address */
 	__be16 dport;     /* frontend port */
-	__u16  slot;      /* 0: the frontend; 1..count: a backend slot */
 	__u8   proto;     /* KL_PROTO_* */
-	__u8   pad[3];
+	__u8   pad;
 };
 
 struct kl_lb6_key {
 	__u8   addr[16];
 	__be16 dport;
-	__u16  slot;
 	__u8   proto;
-	__u8   pad[3];
+	__u8   pad;
 };
 
 /* Services map value, both families. */
 struct kl_lb_svc {
-	__u32 backend_id;       /* slot > 0: the backend; slot 0: 0 */
-	__u16 count;            /* slot 0: number of backend slots (0: refuse); slot > 0: 0 */
-	__u8  flags;            /* KL_SVC_F_* (slot 0) */
+	__u32 slot_base;        /* first slot array index of the backend slots (0 when count is 0) */
+	__u16 count;            /* number of backend slots (0: refuse) */
+	__u8  flags;            /* KL_SVC_F_* */
 	__u8  pad;
-	__u32 rev_nat_id;       /* the frontend's reverse-NAT id (every slot) */
-	__u32 affinity_timeout; /* seconds, when KL_SVC_F_AFFINITY (slot 0) */
+	__u32 rev_nat_id;       /* the frontend's reverse-NAT id */
+	__u32 affinity_timeout; /* seconds, when KL_SVC_F_AFFINITY */
 };
 
 /* Backends map: backend id (__u32) -> backend. */
@@ -155,7 +160,7 @@ struct kl_lb_aff_key {
 struct kl_lb_aff {
 	__u64 last_used_ns;     /* bpf_ktime_get_ns() of the last connect */
 	__u32 backend_id;
-	__u16 slot;             /* the slot the backend held: still valid only if it still holds it */
+	__u16 slot;             /* the slot (1..count) the backend held: still valid only if it still holds it */
 	__u16 pad;
 };
 

@@ -41,10 +41,10 @@ lb4_xlate_fwd(struct bpf_sock_addr *ctx, __be32 *addr, __be16 *port, __u8 proto)
 		now = bpf_ktime_get_ns();
 		aff_key.client = kl_client_id(ctx);
 		aff_key.rev_nat_id = rev_nat_id;
-		backend_id = lb4_affine_backend(&key, &aff_key, front, now, &slot);
+		backend_id = lb4_affine_backend(&aff_key, front, now, &slot);
 	}
 	if (!backend_id) {
-		backend_id = lb4_random_backend(&key, count, &slot);
+		backend_id = lb4_random_backend(front, count, &slot);
 		if (!backend_id)
 			return -KL_EHOSTUNREACH;
 	}

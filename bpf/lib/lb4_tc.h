@@ -126,11 +126,11 @@ static __always_inline int kl_lb4_tc(struct __sk_buff *ctx, struct pkt4 *p, stru
 	if (!backend_id && affinity) {
 		aff_key.client = KL_AFF_CLIENT_IP | bpf_ntohl(p->saddr);
 		aff_key.rev_nat_id = rev_nat_id;
-		backend_id = lb4_affine_backend(&key, &aff_key, front, now, &slot);
+		backend_id = lb4_affine_backend(&aff_key, front, now, &slot);
 	}
 	if (!backend_id || !be_addr) {
 		if (!backend_id) {
-			backend_id = lb4_random_backend(&key, count, &slot);
+			backend_id = lb4_random_backend(front, count, &slot);
 			if (!backend_id)
 				return -KL_DROP_BACKEND_GONE;
 		}

@@ -40,6 +40,15 @@ static __always_inline int lb6_is_v4mapped(const __u32 a[4])
 	return a[0] == 0 && a[1] == 0 && a[2] == bpf_htonl(0x0000ffff);
 }
 
+/* The backend id in slot `slot` (1..count) of an IPv6 frontend, 0 for none. */
+static __always_inline __u32 lb6_slot_backend(const struct kl_lb_svc *front, __u16 slot)
+{
+	__u32 idx = front->slot_base + slot - 1;
+	__u32 *id = bpf_map_lookup_elem(&KL_LB6_SLOT_MAP, &idx);
+
+	return id ? *id : 0;
+}
+
 /* As lb4_xlate_fwd, for a 16-byte address (a[4] in network order). */
 static __always_inline int
 lb6_xlate_fwd(struct bpf_sock_addr *ctx, __u32 a[4], __be16 *port, __u8 proto)
@@ -48,7 +57,7 @@ lb6_xlate_fwd(struct bpf_sock_addr *ctx, __u32 a[4], __be16 *port, __u8 proto)
 	struct kl_lb_aff_key aff_key = {};
 	struct kl_lb6_rsk_key rsk_key = {};
 	struct kl_lb6_rsk rsk = {};
-	struct kl_lb_svc *front, *slot_val;
+	struct kl_lb_svc *front;
 	struct kl_lb6_backend *be;
 	struct kl_lb_aff *aff;
 	__u32 backend_id = 0, rev_nat_id;
@@ -72,21 +81,18 @@ lb6_xlate_fwd(struct bpf_sock_addr *ctx, __u32 a[4], __be16 *port, __u8 proto)
 		aff_key.rev_nat_id = rev_nat_id;
 		aff = kl_aff_lookup(&aff_key, front, now);
 		if (aff) {
-			key.slot = aff->slot;
-			slot_val = bpf_map_lookup_elem(&KL_LB6_SVC_MAP, &key);
-			if (slot_val && slot_val->backend_id == aff->backend_id) {
-				slot = key.slot;
-				backend_id = aff->backend_id;
-			}
+			backend_id = lb6_slot_backend(front, aff->slot);
+			if (backend_id != aff->backend_id)
+				backend_id = 0;
+			else
+				slot = aff->slot;
 		}
 	}
 	if (!backend_id) {
 		slot = kl_pick_slot(count);
-		key.slot = slot;
-		slot_val = bpf_map_lookup_elem(&KL_LB6_SVC_MAP, &key);
-		if (!slot_val || !slot_val->backend_id)
+		backend_id = lb6_slot_backend(front, slot);
+		if (!backend_id)
 			return -KL_EHOSTUNREACH;
-		backend_id = slot_val->backend_id;
 	}
 	be = bpf_map_lookup_elem(&KL_LB6_BE_MAP, &backend_id);
 	if (!kl_lb6_backend_ok(be))

@@ -35,6 +35,21 @@ struct {
 	__type(value, struct kl_lb_svc);
 } KL_LB6_SVC_MAP SEC(".maps");
 
+/* Backend slots: index -> backend id, a contiguous range per frontend. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, KL_LB_SLOT_MAX);
+	__type(key, __u32);
+	__type(value, __u32);
+} KL_LB4_SLOT_MAP SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, KL_LB_SLOT_MAX);
+	__type(key, __u32);
+	__type(value, __u32);
+} KL_LB6_SLOT_MAP SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, KL_LB_BE_MAX);

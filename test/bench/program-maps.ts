@@ -14,11 +14,7 @@
 //         same entries written with raw bpf_map_update_elem calls (and once
 //         with batch updates) into fresh unpinned maps of the same shape, and
 //         with batch updates into maps shaped as before the backend and
-//         rev-NAT maps became arrays (every map a no-prealloc hash), and
-//         with batch updates into the planned slot-array shape (the service
-//         hash holding only the frontends, each frontend's slots a contiguous
-//         range of a u32 -> backend-id array): a projection of the kernel's
-//         share after that change (lib: agent/datapath/lb-slots.ts)
+//         rev-NAT maps became arrays (every map a no-prealloc hash)
 //   (i)+(ii) as the agent does it: a fresh LbModel.update + LbDatapath.update
 //         into empty maps, per round; wall time and the process's CPU time
 //         (less sensitive to other load on a shared machine)
@@ -40,8 +36,8 @@ import type { LbState } from '../../agent/model/types.ts';
 import { LbDatapath } from '../../agent/datapath/lb.ts';
 import { cleanup } from '../../agent/datapath/loader.ts';
 import { BPF_F_NO_PREALLOC, BpfMap, MapType, mapUpdate, mapUpdateBatch } from '../../agent/datapath/libbpf.ts';
-import { lbEntries, lbPhase, type MapEntry } from '../../agent/datapath/lb-entries.ts';
-import { LB_CONFIG_MAPS, LB_SVC_MAX, LB4_SVC_MAP, LB6_SVC_MAP } from '../../agent/datapath/lb-layout.ts';
+import { lbEntries } from '../../agent/datapath/lb-entries.ts';
+import { LB_CONFIG_MAPS } from '../../agent/datapath/lb-layout.ts';
 import { apiRequest } from '../../agent/api/client.ts';
 import { AGENT_NODE_FLAGS } from '../../installer/render.ts';
 import type { AgentStatus } from '../../agent/api/types.ts';
@@ -167,98 +163,35 @@ await bench('program-maps', async (c: Collector) => {
   const rawMs: number[] = [];
   const batchMs: number[] = [];
   const hashMs: number[] = [];
-  const slotsMs: number[] = [];
-  // The planned slot-array shape: per family, the frontends stay in the service
-  // hash; slot i of a frontend becomes index base + i of an array whose value is
-  // the backend id (the first member of today's slot value), ranges laid out
-  // one after the other as SlotRanges hands them out into empty maps.
-  const slotShape = new Map<string, { fronts: MapEntry[]; slots: MapEntry[] }>();
-  for (const name of [LB4_SVC_MAP, LB6_SVC_MAP] as const) {
-    const fronts: MapEntry[] = [], slots: MapEntry[] = [];
-    for (const e of entryMaps[name]) {
-      if (lbPhase(name, e.key) === 3) fronts.push(e);
-      else {
-        const key = new Uint8Array(4);
-        new DataView(key.buffer).setUint32(0, slots.length + 1, true);
-        slots.push({ key, value: e.value.slice(0, 4) });
-      }
-    }
-    slotShape.set(name, { fronts, slots });
-  }
   for (let r = 0; r < ROUNDS; r++) {
-    for (const mode of ['raw', 'batch', 'hash', 'slots'] as const) {
+    for (const mode of ['raw', 'batch', 'hash'] as const) {
       const fresh = infos.map(({ name, info }) => ({
         name,
         map: mode === 'hash' && info.type === MapType.ARRAY
           ? BpfMap.create(MapType.HASH, `kl_bench_${r}`, info.keySize, info.valueSize, info.maxEntries, { flags: BPF_F_NO_PREALLOC })
           : BpfMap.create(info.type, `kl_bench_${r}`, info.keySize, info.valueSize, info.maxEntries, { flags: info.flags }),
-        slotMap: mode === 'slots' && slotShape.has(name) ? BpfMap.create(MapType.ARRAY, `kl_bench_s${r}`, 4, 4, LB_SVC_MAX) : undefined,
       }));
       try {
         let n = 0;
-        const batch = (map: BpfMap, es: readonly MapEntry[]) => {
-          if (es.length > 0) n += mapUpdateBatch(map.fd, Buffer.concat(es.map((e) => e.key)), Buffer.concat(es.map((e) => e.value)), es.length);
-        };
         const t0 = performance.now();
-        for (const { name, map, slotMap } of fresh) {
+        for (const { name, map } of fresh) {
           const es = entryMaps[name];
           if (mode === 'raw') {
             for (const e of es) mapUpdate(map.fd, e.key, e.value);
             n += es.length;
-          } else if (slotMap) {
-            // Slots before frontends, as the agent would write them.
-            const shape = slotShape.get(name)!;
-            batch(slotMap, shape.slots);
-            batch(map, shape.fronts);
-          } else batch(map, es);
+          } else if (es.length > 0) {
+            n += mapUpdateBatch(map.fd, Buffer.concat(es.map((e) => e.key)), Buffer.concat(es.map((e) => e.value)), es.length);
+          }
         }
-        (mode === 'raw' ? rawMs : mode === 'batch' ? batchMs : mode === 'hash' ? hashMs : slotsMs).push(performance.now() - t0);
+        (mode === 'raw' ? rawMs : mode === 'batch' ? batchMs : hashMs).push(performance.now() - t0);
         if (n !== writes) throw new Error(`${mode} baseline wrote ${n} entries, apply ${writes}`);
       } finally {
-        for (const { map, slotMap } of fresh) {
-          map.close();
-          slotMap?.close();
-        }
+        for (const { map } of fresh) map.close();
       }
     }
   }
   console.log(`     baseline raw bpf_map_update_elem x ${fmtInt(writes)}: rounds ${rawMs.map(fmtMs).join(', ')}; batch updates (incl. packing): ${batchMs.map(fmtMs).join(', ')}`);
   console.log(`     batch updates into every map as a no-prealloc hash (the shape before backends and rev-NAT became arrays): ${hashMs.map(fmtMs).join(', ')}`);
-  console.log(`     batch updates into the planned slot-array shape (frontends in the hash, slots in a u32 array): ${slotsMs.map(fmtMs).join(', ')}`);
-
-  // The service maps alone, packed before the clock starts (the kernel's share
-  // only): today's hash with a frontend entry and one entry per slot, against
-  // the frontends in the hash plus the slots in the array. The order of the two
-  // alternates between rounds.
-  const svcNowMs: number[] = [];
-  const svcSlotsMs: number[] = [];
-  const pack = (es: readonly MapEntry[]) => ({ keys: Buffer.concat(es.map((e) => e.key)), values: Buffer.concat(es.map((e) => e.value)), n: es.length });
-  const svcInfos = infos.filter(({ name }) => slotShape.has(name));
-  const packedNow = svcInfos.map(({ name }) => pack(entryMaps[name]));
-  const packedFronts = svcInfos.map(({ name }) => pack(slotShape.get(name)!.fronts));
-  const packedSlots = svcInfos.map(({ name }) => pack(slotShape.get(name)!.slots));
-  const write = (fd: number, p: { keys: Buffer; values: Buffer; n: number }) => (p.n > 0 ? mapUpdateBatch(fd, p.keys, p.values, p.n) : 0);
-  for (let r = 0; r < Math.max(ROUNDS, 3) * 2; r++) {
-    const slotsFirst = r % 2 === 1;
-    for (const shape of slotsFirst ? ['slots', 'now'] as const : ['now', 'slots'] as const) {
-      const maps = svcInfos.map(({ info }) => BpfMap.create(info.type, `kl_bench_v${r}`, info.keySize, info.valueSize, info.maxEntries, { flags: info.flags }));
-      const arrays = shape === 'slots' ? svcInfos.map(() => BpfMap.create(MapType.ARRAY, `kl_bench_a${r}`, 4, 4, LB_SVC_MAX)) : [];
-      try {
-        let n = 0;
-        const t0 = performance.now();
-        for (let i = 0; i < maps.length; i++) {
-          if (shape === 'now') n += write(maps[i]!.fd, packedNow[i]!);
-          else n += write(arrays[i]!.fd, packedSlots[i]!) + write(maps[i]!.fd, packedFronts[i]!);
-        }
-        (shape === 'now' ? svcNowMs : svcSlotsMs).push(performance.now() - t0);
-        const want = packedNow.reduce((a, p) => a + p.n, 0);
-        if (n !== want) throw new Error(`service maps (${shape}) wrote ${n} entries, want ${want}`);
-      } finally {
-        for (const m of [...maps, ...arrays]) m.close();
-      }
-    }
-  }
-  console.log(`     service maps alone, pre-packed batch writes: today's hash ${svcNowMs.map(fmtMs).join(', ')}; frontends hash + slot array ${svcSlotsMs.map(fmtMs).join(', ')}`);
 
   // (i)+(ii) the agent's way, from a fresh model each round, into empty maps.
   const agentMs: number[] = [];
@@ -333,8 +266,6 @@ await bench('program-maps', async (c: Collector) => {
   rows.push(['(i)+(ii) agent path: LbModel + LbDatapath.update', fmtMs(median(agentMs)), fmtRatio(median(agentMs) / TARGET_MS), fmtMs(mRaw), fmtRatio(median(agentMs) / mRaw)]);
   rows.push(['     its CPU time', fmtMs(median(agentCpuMs)), fmtRatio(median(agentCpuMs) / TARGET_MS), '', '']);
   rows.push(['     batch writes alone: these maps / all hash', fmtMs(median(batchMs)), '', fmtMs(median(hashMs)), fmtRatio(median(batchMs) / median(hashMs))]);
-  rows.push(['     batch writes alone: slot-array shape / these maps', fmtMs(median(slotsMs)), '', fmtMs(median(batchMs)), fmtRatio(median(slotsMs) / median(batchMs))]);
-  rows.push(['     service maps alone: frontends hash + slot array / today', fmtMs(median(svcSlotsMs)), '', fmtMs(median(svcNowMs)), fmtRatio(median(svcSlotsMs) / median(svcNowMs))]);
   rows.push([`(iii) one endpoint changed (${oneWrites})`, fmtMs(median(oneMs)), fmtRatio(median(oneMs) / TARGET_MS), '', '']);
   rows.push(['(iii) nothing changed (0 writes)', fmtMs(median(noneMs)), fmtRatio(median(noneMs) / TARGET_MS), '', '']);
   rows.push(['(iii) incremental, first (full) model+update', fmtMs(firstModelMs + firstUpdateMs), fmtRatio((firstModelMs + firstUpdateMs) / TARGET_MS), fmtMs(mRaw), fmtRatio((firstModelMs + firstUpdateMs) / mRaw)]);

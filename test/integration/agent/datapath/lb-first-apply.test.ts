@@ -9,7 +9,7 @@ import { LbDatapath } from '../../../../agent/datapath/lb.ts';
 import { cleanup } from '../../../../agent/datapath/loader.ts';
 import { kernelMap } from '../../../lib/kernel-map.ts';
 import { lbEntries } from '../../../../agent/datapath/lb-entries.ts';
-import { LB_CONFIG_MAPS, toHex } from '../../../../agent/datapath/lb-layout.ts';
+import { LB4_BE_MAP, LB4_SLOT_MAP, LB4_SVC_MAP, LB6_SVC_MAP, LB_CONFIG_MAPS, toHex } from '../../../../agent/datapath/lb-layout.ts';
 import { frontendSortKey } from '../../../../agent/model/services.ts';
 import type { LbFrontend, LbState } from '../../../../agent/model/types.ts';
 
@@ -57,8 +57,8 @@ t.test('first apply into empty pinned maps: the reference entries, byte for byte
   const ref = lbEntries(s);
   const want = Object.fromEntries(LB_CONFIG_MAPS.map((n) => [n, ref.maps[n].map((e) => `${toHex(e.key)}=${toHex(e.value)}`).sort()]));
   const total = LB_CONFIG_MAPS.reduce((a, n) => a + ref.maps[n].length, 0);
-  t.ok(ref.maps.kl_lb6_svc_v1.length > 0 && ref.maps.kl_lb4_svc_v1.length > 0, 'both families');
-  t.ok(ref.maps.kl_lb4_svc_v1.length - 6400 > 16384 && ref.maps.kl_lb4_be_v2.length > 16384, 'runs over one batch');
+  t.ok(ref.maps[LB6_SVC_MAP].length > 0 && ref.maps[LB4_SVC_MAP].length > 0, 'both families');
+  t.ok(ref.maps[LB4_SLOT_MAP].length > 16384 && ref.maps[LB4_BE_MAP].length > 16384, 'runs over one batch');
 
   const first = lb.apply(s);
   t.same({ added: first.added, updated: first.updated, deleted: first.deleted }, { added: total, updated: 0, deleted: 0 });

@@ -9,7 +9,9 @@ import { LbDatapath } from '../../../../agent/datapath/lb.ts';
 import { BpfMap } from '../../../../agent/datapath/libbpf.ts';
 import { cleanup } from '../../../../agent/datapath/loader.ts';
 import { kernelMap } from '../../../lib/kernel-map.ts';
-import { LB4_BE_MAP, LB4_SVC_MAP, LB_CONFIG_MAPS, lb4KeyCodec, svcValueCodec, u32Codec } from '../../../../agent/datapath/lb-layout.ts';
+import {
+  LB4_BE_MAP, LB4_RNAT_MAP, LB4_SLOT_MAP, LB4_SVC_MAP, LB6_BE_MAP, LB6_RNAT_MAP, LB6_SLOT_MAP, LB6_SVC_MAP, LB_CONFIG_MAPS, lb4KeyCodec, svcValueCodec, u32Codec,
+} from '../../../../agent/datapath/lb-layout.ts';
 import { buildLbState, LbModel, type ServicesInput } from '../../../../agent/model/services.ts';
 import type { KubeObject } from '../../../../agent/source/types.ts';
 
@@ -43,13 +45,15 @@ t.test('LbDatapath.update: batched first apply, incremental change, drift repair
   const model = new LbModel();
   const base = objects(500);
   const first = lb.update(model.update(base));
-  t.equal(first.added, 500 * (1 + 4) + 500 * 4 + 500, 'first apply: slot 0 + 4 slots, 4 backends and a rev-NAT entry per service');
-  t.same(lb.fill().map((m) => m.entries), [2500, 0, 2000, 0, 500, 0]);
+  t.equal(first.added, 500 * (1 + 4) + 500 * 4 + 500, 'first apply: the frontend + 4 slots, 4 backends and a rev-NAT entry per service');
+  t.same(lb.fill().map((m) => [m.name, m.entries]), [
+    [LB4_SVC_MAP, 500], [LB6_SVC_MAP, 0], [LB4_SLOT_MAP, 2000], [LB6_SLOT_MAP, 0], [LB4_BE_MAP, 2000], [LB6_BE_MAP, 0], [LB4_RNAT_MAP, 500], [LB6_RNAT_MAP, 0],
+  ]);
 
   // The kernel holds what the shadow copy says.
   const svc = kernelMap(lb.loaded.maps[LB4_SVC_MAP]!);
   const be = kernelMap(lb.loaded.maps[LB4_BE_MAP]!);
-  t.equal([...svc.entries()].length, 2500);
+  t.equal([...svc.entries()].length, 500);
   t.equal([...be.entries()].length, 2000);
 
   // One endpoint of one service changes: a new backend, its slot, the old backend gone.
@@ -64,7 +68,7 @@ t.test('LbDatapath.update: batched first apply, incremental change, drift repair
   t.same(lb.services().map((s) => s.backends.length), buildLbState(changed as ServicesInput).state.frontends.map((f) => f.backends.length));
 
   // Drift: someone deletes a backend and rewrites a frontend's count.
-  const fkey = lb4KeyCodec.encode({ address: '10.96.0.7', port: 80, proto: 6, slot: 0 });
+  const fkey = lb4KeyCodec.encode({ address: '10.96.0.7', port: 80, proto: 6 });
   const fval = svcValueCodec.decode(svc.get(fkey)!);
   svc.update(fkey, svcValueCodec.encode({ ...fval, count: 1 }));
   const victim = [...be.entries()][0]![0];
@@ -116,10 +120,10 @@ t.test('LbDatapath.checkDrift: repairs only what drifted, writes nothing without
   t.equal(writes, 0, 'no drift: no write');
 
   // Behind the agent's back: a backend deleted, a frontend's count changed, a stray frontend added.
-  const fkey = lb4KeyCodec.encode({ address: '10.96.0.7', port: 80, proto: 6, slot: 0 });
+  const fkey = lb4KeyCodec.encode({ address: '10.96.0.7', port: 80, proto: 6 });
   const fval = svcValueCodec.decode(svc.get(fkey)!);
   svc.update(fkey, svcValueCodec.encode({ ...fval, count: 1 }));
-  const stray = lb4KeyCodec.encode({ address: '10.97.0.1', port: 53, proto: 17, slot: 0 });
+  const stray = lb4KeyCodec.encode({ address: '10.97.0.1', port: 53, proto: 17 });
   svc.update(stray, svcValueCodec.encode({ ...fval, count: 0 }));
   const victim = [...be.entries()][0]!;
   be.delete(victim[0]);
@@ -150,7 +154,10 @@ t.test('LbDatapath.checkDrift: repairs only what drifted, writes nothing without
   t.ok(y.longestBlockMs <= y.durationMs);
   // Service 42's backend slots deleted; the check scans the service map first,
   // then, during its break, an update rewrites one of those slots.
-  for (let slot = 1; slot <= 4; slot++) svc.delete(lb4KeyCodec.encode({ address: '10.96.0.42', port: 80, proto: 6, slot }));
+  // (The slots live in an array: a deleted slot is one written with zeros.)
+  const slots = kernelMap(lb.loaded.maps[LB4_SLOT_MAP]!);
+  const { slotBase } = svcValueCodec.decode(svc.get(lb4KeyCodec.encode({ address: '10.96.0.42', port: 80, proto: 6 }))!);
+  for (let s = 0; s < 4; s++) slots.update(u32Codec.encode(slotBase + s), new Uint8Array(4));
   const pending = lb.checkDriftYielding();
   const back = lb.update(model.update(base));
   t.same({ added: back.added, updated: back.updated, deleted: back.deleted }, { added: 1, updated: 1, deleted: 1 }, 'an update during the check (service 42 back to its old backend)');

@@ -8,8 +8,8 @@ import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import {
   LB_MAP_NAMES, LB_MAP_TYPES, LB_STRUCTS, SOCK_LB_OBJECTS, SOCK_LB_PROGRAMS,
-  LB_SVC_MAX, LB_BE_MAX, LB_RNAT_MAX, LB_RSK_MAX, LB_AFF_MAX,
-  LB4_SVC_MAP, LB6_SVC_MAP, LB4_BE_MAP, LB6_BE_MAP, LB4_RNAT_MAP, LB6_RNAT_MAP, LB4_RSK_MAP, LB6_RSK_MAP, LB_AFF_MAP,
+  LB_SVC_MAX, LB_SLOT_MAX, LB_BE_MAX, LB_RNAT_MAX, LB_RSK_MAX, LB_AFF_MAX,
+  LB4_SVC_MAP, LB6_SVC_MAP, LB4_SLOT_MAP, LB6_SLOT_MAP, LB4_BE_MAP, LB6_BE_MAP, LB4_RNAT_MAP, LB6_RNAT_MAP, LB4_RSK_MAP, LB6_RSK_MAP, LB_AFF_MAP,
   type StructLayout,
 } from '../../../../agent/datapath/lb-layout.ts';
 import { MapType } from '../../../../agent/datapath/libbpf.ts';
@@ -47,6 +47,7 @@ class Btf {
 
 const MAX_ENTRIES: Record<string, number> = {
   [LB4_SVC_MAP]: LB_SVC_MAX, [LB6_SVC_MAP]: LB_SVC_MAX,
+  [LB4_SLOT_MAP]: LB_SLOT_MAX, [LB6_SLOT_MAP]: LB_SLOT_MAX,
   [LB4_BE_MAP]: LB_BE_MAX, [LB6_BE_MAP]: LB_BE_MAX,
   [LB4_RNAT_MAP]: LB_RNAT_MAX, [LB6_RNAT_MAP]: LB_RNAT_MAX,
   [LB4_RSK_MAP]: LB_RSK_MAX, [LB6_RSK_MAP]: LB_RSK_MAX,
@@ -100,7 +101,11 @@ for (const obj of SOCK_LB_OBJECTS) {
       } else {
         t.equal(key.name, want.key.name, `${v.name}: key struct`);
       }
-      t.equal(value.name, want.value.name, `${v.name}: value struct`);
+      if (want.value === 'u32') {
+        t.match(value, { kind: 'INT', size: 4 }, `${v.name}: value is a __u32`);
+      } else {
+        t.equal(value.name, want.value.name, `${v.name}: value struct`);
+      }
       t.equal(ptrTarget('max_entries').nr_elems, MAX_ENTRIES[v.name], `${v.name}: max_entries`);
       t.equal(ptrTarget('type').nr_elems, MapType[want.kind.toUpperCase() as 'HASH' | 'ARRAY' | 'LRU_HASH'], `${v.name}: map type ${want.kind}`);
     }

@@ -1,10 +1,11 @@
 import t from 'tap';
 import type { LbBackend, LbFrontend, LbState } from '../../../../agent/model/types.ts';
 import {
-  allocationFromMaps, assignSlots, emptyAllocation, lbEntries, lbPhase, lbPlans, l4Id, type LbEntries,
+  allocationFromMaps, assignSlots, emptyAllocation, lbEntries, lbPhase, lbPlans, l4Id, placeSlots, type LbEntries,
 } from '../../../../agent/datapath/lb-entries.ts';
+import { SlotRanges } from '../../../../agent/datapath/lb-slots.ts';
 import {
-  LB4_BE_MAP, LB4_RNAT_MAP, LB4_SVC_MAP, LB6_BE_MAP, LB6_RNAT_MAP, LB6_SVC_MAP, LB_CONFIG_MAPS,
+  LB4_BE_MAP, LB4_RNAT_MAP, LB4_SLOT_MAP, LB4_SVC_MAP, LB6_BE_MAP, LB6_RNAT_MAP, LB6_SLOT_MAP, LB6_SVC_MAP, LB_CONFIG_MAPS,
   BE_F_TERMINATING, SVC_F_AFFINITY, lb4BackendCodec, lb4KeyCodec, lb4RevNatCodec, lb6BackendCodec, lb6KeyCodec,
   svcValueCodec, u32Codec, type LbConfigMapName,
 } from '../../../../agent/datapath/lb-layout.ts';
@@ -19,9 +20,14 @@ function fe(address: string, port: number, backends: LbBackend[], extra: Partial
   };
 }
 
+/** The frontends with the backend id in each of their slots (read from the slot arrays at their base). */
 function decoded(e: LbEntries) {
-  const svc = [...e.maps[LB4_SVC_MAP].map((x) => ({ k: lb4KeyCodec.decode(x.key), v: svcValueCodec.decode(x.value) })),
-    ...e.maps[LB6_SVC_MAP].map((x) => ({ k: lb6KeyCodec.decode(x.key), v: svcValueCodec.decode(x.value) }))];
+  const slotIds = (map: typeof LB4_SLOT_MAP | typeof LB6_SLOT_MAP) => new Map(e.maps[map].map((x) => [u32Codec.decode(x.key), u32Codec.decode(x.value)]));
+  const s4 = slotIds(LB4_SLOT_MAP), s6 = slotIds(LB6_SLOT_MAP);
+  const withSlots = (k: ReturnType<typeof lb4KeyCodec.decode>, v: ReturnType<typeof svcValueCodec.decode>, ids: Map<number, number>) =>
+    ({ k, v, slots: Array.from({ length: v.count }, (_, i) => ids.get(v.slotBase + i)) });
+  const svc = [...e.maps[LB4_SVC_MAP].map((x) => withSlots(lb4KeyCodec.decode(x.key), svcValueCodec.decode(x.value), s4)),
+    ...e.maps[LB6_SVC_MAP].map((x) => withSlots(lb6KeyCodec.decode(x.key), svcValueCodec.decode(x.value), s6))];
   const be4 = new Map(e.maps[LB4_BE_MAP].map((x) => [u32Codec.decode(x.key), lb4BackendCodec.decode(x.value)]));
   const be6 = new Map(e.maps[LB6_BE_MAP].map((x) => [u32Codec.decode(x.key), lb6BackendCodec.decode(x.value)]));
   return { svc, be4, be6 };
@@ -31,18 +37,16 @@ function memMaps(): Record<LbConfigMapName, MemoryMap> {
   return Object.fromEntries(LB_CONFIG_MAPS.map((n) => [n, new MemoryMap(n)])) as Record<LbConfigMapName, MemoryMap>;
 }
 
-t.test('one frontend: slot 0 with the count, one slot per backend, backends and rev-NAT', async (t) => {
+t.test('one frontend: its entry with the count and slot range, one slot per backend, backends and rev-NAT', async (t) => {
   const state: LbState = { frontends: [fe('10.96.0.10', 80, [be('10.42.0.1'), be('10.42.0.2'), be('10.42.0.3')])] };
   const e = lbEntries(state);
   const { svc, be4 } = decoded(e);
-  t.equal(svc.length, 4);
-  const front = svc.find((s) => s.k.slot === 0)!;
-  t.same(front.k, { address: '10.96.0.10', port: 80, proto: 6, slot: 0 });
-  t.same(front.v, { backendId: 0, count: 3, flags: 0, revNatId: 1, affinityTimeout: 0 });
-  const slots = svc.filter((s) => s.k.slot > 0).sort((a, b) => a.k.slot - b.k.slot);
-  t.same(slots.map((s) => s.k.slot), [1, 2, 3]);
-  t.same(slots.map((s) => be4.get(s.v.backendId)?.address), ['10.42.0.1', '10.42.0.2', '10.42.0.3']);
-  t.ok(slots.every((s) => s.v.revNatId === 1 && s.v.count === 0));
+  t.equal(svc.length, 1);
+  const front = svc[0]!;
+  t.same(front.k, { address: '10.96.0.10', port: 80, proto: 6 });
+  t.same(front.v, { slotBase: 1, count: 3, flags: 0, revNatId: 1, affinityTimeout: 0 }, 'the first range starts at index 1');
+  t.equal(e.maps[LB4_SLOT_MAP].length, 3);
+  t.same(front.slots.map((id) => be4.get(id!)?.address), ['10.42.0.1', '10.42.0.2', '10.42.0.3']);
   t.same(e.maps[LB4_RNAT_MAP].map((x) => [u32Codec.decode(x.key), lb4RevNatCodec.decode(x.value)]), [[1, { address: '10.96.0.10', port: 80 }]]);
   t.same(e.maps[LB6_SVC_MAP], []);
 });
@@ -50,34 +54,33 @@ t.test('one frontend: slot 0 with the count, one slot per backend, backends and 
 t.test('no backends: the frontend with count 0, nothing else but rev-NAT', async (t) => {
   const e = lbEntries({ frontends: [fe('10.96.0.11', 53, [], { protocol: 'UDP' })] });
   const { svc } = decoded(e);
-  t.same(svc, [{ k: { address: '10.96.0.11', port: 53, proto: 17, slot: 0 }, v: { backendId: 0, count: 0, flags: 0, revNatId: 1, affinityTimeout: 0 } }]);
+  t.same(svc, [{ k: { address: '10.96.0.11', port: 53, proto: 17 }, v: { slotBase: 0, count: 0, flags: 0, revNatId: 1, affinityTimeout: 0 }, slots: [] }]);
+  t.equal(e.maps[LB4_SLOT_MAP].length, 0);
   t.equal(e.maps[LB4_BE_MAP].length, 0);
   t.equal(e.maps[LB4_RNAT_MAP].length, 1);
 });
 
-t.test('affinity: flag and timeout on slot 0 only; terminating backends flagged', async (t) => {
+t.test('affinity: flag and timeout on the frontend; terminating backends flagged', async (t) => {
   const e = lbEntries({ frontends: [fe('10.96.0.12', 80, [be('10.42.0.9', 80, true)], { affinityTimeoutSeconds: 10800 })] });
   const { svc, be4 } = decoded(e);
-  const front = svc.find((s) => s.k.slot === 0)!;
+  const front = svc[0]!;
   t.equal(front.v.flags, SVC_F_AFFINITY);
   t.equal(front.v.affinityTimeout, 10800);
-  const slot = svc.find((s) => s.k.slot === 1)!;
-  t.equal(slot.v.flags, 0);
-  t.equal(slot.v.affinityTimeout, 0);
-  t.equal(be4.get(slot.v.backendId)?.flags, BE_F_TERMINATING);
+  t.equal(be4.get(front.slots[0]!)?.flags, BE_F_TERMINATING);
 });
 
 t.test('IPv6 frontends go to the v6 maps; ids are shared across families', async (t) => {
   const e = lbEntries({ frontends: [fe('10.96.0.10', 80, [be('10.42.0.1')]), fe('fd00:96::a', 80, [be('fd00:42::1'), be('fd00:42::2')])] });
   const { svc, be4, be6 } = decoded(e);
-  t.equal(e.maps[LB4_SVC_MAP].length, 2);
-  t.equal(e.maps[LB6_SVC_MAP].length, 3);
+  t.equal(e.maps[LB4_SVC_MAP].length, 1);
+  t.equal(e.maps[LB6_SVC_MAP].length, 1);
+  t.equal(e.maps[LB6_SLOT_MAP].length, 2);
   t.equal(e.maps[LB6_RNAT_MAP].length, 1);
   t.same([...be4.keys()], [1]);
   t.same([...be6.keys()].sort(), [2, 3]);
-  const f6 = svc.find((s) => s.k.address === 'fd00:96::a' && s.k.slot === 0)!;
+  const f6 = svc.find((s) => s.k.address === 'fd00:96::a')!;
   t.equal(f6.v.revNatId, 2);
-  t.equal(f6.v.count, 2);
+  t.same(f6.v, { slotBase: 1, count: 2, flags: 0, revNatId: 2, affinityTimeout: 0 }, 'each family has its own slot array');
 });
 
 t.test('a backend shared by two frontends gets one id; duplicates collapse', async (t) => {
@@ -87,7 +90,8 @@ t.test('a backend shared by two frontends gets one id; duplicates collapse', asy
     fe('10.96.0.2', 80, [be('10.42.0.7')]),
   ] });
   t.equal(e.maps[LB4_BE_MAP].length, 1);
-  t.equal(e.maps[LB4_SVC_MAP].length, 4, 'two frontends of one slot each (the duplicate frontend is dropped)');
+  t.equal(e.maps[LB4_SVC_MAP].length, 2, 'two frontends (the duplicate frontend is dropped)');
+  t.equal(e.maps[LB4_SLOT_MAP].length, 2, 'of one slot each');
   t.equal(e.maps[LB4_RNAT_MAP].length, 2);
   t.equal(e.maps[LB4_BE_MAP].length, 1, 'TCP backend at one address:port has one id');
   const udp = lbEntries({ frontends: [fe('10.96.0.1', 80, [be('10.42.0.1')]), fe('10.96.0.1', 80, [be('10.42.0.1')], { protocol: 'UDP' })] });
@@ -166,15 +170,22 @@ t.test('a backend change touches few entries (reconciled)', async (t) => {
   const added = changed.map((f) => (f.address === '10.96.1.0' ? { ...f, backends: [...f.backends, be('10.42.9.9')] } : f));
   const r3 = lbEntries({ frontends: added }, r2.allocation);
   const w3 = reconcile(lbPlans(r3.maps, (n) => maps[n]));
-  t.same({ added: w3.added, updated: w3.updated, deleted: w3.deleted }, { added: 2, updated: 1, deleted: 0 }, 'backend + slot added, count updated');
+  // Its range (3 slots, the next frontend's right after) cannot grow in place: 4 slots elsewhere, then the switch, then the old 3 go.
+  t.same({ added: w3.added, updated: w3.updated, deleted: w3.deleted }, { added: 5, updated: 1, deleted: 3 }, 'backend + new range added, frontend switched, old range emptied');
+  const moved = r3.allocation.bases.get(l4Id(4, '10.96.1.0', 80, 'TCP'))!;
+  t.ok(moved > r2.allocation.bases.get(l4Id(4, '10.96.1.99', 80, 'TCP'))!, 'the new range is past every other');
+  const r3b = lbEntries({ frontends: added.map((f) => (f.address === '10.96.1.0' ? { ...f, backends: [...f.backends, be('10.42.9.8')] } : f)) }, r3.allocation);
+  t.equal(r3b.allocation.bases.get(l4Id(4, '10.96.1.0', 80, 'TCP')), moved, 'the last range grows in place');
+  t.equal(lbEntries({ frontends: added }, r3b.allocation).allocation.bases.get(l4Id(4, '10.96.1.0', 80, 'TCP')), moved, 'and shrinks in place');
 
   // Scale a backend out of every frontend: each frontend loses one slot, one backend entry goes.
   const gone = added.map((f) => ({ ...f, backends: f.backends.filter((b) => b.address !== '10.42.0.1') }));
   const r4 = lbEntries({ frontends: gone }, r3.allocation);
   const w4 = reconcile(lbPlans(r4.maps, (n) => maps[n]));
   t.equal(w4.byMap[LB4_BE_MAP]!.deleted, 1);
-  t.equal(w4.byMap[LB4_SVC_MAP]!.deleted, 100, 'one slot per frontend');
-  t.equal(w4.byMap[LB4_SVC_MAP]!.updated, 200, 'hole + count per frontend');
+  t.equal(w4.byMap[LB4_SLOT_MAP]!.deleted, 100, 'one slot per frontend');
+  t.equal(w4.byMap[LB4_SLOT_MAP]!.updated, 100, 'the hole filled from the last slot');
+  t.equal(w4.byMap[LB4_SVC_MAP]!.updated, 100, 'the count per frontend');
 });
 
 t.test('allocation recovered from pinned maps: a restart writes nothing', async (t) => {
@@ -197,15 +208,14 @@ t.test('allocation recovered from pinned maps: a restart writes nothing', async 
   const w = reconcile(lbPlans(again.maps, (n) => maps[n]));
   t.same({ added: w.added, updated: w.updated, deleted: w.deleted }, { added: 0, updated: 0, deleted: 0 });
   t.same(again.allocation.slots, r.allocation.slots);
+  t.same(again.allocation.bases, r.allocation.bases, 'and every slot range');
   t.same(allocationFromMaps({}), emptyAllocation());
 });
 
 t.test('write phases', async (t) => {
   const e = lbEntries({ frontends: [fe('10.96.0.1', 80, [be('10.42.0.1')]), fe('fd00::1', 80, [be('fd00::2')])] });
-  for (const m of [LB4_SVC_MAP, LB6_SVC_MAP] as const) {
-    const codec = m === LB4_SVC_MAP ? lb4KeyCodec : lb6KeyCodec;
-    for (const { key } of e.maps[m]) t.equal(lbPhase(m, key), codec.decode(key).slot === 0 ? 3 : 2);
-  }
+  for (const m of [LB4_SVC_MAP, LB6_SVC_MAP] as const) for (const { key } of e.maps[m]) t.equal(lbPhase(m, key), 3);
+  for (const m of [LB4_SLOT_MAP, LB6_SLOT_MAP] as const) for (const { key } of e.maps[m]) t.equal(lbPhase(m, key), 2);
   t.equal(lbPhase(LB4_BE_MAP, u32Codec.encode(1)), 0);
   t.equal(lbPhase(LB6_BE_MAP, u32Codec.encode(1)), 0);
   t.equal(lbPhase(LB4_RNAT_MAP, u32Codec.encode(1)), 1);
@@ -214,4 +224,20 @@ t.test('write phases', async (t) => {
 t.test('deterministic: equal input, equal output', async (t) => {
   const state: LbState = { frontends: [fe('10.96.0.2', 80, [be('10.42.0.2'), be('10.42.0.1')]), fe('10.96.0.1', 80, [be('10.42.0.3')])] };
   t.same(lbEntries(state), lbEntries(structuredClone(state)));
+});
+
+t.test('slot ranges: a range freed by a run is not reused in the same run (a reader may still follow it)', async (t) => {
+  const a = fe('10.96.0.1', 80, [be('10.42.0.1'), be('10.42.0.2')]);
+  const b = fe('10.96.0.2', 80, [be('10.42.0.3'), be('10.42.0.4')]);
+  const r1 = lbEntries({ frontends: [a] });
+  t.equal(r1.allocation.bases.get(l4Id(4, '10.96.0.1', 80, 'TCP')), 1);
+  const r2 = lbEntries({ frontends: [b] }, r1.allocation);
+  t.equal(r2.allocation.bases.get(l4Id(4, '10.96.0.2', 80, 'TCP')), 3, 'not the range 10.96.0.1 held until now');
+  const c = fe('10.96.0.3', 80, [be('10.42.0.5'), be('10.42.0.6')]);
+  const r3 = lbEntries({ frontends: [b, c] }, r2.allocation);
+  t.equal(r3.allocation.bases.get(l4Id(4, '10.96.0.3', 80, 'TCP')), 1, 'a later run reuses it');
+  const small = new SlotRanges(8);
+  t.equal(placeSlots(small, 0, 0, 4), 1);
+  t.equal(placeSlots(small, 1, 4, 6), 1, 'grown in place');
+  t.throws(() => placeSlots(small, 1, 6, 8), /slot array is full \(6 of 7 slots in use, 8 more wanted\): fewer endpoints, or a build with a larger KL_LB_SLOT_MAX/);
 });

@@ -5,7 +5,7 @@ import t from 'tap';
 import { lbEntries, lbPlans, type LbAllocation } from '../../../../agent/datapath/lb-entries.ts';
 import { LbTable, lbDeltas } from '../../../../agent/datapath/lb-table.ts';
 import { MemoryMap, reconcile, reconcileDelta } from '../../../../agent/datapath/reconcile.ts';
-import { LB4_BE_MAP, LB4_RNAT_MAP, LB4_SVC_MAP, LB_CONFIG_MAPS, toHex, type LbConfigMapName } from '../../../../agent/datapath/lb-layout.ts';
+import { LB4_BE_MAP, LB4_RNAT_MAP, LB4_SLOT_MAP, LB4_SVC_MAP, LB_CONFIG_MAPS, toHex, type LbConfigMapName } from '../../../../agent/datapath/lb-layout.ts';
 import { frontendSortKey, sameFrontend, type FrontendChange } from '../../../../agent/model/services.ts';
 import type { LbBackend, LbFrontend, LbState } from '../../../../agent/model/types.ts';
 import { prng } from '../../../lib/prng.ts';
@@ -152,5 +152,5 @@ t.test('reconcile: long runs of upserts go through updateBatch, same result and 
   t.same(b, a, 'same counts');
   t.same(dump(batched), dump(plain), 'same contents');
   // Backends (phase 0), then slots (2), then frontends (3); rev-NAT (1) is a run of 100 too.
-  t.same(log, [`${LB4_BE_MAP}:100`, `${LB4_RNAT_MAP}:100`, `${LB4_SVC_MAP}:100`, `${LB4_SVC_MAP}:100`]);
+  t.same(log, [`${LB4_BE_MAP}:100`, `${LB4_RNAT_MAP}:100`, `${LB4_SLOT_MAP}:100`, `${LB4_SVC_MAP}:100`]);
 });

@@ -57,12 +57,13 @@ t.test(`${POD_OBJECT}: structs, maps and programs match pod-layout.ts`, async (t
     const member = (n: string) => def.members!.find((m) => m.name === n)!;
     const target = (n: string) => get(get(member(n).type_id).type_id!);
     const want = (POD_MAP_TYPES as Record<string, { key: StructLayout | 'u32'; value: StructLayout | 'u64'; max?: number }>)[v.name]
-      ?? (LB_MAP_TYPES as Record<string, { key: StructLayout | 'u32'; value: StructLayout }>)[v.name]!;
+      ?? (LB_MAP_TYPES as Record<string, { key: StructLayout | 'u32'; value: StructLayout | 'u32' }>)[v.name]!;
     const key = resolve(target('key').id);
     const value = resolve(target('value').id);
     if (want.key === 'u32') t.match(key, { kind: 'INT', size: 4 }, `${v.name}: key is a __u32`);
     else t.equal(key.name, want.key.name, `${v.name}: key struct`);
     if (want.value === 'u64') t.match(value, { kind: 'INT', size: 8 }, `${v.name}: value is a __u64`);
+    else if (want.value === 'u32') t.match(value, { kind: 'INT', size: 4 }, `${v.name}: value is a __u32`);
     else t.equal(value.name, want.value.name, `${v.name}: value struct`);
     if ('max' in want && want.max !== undefined) t.equal(target('max_entries').nr_elems, want.max, `${v.name}: max_entries`);
   }

@@ -1,11 +1,9 @@
 import t from 'tap';
 import type { LbBackend, LbFrontend, LbState } from '../../../../agent/model/types.ts';
 import { lbEntries, lbPlans } from '../../../../agent/datapath/lb-entries.ts';
-import {
-  LB4_BE_MAP, LB4_SVC_MAP, LB6_BE_MAP, LB6_SVC_MAP, LB_CONFIG_MAPS, lb4KeyCodec, lb6KeyCodec, svcValueCodec, u32Codec,
-  type LbConfigMapName,
-} from '../../../../agent/datapath/lb-layout.ts';
+import { LB4_SLOT_MAP, LB4_SVC_MAP, LB_CONFIG_MAPS } from '../../../../agent/datapath/lb-layout.ts';
 import { MemoryMap, planWrites, reconcile, repair, type MapPlan } from '../../../../agent/datapath/reconcile.ts';
+import { lbMaps } from '../../../lib/lb-maps.ts';
 
 const b = (...xs: number[]) => Uint8Array.from(xs);
 
@@ -46,27 +44,6 @@ const fe = (address: string, backends: LbBackend[], port = 80): LbFrontend => ({
   service: 'ns/s', portName: '', type: 'ClusterIP', family: address.includes(':') ? 6 : 4, address, port,
   protocol: 'TCP', backends, affinityTimeoutSeconds: 0,
 });
-
-function lbMaps(): Record<LbConfigMapName, MemoryMap> {
-  const maps = {} as Record<LbConfigMapName, MemoryMap>;
-  const check = () => {
-    for (const [svcName, beName, codec] of [[LB4_SVC_MAP, LB4_BE_MAP, lb4KeyCodec], [LB6_SVC_MAP, LB6_BE_MAP, lb6KeyCodec]] as const) {
-      for (const [k, v] of maps[svcName].entries()) {
-        const key = codec.decode(k);
-        if (key.slot !== 0) continue;
-        const { count } = svcValueCodec.decode(v);
-        for (let s = 1; s <= count; s++) {
-          const slot = maps[svcName].get(codec.encode({ ...key, slot: s }));
-          if (!slot) throw new Error(`${key.address}:${key.port} count ${count} but slot ${s} missing`);
-          const id = svcValueCodec.decode(slot).backendId;
-          if (!maps[beName].get(u32Codec.encode(id))) throw new Error(`${key.address} slot ${s} -> missing backend ${id}`);
-        }
-      }
-    }
-  };
-  for (const n of LB_CONFIG_MAPS) maps[n] = new MemoryMap(n, check);
-  return maps;
-}
 
 t.test('repair: drift written back in reconcile order, counted as adds, updates and deletes', async (t) => {
   const writes: string[] = [];
@@ -112,8 +89,9 @@ t.test('LB maps: every intermediate state is consistent, and a second run writes
 t.test('LB maps: reverse order would be caught (the check works)', async (t) => {
   const maps = lbMaps();
   const e = lbEntries({ frontends: [fe('10.96.0.1', [be('10.42.0.1')])] });
-  // Write the frontend before its slot and backend: the checker must object.
-  const svc = e.maps[LB4_SVC_MAP];
-  const front = svc.find((x) => lb4KeyCodec.decode(x.key).slot === 0)!;
+  // Write the frontend before its slot and backend, or the slot before its backend: the checker must object.
+  const front = e.maps[LB4_SVC_MAP][0]!;
   t.throws(() => maps[LB4_SVC_MAP].update(front.key, front.value), /slot 1 missing/);
+  const slot = e.maps[LB4_SLOT_MAP][0]!;
+  t.throws(() => maps[LB4_SLOT_MAP].update(slot.key, slot.value), /missing backend 1/);
 });
