@@ -89,8 +89,22 @@ function parse(which: Which, args: string[]) {
 
 const progress = (io: Io) => {
   const t0 = Date.now();
-  return (text: string) => io.err(`--> ${text} (${formatDuration(Date.now() - t0) === '-' ? '0s' : formatDuration(Date.now() - t0)})\n`);
+  return (text: string) => {
+    const took = formatDuration(Date.now() - t0);
+    io.err(`--> ${text} (${took === '-' ? '0s' : took})\n`);
+  };
 };
+
+/** Runs `fn` with the lab module; a LabError (an expected failure with a remedy) comes out as a CommandError. */
+async function withLab<T>(fn: (lab: typeof import('../../lab/lab.ts')) => Promise<T>): Promise<T> {
+  const lab = await import('../../lab/lab.ts');
+  try {
+    return await fn(lab);
+  } catch (e) {
+    if (e instanceof lab.LabError) throw new CommandError(e.message, { cause: e });
+    throw e;
+  }
+}
 
 /** Ctrl-C / SIGTERM abort the signal while `fn` runs. */
 async function withInterrupt<T>(io: Io, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
@@ -110,32 +124,25 @@ async function withInterrupt<T>(io: Io, fn: (signal: AbortSignal) => Promise<T>)
 }
 
 async function doUp(io: Io, name: string, nodes: number, signal: AbortSignal, downAfter = false): Promise<LabState> {
-  const { up, LabError, LabAborted } = await import('../../lab/lab.ts');
-  try {
-    return await up({ name, nodes, signal, step: progress(io) });
-  } catch (e) {
-    if (e instanceof LabError) throw new CommandError(e.message, { cause: e });
-    if (e instanceof LabAborted) {
-      throw new CommandError(downAfter ? 'interrupted' : `interrupted; remove what was made with: kinglet lab down${name === DEFAULT_LAB_NAME ? '' : ` --name ${name}`}`, { cause: e });
+  return withLab(async ({ up, LabAborted }) => {
+    try {
+      return await up({ name, nodes, signal, step: progress(io) });
+    } catch (e) {
+      if (e instanceof LabAborted) {
+        throw new CommandError(downAfter ? 'interrupted' : `interrupted; remove what was made with: kinglet lab down${name === DEFAULT_LAB_NAME ? '' : ` --name ${name}`}`, { cause: e });
+      }
+      throw e;
     }
-    throw e;
-  }
+  });
 }
 
 async function doTest(io: Io, st: LabState, json: boolean, signal?: AbortSignal): Promise<number> {
   const { runLabChecks } = await import('../../lab/run.ts');
-  const { LabError } = await import('../../lab/lab.ts');
   io.err(`--> running ${st.plan.nodes.length > 1 ? 'the connectivity checks' : 'the single-node subset of the connectivity checks'} against lab ${st.name}\n`);
-  let out;
-  try {
-    out = await runLabChecks(st, {
-      ...(signal ? { signal } : {}),
-      onVerdict: (r) => io.err(`${r.verdict} ${r.name} (${formatDuration(r.durationMs)})\n`),
-    });
-  } catch (e) {
-    if (e instanceof LabError) throw new CommandError(e.message, { cause: e });
-    throw e;
-  }
+  const out = await withLab(() => runLabChecks(st, {
+    ...(signal ? { signal } : {}),
+    onVerdict: (r) => io.err(`${r.verdict} ${r.name} (${formatDuration(r.durationMs)})\n`),
+  }));
   if (json) printJson(io, jsonReport(out.info, out.results));
   else io.out(renderReport(out.info, out.results));
   return exitStatus(out.results);
@@ -173,14 +180,7 @@ export async function runTest(args: string[], io: Io): Promise<number> {
     io.out(HELP.test);
     return 0;
   }
-  const { loadLab, LabError } = await import('../../lab/lab.ts');
-  let st;
-  try {
-    st = await loadLab(o.name);
-  } catch (e) {
-    if (e instanceof LabError) throw new CommandError(e.message, { cause: e });
-    throw e;
-  }
+  const st = await withLab(({ loadLab }) => loadLab(o.name));
   return withInterrupt(io, (signal) => doTest(io, st, o.json, signal));
 }
 
@@ -199,13 +199,7 @@ export async function run(args: string[], io: Io): Promise<number> {
     io.out(HELP.all);
     return 0;
   }
-  const { preflight, LabError } = await import('../../lab/lab.ts');
-  try {
-    await preflight();
-  } catch (e) {
-    if (e instanceof LabError) throw new CommandError(e.message, { cause: e });
-    throw e;
-  }
+  await withLab(({ preflight }) => preflight());
   const { existsSync } = await import('node:fs');
   const { labDir } = await import('../../lab/plan.ts');
   if (existsSync(labDir(o.name))) {
