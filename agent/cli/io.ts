@@ -25,6 +25,29 @@ export class CommandError extends Error {
   }
 }
 
+/**
+ * While `fn` runs, SIGINT / SIGTERM print `message` and abort the signal `fn`
+ * was given. With `once`, a second one is left to the default action (the
+ * process stops at once); without, every further one is caught the same way.
+ */
+export async function withInterrupt<T>(io: Io, message: string, fn: (signal: AbortSignal) => Promise<T>, once = false): Promise<T> {
+  const ac = new AbortController();
+  const onSignal = () => {
+    io.err(message);
+    ac.abort();
+  };
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    if (once) process.once(sig, onSignal);
+    else process.on(sig, onSignal);
+  }
+  try {
+    return await fn(ac.signal);
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
 export function printJson(io: Io, value: unknown): void {
   io.out(JSON.stringify(value, null, 2) + '\n');
 }

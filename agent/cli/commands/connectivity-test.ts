@@ -13,7 +13,7 @@ import {
 import { exitStatus, formatDuration, jsonReport, renderReport } from '../../connectivity/report.ts';
 import { CAPABILITIES, isCapability, MISSING_REASON, type Capability } from '../../connectivity/suite.ts';
 import { resolveEndpoint } from '../../source/kube.ts';
-import { CommandError, printJson, UsageError, type Io } from '../io.ts';
+import { CommandError, printJson, UsageError, withInterrupt, type Io } from '../io.ts';
 
 const USAGE = `usage: kinglet connectivity test [--kubeconfig <file>] [--namespace ${DEFAULT_NAMESPACE}] [--keep]
          [--timeout 300s] [--single-node] [--json] [--image-echo <ref>] [--image-client <ref>]
@@ -88,19 +88,12 @@ export interface Deps {
 }
 
 export async function run(args: string[], io: Io): Promise<number> {
-  const ac = new AbortController();
-  const onSignal = () => {
-    io.err('\ninterrupted: failing what is left and cleaning up (press again to stop at once)\n');
-    ac.abort();
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-  try {
-    return await runWith(args, io, { tty: process.stderr.isTTY === true, signal: ac.signal });
-  } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-  }
+  return withInterrupt(
+    io,
+    '\ninterrupted: failing what is left and cleaning up (press again to stop at once)\n',
+    (signal) => runWith(args, io, { tty: process.stderr.isTTY === true, signal }),
+    true,
+  );
 }
 
 export async function runWith(args: string[], io: Io, deps: Deps = {}): Promise<number> {

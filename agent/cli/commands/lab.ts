@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util';
 import { exitStatus, formatDuration, jsonReport, renderReport } from '../../connectivity/report.ts';
 import { DEFAULT_LAB_NAME, labNameProblem, MAX_NODES } from '../../lab/plan.ts';
 import type { LabState } from '../../lab/state.ts';
-import { CommandError, printJson, UsageError, type Io } from '../io.ts';
+import { CommandError, printJson, UsageError, withInterrupt, type Io } from '../io.ts';
 
 const COMMON = `  --name <name>   which lab (default ${DEFAULT_LAB_NAME}); several labs can exist side by side`;
 
@@ -106,22 +106,7 @@ async function withLab<T>(fn: (lab: typeof import('../../lab/lab.ts')) => Promis
   }
 }
 
-/** Ctrl-C / SIGTERM abort the signal while `fn` runs. */
-async function withInterrupt<T>(io: Io, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
-  const ac = new AbortController();
-  const on = () => {
-    io.err('\ninterrupted: stopping and cleaning up\n');
-    ac.abort();
-  };
-  process.on('SIGINT', on);
-  process.on('SIGTERM', on);
-  try {
-    return await fn(ac.signal);
-  } finally {
-    process.off('SIGINT', on);
-    process.off('SIGTERM', on);
-  }
-}
+const INTERRUPTED = '\ninterrupted: stopping and cleaning up\n';
 
 async function doUp(io: Io, name: string, nodes: number, signal: AbortSignal, downAfter = false): Promise<LabState> {
   return withLab(async ({ up, LabAborted }) => {
@@ -166,7 +151,7 @@ export async function runUp(args: string[], io: Io): Promise<number> {
     io.out(HELP.up);
     return 0;
   }
-  const st = await withInterrupt(io, (signal) => doUp(io, o.name, o.nodes, signal));
+  const st = await withInterrupt(io, INTERRUPTED, (signal) => doUp(io, o.name, o.nodes, signal));
   const flag = o.name === DEFAULT_LAB_NAME ? '' : ` --name ${o.name}`;
   io.out(`lab ${st.name} is up: ${st.plan.nodes.map((n) => `${n.name} ${n.ip}`).join(', ')}; ` +
     `${st.pods.length} pods (${st.pods.filter((p) => p.name.startsWith('echo-')).map((p) => `${p.name} ${p.ip}`).join(', ')}, ...)\n` +
@@ -181,7 +166,7 @@ export async function runTest(args: string[], io: Io): Promise<number> {
     return 0;
   }
   const st = await withLab(({ loadLab }) => loadLab(o.name));
-  return withInterrupt(io, (signal) => doTest(io, st, o.json, signal));
+  return withInterrupt(io, INTERRUPTED, (signal) => doTest(io, st, o.json, signal));
 }
 
 export async function runDown(args: string[], io: Io): Promise<number> {
@@ -207,7 +192,7 @@ export async function run(args: string[], io: Io): Promise<number> {
     throw new CommandError(`a lab named ${o.name} exists already: use kinglet lab test${o.name === DEFAULT_LAB_NAME ? '' : ` --name ${o.name}`}, or remove it with kinglet lab down, or pass another --name`);
   }
   let status = 1;
-  await withInterrupt(io, async (signal) => {
+  await withInterrupt(io, INTERRUPTED, async (signal) => {
     try {
       const st = await doUp(io, o.name, o.nodes, signal, !o.keep);
       status = await doTest(io, st, o.json, signal);
