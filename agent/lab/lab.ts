@@ -21,7 +21,7 @@ import { parseAllDocuments } from 'yaml';
 import { apiRequest } from '../api/client.ts';
 import type { AgentStatus, ServiceEntry } from '../api/types.ts';
 import {
-  DEFAULT_LAB_NAME, LAB_ROOT, labCgroup, labDir, labObjects, nsPrefix, objectsYaml, planLab,
+  DEFAULT_LAB_NAME, LAB_ROOT, labCgroup, labDir, labObjects, nameFlag, nsPrefix, objectsYaml, planLab,
   type LabPlan, type NodePlan, type PodIPs,
 } from './plan.ts';
 import { checkOwnership, newState, readState, writeState, type LabState, type PodRecord, type ProcessRecord, type Territory } from './state.ts';
@@ -183,7 +183,7 @@ export async function up(opts: UpOptions = {}): Promise<LabState> {
   const cg2 = await preflight(opts.preflight);
   const plan = planLab({ name: opts.name ?? DEFAULT_LAB_NAME, nodes: opts.nodes ?? 2, cgroup2: cg2, ...(opts.root ? { root: opts.root } : {}) });
   if (existsSync(plan.stateFile) || existsSync(plan.dir)) {
-    throw new LabError(`a lab named ${plan.name} exists (${plan.dir}). Remove it first: kinglet lab down${plan.name === DEFAULT_LAB_NAME ? '' : ` --name ${plan.name}`}`);
+    throw new LabError(`a lab named ${plan.name} exists (${plan.dir}). Remove it first: kinglet lab down${nameFlag(plan.name)}`);
   }
   const leftovers = (await tryRun('ip', ['netns', 'list'])).out.split('\n').map((l) => l.split(' ')[0]!).filter((n) => n.startsWith(plan.prefix));
   if (leftovers.length || existsSync(plan.cgroup)) {
@@ -468,7 +468,7 @@ export async function down(opts: DownOptions = {}): Promise<DownResult> {
 export async function loadLab(name = DEFAULT_LAB_NAME, root?: string): Promise<LabState> {
   const file = join(labDir(name, root), 'state.json');
   const st = await readState(file);
-  const flag = name === DEFAULT_LAB_NAME ? '' : ` --name ${name}`;
+  const flag = nameFlag(name);
   if (!st) throw new LabError(`no lab named ${name} (no ${file}). Create it: kinglet lab up${flag}`);
   if (!st.complete) throw new LabError(`lab ${name} is incomplete (its kinglet lab up did not finish). Remove it and start again: kinglet lab down${flag} && kinglet lab up${flag}`);
   return st;

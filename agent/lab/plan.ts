@@ -17,6 +17,11 @@ import { SUITE, type CheckDef, type Suite } from '../connectivity/suite.ts';
 
 export const LAB_ROOT = '/run/kinglet-lab';
 export const DEFAULT_LAB_NAME = 'lab';
+
+/** The `--name` a command about lab `name` needs (none for the default lab), for advice like `kinglet lab down${nameFlag(n)}`. */
+export function nameFlag(name: string): string {
+  return name === DEFAULT_LAB_NAME ? '' : ` --name ${name}`;
+}
 export const MAX_NODES = 8;
 export const UNDERLAY_PREFIX = '10.99.0';
 export const CLUSTER_CIDR = '10.42.0.0/16';

@@ -5,7 +5,7 @@
 //   kinglet lab down   remove it (idempotent; also after a crashed up)
 import { parseArgs } from 'node:util';
 import { exitStatus, formatDuration, jsonReport, renderReport } from '../../connectivity/report.ts';
-import { DEFAULT_LAB_NAME, labNameProblem, MAX_NODES } from '../../lab/plan.ts';
+import { DEFAULT_LAB_NAME, labNameProblem, MAX_NODES, nameFlag } from '../../lab/plan.ts';
 import type { LabState } from '../../lab/state.ts';
 import { CommandError, printJson, UsageError, withInterrupt, type Io } from '../io.ts';
 
@@ -114,7 +114,7 @@ async function doUp(io: Io, name: string, nodes: number, signal: AbortSignal, do
       return await up({ name, nodes, signal, step: progress(io) });
     } catch (e) {
       if (e instanceof LabAborted) {
-        throw new CommandError(downAfter ? 'interrupted' : `interrupted; remove what was made with: kinglet lab down${name === DEFAULT_LAB_NAME ? '' : ` --name ${name}`}`, { cause: e });
+        throw new CommandError(downAfter ? 'interrupted' : `interrupted; remove what was made with: kinglet lab down${nameFlag(name)}`, { cause: e });
       }
       throw e;
     }
@@ -152,7 +152,7 @@ export async function runUp(args: string[], io: Io): Promise<number> {
     return 0;
   }
   const st = await withInterrupt(io, INTERRUPTED, (signal) => doUp(io, o.name, o.nodes, signal));
-  const flag = o.name === DEFAULT_LAB_NAME ? '' : ` --name ${o.name}`;
+  const flag = nameFlag(o.name);
   io.out(`lab ${st.name} is up: ${st.plan.nodes.map((n) => `${n.name} ${n.ip}`).join(', ')}; ` +
     `${st.pods.length} pods (${st.pods.filter((p) => p.name.startsWith('echo-')).map((p) => `${p.name} ${p.ip}`).join(', ')}, ...)\n` +
     `next: kinglet lab test${flag}; kinglet status --api-socket ${st.plan.nodes[0]!.sock}; kinglet lab down${flag}\n`);
@@ -189,7 +189,7 @@ export async function run(args: string[], io: Io): Promise<number> {
   const { labDir } = await import('../../lab/plan.ts');
   if (existsSync(labDir(o.name))) {
     // Someone's lab: never tear it down from here.
-    throw new CommandError(`a lab named ${o.name} exists already: use kinglet lab test${o.name === DEFAULT_LAB_NAME ? '' : ` --name ${o.name}`}, or remove it with kinglet lab down, or pass another --name`);
+    throw new CommandError(`a lab named ${o.name} exists already: use kinglet lab test${nameFlag(o.name)}, or remove it with kinglet lab down, or pass another --name`);
   }
   let status = 1;
   await withInterrupt(io, INTERRUPTED, async (signal) => {
@@ -202,7 +202,7 @@ export async function run(args: string[], io: Io): Promise<number> {
       status = 1;
     } finally {
       if (o.keep && !signal.aborted) {
-        io.err(`--> keeping lab ${o.name}: kinglet lab down${o.name === DEFAULT_LAB_NAME ? '' : ` --name ${o.name}`} removes it\n`);
+        io.err(`--> keeping lab ${o.name}: kinglet lab down${nameFlag(o.name)} removes it\n`);
       } else {
         const rc = await doDown(io, o.name);
         if (rc !== 0) status = 1;

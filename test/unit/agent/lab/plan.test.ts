@@ -4,7 +4,7 @@ import t from 'tap';
 import { parseAllDocuments } from 'yaml';
 import { parseManifests } from '../../../../agent/source/manifests.ts';
 import {
-  clientNodeOf, labNameProblem, labObjects, MAX_NODES, objectsYaml, planLab, type LabPlan,
+  clientNodeOf, labNameProblem, labObjects, MAX_NODES, nameFlag, objectsYaml, planLab, type LabPlan,
 } from '../../../../agent/lab/plan.ts';
 import { checkByName, SUITE } from '../../../../agent/connectivity/suite.ts';
 import { suitePolicies } from '../../../../agent/lab/lab.ts';
@@ -106,4 +106,9 @@ t.test('objects: Nodes, Services with ClusterIPs, EndpointSlices, Pods, policies
     const s = o as { metadata: { name: string }; endpoints: unknown[] };
     return s.metadata.name.startsWith('echo-b-host') ? s.endpoints.length === 1 : s.endpoints.length === 0;
   }), 'and no pod endpoints');
+});
+
+t.test('advice names the lab only when it is not the default one', async (t) => {
+  t.equal(`kinglet lab down${nameFlag('lab')}`, 'kinglet lab down');
+  t.equal(`kinglet lab down${nameFlag('ci')}`, 'kinglet lab down --name ci');
 });
