@@ -7,9 +7,9 @@ import { emptyAllocation, lbEntries, lbPlans, type LbAllocation } from '../../..
 import { LbTable, ipv4Value, lbDeltas, lbFirst, lbFullPlans } from '../../../../agent/datapath/lb-table.ts';
 import { MemoryMap, reconcile, reconcileDelta, writeFresh } from '../../../../agent/datapath/reconcile.ts';
 import { LB_CONFIG_MAPS, addrBytes, toHex, type LbConfigMapName } from '../../../../agent/datapath/lb-layout.ts';
-import { frontendSortKey, sameFrontend, type FrontendChange } from '../../../../agent/model/services.ts';
+import { frontendSortKey } from '../../../../agent/model/services.ts';
 import type { LbBackend, LbFrontend, LbState } from '../../../../agent/model/types.ts';
-import { lbMaps } from '../../../lib/lb-maps.ts';
+import { changesBetween, lbMaps } from '../../../lib/lb-maps.ts';
 
 function prng(seed: number): () => number {
   let a = seed >>> 0;
@@ -84,16 +84,6 @@ function ordered(maps: Record<LbConfigMapName, MemoryMap>): { seq: string[] } & 
     };
   }
   return Object.assign(maps, { seq });
-}
-
-function changesBetween(a: LbState, b: LbState): Map<string, FrontendChange> {
-  const before = new Map(a.frontends.map((f) => [frontendSortKey(f), f]));
-  const after = new Map(b.frontends.map((f) => [frontendSortKey(f), f]));
-  const out = new Map<string, FrontendChange>();
-  for (const k of new Set([...before.keys(), ...after.keys()])) {
-    if (!sameFrontend(before.get(k), after.get(k))) out.set(k, { before: before.get(k), after: after.get(k) });
-  }
-  return out;
 }
 
 /** Sorted, deduplicated (first wins) frontends: what LbModel gives. */

@@ -6,10 +6,10 @@ import { lbEntries, lbPlans, type LbAllocation } from '../../../../agent/datapat
 import { LbTable, lbDeltas } from '../../../../agent/datapath/lb-table.ts';
 import { MemoryMap, reconcile, reconcileDelta } from '../../../../agent/datapath/reconcile.ts';
 import { LB4_BE_MAP, LB4_RNAT_MAP, LB4_SLOT_MAP, LB4_SVC_MAP, LB_CONFIG_MAPS, toHex, type LbConfigMapName } from '../../../../agent/datapath/lb-layout.ts';
-import { frontendSortKey, sameFrontend, type FrontendChange } from '../../../../agent/model/services.ts';
+import { frontendSortKey } from '../../../../agent/model/services.ts';
 import type { LbBackend, LbFrontend, LbState } from '../../../../agent/model/types.ts';
 import { prng } from '../../../lib/prng.ts';
-import { lbMaps } from '../../../lib/lb-maps.ts';
+import { changesBetween, lbMaps } from '../../../lib/lb-maps.ts';
 
 function randomState(rnd: () => number): LbState {
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
@@ -49,16 +49,6 @@ function editState(rnd: () => number, s: LbState): LbState {
   for (const f of next.frontends.slice(0, 1 + Math.floor(rnd() * 2))) byKey.set(frontendSortKey(f), f);
   if (rnd() < 0.3 && byKey.size > 0) byKey.delete([...byKey.keys()][Math.floor(rnd() * byKey.size)]!);
   return { frontends: [...byKey.keys()].sort().map((k) => byKey.get(k)!) };
-}
-
-function changesBetween(a: LbState, b: LbState): Map<string, FrontendChange> {
-  const before = new Map(a.frontends.map((f) => [frontendSortKey(f), f]));
-  const after = new Map(b.frontends.map((f) => [frontendSortKey(f), f]));
-  const out = new Map<string, FrontendChange>();
-  for (const k of new Set([...before.keys(), ...after.keys()])) {
-    if (!sameFrontend(before.get(k), after.get(k))) out.set(k, { before: before.get(k), after: after.get(k) });
-  }
-  return out;
 }
 
 const dump = (maps: Record<LbConfigMapName, MemoryMap>) =>
