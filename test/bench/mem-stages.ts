@@ -22,7 +22,6 @@ const SERVICES = Number(process.env.BENCH_SERVICES ?? 10_000);
 const ENDPOINTS = Number(process.env.BENCH_ENDPOINTS ?? 10);
 const NOISY = process.env.BENCH_NOISY === '1';
 const self = fileURLToPath(import.meta.url);
-const ipv4 = (n: number) => [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
 
 /** What an API server adds to an object and the agent never reads. */
 function noise(o: Record<string, any>, i: number): Record<string, any> {
@@ -36,27 +35,11 @@ function noise(o: Record<string, any>, i: number): Record<string, any> {
   return o;
 }
 
-function writeObjects(file: string): void {
-  const svcs: unknown[] = [];
-  const slices: unknown[] = [];
-  for (let i = 0; i < SERVICES; i++) {
-    const name = `svc-${i}`;
-    const ip = ipv4((10 << 24) + (96 << 16) + 1 + i);
-    svcs.push(noise({
-      apiVersion: 'v1', kind: 'Service',
-      metadata: { name, namespace: 'bench', uid: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`, resourceVersion: String(1000 + i) },
-      spec: { type: 'ClusterIP', clusterIP: ip, clusterIPs: [ip], ipFamilies: ['IPv4'], ports: [{ name: 'http', port: 80, protocol: 'TCP', targetPort: 8080 }], sessionAffinity: 'None' },
-    }, i));
-    slices.push(noise({
-      apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
-      metadata: { name: `${name}-x7k2p`, namespace: 'bench', labels: { 'kubernetes.io/service-name': name }, resourceVersion: String(50000 + i) },
-      addressType: 'IPv4', ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
-      endpoints: Array.from({ length: ENDPOINTS }, (_, j) => ({
-        addresses: [ipv4((10 << 24) + (64 << 16) + i * ENDPOINTS + j + 1)],
-        conditions: { ready: true, serving: true, terminating: false }, nodeName: `node-${j % 3}`,
-      })),
-    }, i));
-  }
+async function writeObjects(file: string): Promise<void> {
+  const { benchObjects } = await import('./lib/objects.ts');
+  const { services, endpointSlices } = benchObjects(SERVICES, ENDPOINTS);
+  const svcs = services.map((o, i) => noise(o, i));
+  const slices = endpointSlices.map((o, i) => noise(o, i));
   // Written synchronously in pieces: the whole text is never one string here.
   const fs = process.getBuiltinModule('node:fs');
   const fd = fs.openSync(file, 'w');
@@ -67,7 +50,7 @@ function writeObjects(file: string): void {
 }
 
 if (process.env.MEM_STAGES_WRITE) {
-  writeObjects(process.env.MEM_STAGES_WRITE);
+  await writeObjects(process.env.MEM_STAGES_WRITE);
 } else if (!process.env.MEM_STAGES_CHILD) {
   // Re-run with the agent's flags; nothing else happens in this process.
   const r = spawnSync(process.execPath, [...AGENT_NODE_FLAGS, '--expose-gc', self], { stdio: 'inherit', env: { ...process.env, MEM_STAGES_CHILD: '1' } });

@@ -41,6 +41,7 @@ import { LB_CONFIG_MAPS } from '../../agent/datapath/lb-layout.ts';
 import { apiRequest } from '../../agent/api/client.ts';
 import { AGENT_NODE_FLAGS } from '../../installer/render.ts';
 import type { AgentStatus } from '../../agent/api/types.ts';
+import { benchObjects } from './lib/objects.ts';
 import { bench, fmtInt, fmtMs, fmtRatio, median, table, type Collector } from './lib/bench.ts';
 
 const repo = fileURLToPath(new URL('../../', import.meta.url));
@@ -50,38 +51,6 @@ const ENDPOINTS = Number(process.env.BENCH_ENDPOINTS ?? 10);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const TARGET_MS = 300;
 const TARGET_RSS_MB = 128;
-
-const ipv4 = (n: number) => [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
-const CLUSTER_IP_BASE = (10 << 24) | (96 << 16); // 10.96.0.0
-const POD_IP_BASE = (10 << 24) | (64 << 16); // 10.64.0.0: distinct endpoints for every service
-
-function objects(services: number, endpoints: number): { services: KubeObject[]; endpointSlices: KubeObject[] } {
-  const svcs: KubeObject[] = [];
-  const slices: KubeObject[] = [];
-  for (let i = 0; i < services; i++) {
-    const name = `svc-${i}`;
-    const ip = ipv4(CLUSTER_IP_BASE + 1 + i);
-    svcs.push({
-      apiVersion: 'v1',
-      kind: 'Service',
-      metadata: { name, namespace: 'bench', uid: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`, resourceVersion: String(1000 + i) },
-      spec: { type: 'ClusterIP', clusterIP: ip, clusterIPs: [ip], ipFamilies: ['IPv4'], ports: [{ name: 'http', port: 80, protocol: 'TCP', targetPort: 8080 }], sessionAffinity: 'None' },
-    });
-    slices.push({
-      apiVersion: 'discovery.k8s.io/v1',
-      kind: 'EndpointSlice',
-      metadata: { name: `${name}-x7k2p`, namespace: 'bench', labels: { 'kubernetes.io/service-name': name }, resourceVersion: String(50000 + i) },
-      addressType: 'IPv4',
-      ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
-      endpoints: Array.from({ length: endpoints }, (_, j) => ({
-        addresses: [ipv4(POD_IP_BASE + i * endpoints + j + 1)],
-        conditions: { ready: true, serving: true, terminating: false },
-        nodeName: `node-${j % 3}`,
-      })),
-    });
-  }
-  return { services: svcs, endpointSlices: slices };
-}
 
 /** The same state with one endpoint of one frontend moved to a new address. */
 function withOneEndpointChanged(state: LbState): LbState {
@@ -104,7 +73,7 @@ await bench('program-maps', async (c: Collector) => {
   console.log(`program-maps: ${fmtInt(SERVICES)} services x ${ENDPOINTS} endpoints, ${ROUNDS} rounds (medians; the machine is shared, figures are noisy)`);
   await execa('make', ['-s', '-C', join(repo, 'bpf')]);
   const rows: string[][] = [];
-  const snapshot = { ...emptySnapshot(), ...objects(SERVICES, ENDPOINTS) };
+  const snapshot = { ...emptySnapshot(), ...benchObjects(SERVICES, ENDPOINTS) };
 
   // (i) the model
   const modelMs: number[] = [];
