@@ -26,9 +26,8 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { netns, scratchBpffs, start, testCgroup, veth, type Netns } from '../lib/sandbox.ts';
-import { LbDatapath } from '../../agent/datapath/lb.ts';
-import { cleanup } from '../../agent/datapath/loader.ts';
+import { netns, start, veth, type Netns } from '../lib/sandbox.ts';
+import { scratchLb } from '../lib/scratch-lb.ts';
 import type { LbFrontend, LbState } from '../../agent/model/types.ts';
 import { bench, fmtInt, fmtMs, fmtRatio, median, table, type Collector } from './lib/bench.ts';
 
@@ -241,14 +240,7 @@ await bench('clusterip-connect', async (c: Collector) => {
   await server.waitForOutput((o) => o.includes('listening'));
 
   // The socket LB: scratch bpffs, our own cgroup.
-  const fs = await scratchBpffs(c);
-  const bpfRoot = join(fs, 'kinglet');
-  const cgroup = await testCgroup(c, 'kinglet-bench');
-  const lb = LbDatapath.open({ bpfRoot, cgroup });
-  c.teardown(() => {
-    lb.close();
-    cleanup(bpfRoot);
-  });
+  const { lb, cgroup } = await scratchLb(c, 'kinglet-bench');
   console.log(`socket LB: ${lb.variant.file}, cgroup ${cgroup}`);
 
   const client = async (ns: Netns, inCgroup: boolean, ip: string, port: number, secs: number): Promise<CaseResult> => {

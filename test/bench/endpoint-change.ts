@@ -13,11 +13,10 @@
 // Real pinned maps on a scratch bpffs; the programs attach to an empty cgroup
 // this benchmark creates. No traffic. Everything is removed at the end, also
 // on failure. Prints figures; asserts nothing.
-import { scratchBpffs, testCgroup, rootSkipReason, type Teardownable } from '../lib/sandbox.ts';
+import { scratchLb } from '../lib/scratch-lb.ts';
+import { bench } from './lib/bench.ts';
 import { buildLbState, LbModel } from '../../agent/model/services.ts';
 import { emptySnapshot, type KubeObject, type Snapshot } from '../../agent/source/types.ts';
-import { LbDatapath } from '../../agent/datapath/lb.ts';
-import { cleanup } from '../../agent/datapath/loader.ts';
 
 const SERVICES = Number(process.env.BENCH_SERVICES ?? 10_000);
 const ENDPOINTS = Number(process.env.BENCH_ENDPOINTS ?? 10);
@@ -69,98 +68,73 @@ function pct(sorted: number[], p: number): number {
 
 const fmt = (ms: number) => (ms < 10 ? ms.toFixed(3) : ms.toFixed(1));
 
-async function main(): Promise<void> {
-  const skip = rootSkipReason();
-  if (skip) {
-    console.log(`endpoint-change: skipped (${skip})`);
-    return;
+await bench('endpoint-change', async (c) => {
+  const { lb } = await scratchLb(c, 'kinglet-bench');
+  const source = new CacheSource();
+  for (let i = 0; i < SERVICES; i++) {
+    source.services.push(service(i));
+    source.slices.push(slice(i, 1, 0));
   }
-  const teardowns: (() => unknown)[] = [];
-  const t: Teardownable = { teardown: (fn) => void teardowns.push(fn) };
-  let lb: LbDatapath | undefined;
-  let bpfRoot: string | undefined;
-  try {
-    bpfRoot = await scratchBpffs(t);
-    const cgroup = await testCgroup(t, 'kinglet-bench');
-    lb = LbDatapath.open({ bpfRoot, cgroup });
-    const source = new CacheSource();
-    for (let i = 0; i < SERVICES; i++) {
-      source.services.push(service(i));
-      source.slices.push(slice(i, 1, 0));
-    }
-    console.log(`endpoint-change: ${SERVICES} services x ${ENDPOINTS} endpoints, ${CHANGES} single-endpoint changes, object ${lb.variant.file}`);
+  console.log(`endpoint-change: ${SERVICES} services x ${ENDPOINTS} endpoints, ${CHANGES} single-endpoint changes, object ${lb.variant.file}`);
 
-    // First apply: empty maps -> everything, through the agent's path.
-    const model = new LbModel();
-    const f0 = performance.now();
-    const u0 = model.update(source.snapshot());
-    const f1 = performance.now();
-    const r0 = lb.update(u0);
-    const f2 = performance.now();
-    console.log(`first apply (model + entries + writes, ${r0.added} entries): ${fmt(f2 - f0)} ms  (model ${fmt(f1 - f0)} ms, datapath ${fmt(f2 - f1)} ms)  target < 300 ms`);
-    // What the first apply left for later (the table for updates, the shadow index): the agent
-    // does it once idle; this loop never idles, so it is done here, timed, before the first change.
-    const p0 = performance.now();
-    lb.prepare();
-    console.log(`deferred after the first apply (LbDatapath.prepare: table for updates + shadow index): ${fmt(performance.now() - p0)} ms`);
+  // First apply: empty maps -> everything, through the agent's path.
+  const model = new LbModel();
+  const f0 = performance.now();
+  const u0 = model.update(source.snapshot());
+  const f1 = performance.now();
+  const r0 = lb.update(u0);
+  const f2 = performance.now();
+  console.log(`first apply (model + entries + writes, ${r0.added} entries): ${fmt(f2 - f0)} ms  (model ${fmt(f1 - f0)} ms, datapath ${fmt(f2 - f1)} ms)  target < 300 ms`);
+  // What the first apply left for later (the table for updates, the shadow index): the agent
+  // does it once idle; this loop never idles, so it is done here, timed, before the first change.
+  const p0 = performance.now();
+  lb.prepare();
+  console.log(`deferred after the first apply (LbDatapath.prepare: table for updates + shadow index): ${fmt(performance.now() - p0)} ms`);
 
-    // Incremental: one endpoint of one service changes, 1000 times.
-    const version = new Array<number>(SERVICES).fill(1);
-    let seed = 12345;
-    const rnd = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 4294967296);
-    const lat: number[] = [];
-    let writes = 0;
-    for (let n = 0; n < CHANGES; n++) {
-      const i = Math.floor(rnd() * SERVICES);
-      const v = ++version[i]!;
-      const obj = slice(i, v, 0);
-      // Event arrived: the watch handler stores the new object.
-      const t0 = performance.now();
-      source.slices[i] = obj;
-      const u = model.update(source.snapshot());
-      const r = lb.update(u);
-      const t1 = performance.now();
-      if (r.added + r.updated + r.deleted === 0) throw new Error(`change ${n}: nothing written`);
-      writes += r.added + r.updated + r.deleted;
-      lat.push(t1 - t0);
-    }
-    if (process.env.BENCH_DEBUG) console.log(`slow changes (> 1 ms): ${lat.filter((x) => x > 1).length}: ${lat.filter((x) => x > 1).map((x) => x.toFixed(1)).join(" ")}`);
-    lat.sort((a, b) => a - b);
-    const p50 = pct(lat, 50), p99 = pct(lat, 99);
-    console.log(`incremental, event -> map entry written: p50 ${fmt(p50)} ms  p99 ${fmt(p99)} ms  max ${fmt(lat[lat.length - 1]!)} ms  (target p99 < 5 ms; ${(writes / CHANGES).toFixed(1)} writes per change)`);
-
-    // Baseline: the full recompute for the same kind of change.
-    const full: number[] = [];
-    for (let n = 0; n < BASELINE_RUNS; n++) {
-      const i = Math.floor(rnd() * SERVICES);
-      const v = ++version[i]!;
-      const t0 = performance.now();
-      source.slices[i] = slice(i, v, 0);
-      const { state } = buildLbState(source.snapshot());
-      lb.apply(state);
-      full.push(performance.now() - t0);
-    }
-    full.sort((a, b) => a - b);
-    const f50 = pct(full, 50);
-    console.log(`full recompute (buildLbState + apply), same change: p50 ${fmt(f50)} ms over ${BASELINE_RUNS} runs; incremental is ${(f50 / p50).toFixed(0)}x faster at p50 (${(f50 / p99).toFixed(0)}x at p99)`);
-
-    // The incremental path still agrees with the full one after all that.
-    const check = model.update(source.snapshot());
-    const same = JSON.stringify(check.state) === JSON.stringify(buildLbState(source.snapshot()).state);
-    lb.resync();
-    const repair = lb.update(check);
-    console.log(`consistency: model equals buildLbState: ${same}; full resync after the run wrote ${repair.added + repair.updated + repair.deleted} entries (0 expected)`);
-  } finally {
-    lb?.close();
-    if (bpfRoot) cleanup(bpfRoot);
-    for (const fn of teardowns.reverse()) {
-      try {
-        await fn();
-      } catch (e) {
-        console.error('teardown failed:', e);
-      }
-    }
+  // Incremental: one endpoint of one service changes, 1000 times.
+  const version = new Array<number>(SERVICES).fill(1);
+  let seed = 12345;
+  const rnd = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 4294967296);
+  const lat: number[] = [];
+  let writes = 0;
+  for (let n = 0; n < CHANGES; n++) {
+    const i = Math.floor(rnd() * SERVICES);
+    const v = ++version[i]!;
+    const obj = slice(i, v, 0);
+    // Event arrived: the watch handler stores the new object.
+    const t0 = performance.now();
+    source.slices[i] = obj;
+    const u = model.update(source.snapshot());
+    const r = lb.update(u);
+    const t1 = performance.now();
+    if (r.added + r.updated + r.deleted === 0) throw new Error(`change ${n}: nothing written`);
+    writes += r.added + r.updated + r.deleted;
+    lat.push(t1 - t0);
   }
-}
+  if (process.env.BENCH_DEBUG) console.log(`slow changes (> 1 ms): ${lat.filter((x) => x > 1).length}: ${lat.filter((x) => x > 1).map((x) => x.toFixed(1)).join(" ")}`);
+  lat.sort((a, b) => a - b);
+  const p50 = pct(lat, 50), p99 = pct(lat, 99);
+  console.log(`incremental, event -> map entry written: p50 ${fmt(p50)} ms  p99 ${fmt(p99)} ms  max ${fmt(lat[lat.length - 1]!)} ms  (target p99 < 5 ms; ${(writes / CHANGES).toFixed(1)} writes per change)`);
 
-await main();
+  // Baseline: the full recompute for the same kind of change.
+  const full: number[] = [];
+  for (let n = 0; n < BASELINE_RUNS; n++) {
+    const i = Math.floor(rnd() * SERVICES);
+    const v = ++version[i]!;
+    const t0 = performance.now();
+    source.slices[i] = slice(i, v, 0);
+    const { state } = buildLbState(source.snapshot());
+    lb.apply(state);
+    full.push(performance.now() - t0);
+  }
+  full.sort((a, b) => a - b);
+  const f50 = pct(full, 50);
+  console.log(`full recompute (buildLbState + apply), same change: p50 ${fmt(f50)} ms over ${BASELINE_RUNS} runs; incremental is ${(f50 / p50).toFixed(0)}x faster at p50 (${(f50 / p99).toFixed(0)}x at p99)`);
+
+  // The incremental path still agrees with the full one after all that.
+  const check = model.update(source.snapshot());
+  const same = JSON.stringify(check.state) === JSON.stringify(buildLbState(source.snapshot()).state);
+  lb.resync();
+  const repair = lb.update(check);
+  console.log(`consistency: model equals buildLbState: ${same}; full resync after the run wrote ${repair.added + repair.updated + repair.deleted} entries (0 expected)`);
+});

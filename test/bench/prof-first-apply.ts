@@ -1,10 +1,9 @@
 // Profiling helper: one first apply of N services x M endpoints into empty
 // pinned maps (scratch bpffs), for `node --cpu-prof`. Root only.
-import { scratchBpffs, testCgroup, type Teardownable } from '../lib/sandbox.ts';
+import { scratchLb } from '../lib/scratch-lb.ts';
+import { bench } from './lib/bench.ts';
 import { LbModel } from '../../agent/model/services.ts';
 import { emptySnapshot, type KubeObject } from '../../agent/source/types.ts';
-import { LbDatapath } from '../../agent/datapath/lb.ts';
-import { cleanup } from '../../agent/datapath/loader.ts';
 import { Session } from 'node:inspector/promises';
 import { writeFileSync } from 'node:fs';
 
@@ -12,14 +11,8 @@ const SERVICES = Number(process.env.BENCH_SERVICES ?? 10_000);
 const ENDPOINTS = Number(process.env.BENCH_ENDPOINTS ?? 10);
 const ip = (base: number, n: number) => `${base}.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}`;
 
-const teardowns: (() => unknown)[] = [];
-const t: Teardownable = { teardown: (fn) => void teardowns.push(fn) };
-let lb: LbDatapath | undefined;
-let bpfRoot: string | undefined;
-try {
-  bpfRoot = await scratchBpffs(t);
-  const cgroup = await testCgroup(t, 'kinglet-bench');
-  lb = LbDatapath.open({ bpfRoot, cgroup });
+await bench('prof-first-apply', async (c) => {
+  const { lb } = await scratchLb(c, 'kinglet-bench');
   const services: KubeObject[] = [], endpointSlices: KubeObject[] = [];
   for (let i = 0; i < SERVICES; i++) {
     services.push({ metadata: { name: `s${i}`, namespace: 'b' }, spec: { clusterIP: ip(10, 0x600000 + i), ports: [{ port: 80 }] } });
@@ -54,8 +47,4 @@ try {
     const { profile } = await session.post('Profiler.stop');
     writeFileSync(process.env.PROF!, JSON.stringify(profile));
   }
-} finally {
-  lb?.close();
-  if (bpfRoot) cleanup(bpfRoot);
-  for (const fn of teardowns.reverse()) await fn();
-}
+});

@@ -20,13 +20,11 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { scratchBpffs, testCgroup } from '../lib/sandbox.ts';
+import { scratchLb } from '../lib/scratch-lb.ts';
 import { bench, fmtMs, median, table } from './lib/bench.ts';
 import { AGENT_NODE_FLAGS } from '../../installer/render.ts';
 import { LbModel } from '../../agent/model/services.ts';
 import { emptySnapshot, type KubeObject, type Snapshot } from '../../agent/source/types.ts';
-import { LbDatapath } from '../../agent/datapath/lb.ts';
-import { cleanup } from '../../agent/datapath/loader.ts';
 import { LB4_BE_MAP, LB4_SVC_MAP } from '../../agent/datapath/lb-layout.ts';
 import { kernelMap } from '../lib/kernel-map.ts';
 import { tuneMalloc } from '../../agent/memory.ts';
@@ -100,13 +98,7 @@ function mid(steps: Step[]): Step {
 async function main(gc: () => void): Promise<void> {
   tuneMalloc(); // as the agent does at start
   await bench('resync', async (c) => {
-    const bpfRoot = await scratchBpffs(c);
-    const cgroup = await testCgroup(c, 'kinglet-bench');
-    const lb = LbDatapath.open({ bpfRoot, cgroup });
-    c.teardown(() => {
-      lb.close();
-      cleanup(bpfRoot);
-    });
+    const { lb } = await scratchLb(c, 'kinglet-bench');
     const model = new LbModel();
     let snap: Snapshot | undefined = snapshot();
     console.log(`resync: ${SERVICES} services x ${ENDPOINTS} endpoints, object ${lb.variant.file}, node flags ${process.execArgv.join(' ')}`);

@@ -3,11 +3,10 @@
 // handful of writes, and drift made behind the agent's back is repaired by
 // resync() + the next update (a full diff), or by checkDrift() alone (the
 // periodic check: only the differences written, the table kept).
-import t, { type Test } from 'tap';
-import { rootSkipReason, scratchBpffs, testCgroup } from '../../../lib/sandbox.ts';
-import { LbDatapath } from '../../../../agent/datapath/lb.ts';
+import t from 'tap';
+import { rootSkipReason } from '../../../lib/sandbox.ts';
+import { scratchLb } from '../../../lib/scratch-lb.ts';
 import { BpfMap } from '../../../../agent/datapath/libbpf.ts';
-import { cleanup } from '../../../../agent/datapath/loader.ts';
 import { kernelMap } from '../../../lib/kernel-map.ts';
 import {
   LB4_BE_MAP, LB4_RNAT_MAP, LB4_SLOT_MAP, LB4_SVC_MAP, LB6_BE_MAP, LB6_RNAT_MAP, LB6_SLOT_MAP, LB6_SVC_MAP, LB_CONFIG_MAPS, lb4KeyCodec, svcValueCodec, u32Codec,
@@ -28,20 +27,8 @@ function objects(n: number, moved = -1): { services: KubeObject[]; endpointSlice
   return { services, endpointSlices };
 }
 
-/** The socket LB on a scratch bpffs and a cgroup of the test's own, removed at the end. */
-async function openLb(t: Test): Promise<LbDatapath> {
-  const bpfRoot = await scratchBpffs(t);
-  const cgroup = await testCgroup(t);
-  const lb = LbDatapath.open({ bpfRoot, cgroup });
-  t.teardown(() => {
-    lb.close();
-    cleanup(bpfRoot);
-  });
-  return lb;
-}
-
 t.test('LbDatapath.update: batched first apply, incremental change, drift repaired by resync', { skip }, async (t) => {
-  const lb = await openLb(t);
+  const { lb } = await scratchLb(t);
   const model = new LbModel();
   const base = objects(500);
   const first = lb.update(model.update(base));
@@ -91,7 +78,7 @@ t.test('LbDatapath.update: batched first apply, incremental change, drift repair
 });
 
 t.test('LbDatapath.checkDrift: repairs only what drifted, writes nothing without drift, full re-read after a failed write', { skip }, async (t) => {
-  const lb = await openLb(t);
+  const { lb } = await scratchLb(t);
   // Every single-entry write the datapath makes (batches are not used for a handful of entries).
   let writes = 0;
   const set = BpfMap.prototype.set, del = BpfMap.prototype.delete;
