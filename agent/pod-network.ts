@@ -236,7 +236,7 @@ export class PodNetwork {
   }
 
   /** Write the map entries and attach the programs for one endpoint; returns its info. */
-  async #program(reg: EndpointRegistration & { podMac?: string }, link: IpLink, createdAt: string): Promise<EndpointInfo> {
+  async #program(reg: EndpointRegistration, link: IpLink, createdAt: string): Promise<EndpointInfo> {
     let podMac = reg.podMac;
     if (!podMac) {
       const pod = await linkInNetns(reg.netns, reg.ifname);

@@ -42,7 +42,8 @@ export interface EndpointRegistration {
   podUid?: string;
   /**
    * MACs of the pod's interface and of the host side, when the plugin set
-   * them (kinglet-cni does): the agent then reads neither interface.
+   * them (kinglet-cni does): the agent then reads neither interface. In an
+   * EndpointInfo, the MACs the datapath was given (redirect_peer writes them).
    */
   podMac?: string;
   hostMac?: string;
@@ -56,9 +57,6 @@ export interface EndpointInfo extends EndpointRegistration {
   createdAt: string;
   /** The host veth's ifindex when it was programmed. */
   ifindex?: number;
-  /** MAC of the pod's interface and of the host side (redirect_peer writes them). */
-  podMac?: string;
-  hostMac?: string;
 }
 
 export interface ServiceBackendEntry {

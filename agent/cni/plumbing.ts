@@ -27,6 +27,7 @@
 import { spawn } from 'node:child_process';
 import { readFileSync, realpathSync } from 'node:fs';
 import { sha256Hex } from './sha256.ts';
+import type { IpLink, IpRoute } from '../datapath/iproute.ts';
 
 export const GATEWAY_DEV = 'kinglet_host';
 export const GATEWAY_PEER = 'kinglet_net';
@@ -141,16 +142,11 @@ async function ensureGatewayDev(): Promise<void> {
 }
 
 /**
- * Wire a pod: setupHost, then setupPod. On failure nothing of it is left
- * (the host veth is removed, which takes the pod side with it) and
- * PlumbingError says which step failed.
+ * The veth pair (its pod end moved into the pod's namespace), the gateway,
+ * the route and neighbour to the pod. setupPod follows. On failure of either
+ * nothing of it is left (the host veth is removed, which takes the pod side
+ * with it) and PlumbingError says which step failed.
  */
-export async function setupVeth(s: VethSpec): Promise<void> {
-  await setupHost(s);
-  await setupPod(s);
-}
-
-/** The veth pair (its pod end moved into the pod's namespace), the gateway, the route and neighbour to the pod. */
 export async function setupHost(s: VethSpec): Promise<void> {
   if (rtnl) {
     try {
@@ -242,20 +238,6 @@ export async function removeVeth(hostIf: string): Promise<'removed' | 'absent'> 
   throw new PlumbingError(`removing ${hostIf} failed: ${firstLine(r.stderr)}`, r.stderr);
 }
 
-interface IpLink {
-  ifname: string;
-  flags?: string[];
-  mtu?: number;
-  address?: string;
-  addr_info?: { family: string; local: string; prefixlen: number }[];
-}
-interface IpRoute {
-  dst: string;
-  gateway?: string;
-  dev?: string;
-  flags?: string[];
-}
-
 function parseJsonLines(out: string): unknown[] {
   return out
     .split('\n')
@@ -270,7 +252,7 @@ function parseJsonLines(out: string): unknown[] {
 }
 
 /**
- * CHECK: what is not as setupVeth left it (empty when all is well). Looks at
+ * CHECK: what is not as setupHost and setupPod left it (empty when all is well). Looks at
  * the host veth (present, up, route and neighbour to the pod), the gateway
  * address, and inside the pod the interface, its address and default route.
  */

@@ -6,7 +6,7 @@
 // execa and its ~130 modules cost the long-running agent ~18 MB of RSS
 // (measured: importing this file with execa 63.8 MB, node:child_process alone
 // 45.4 MB, over a bare 42.8 MB), and these calls need none of its features.
-import { run as exec } from '../cni/plumbing.ts';
+import { PlumbingError, run as exec } from '../cni/plumbing.ts';
 
 /** exec, where a command that cannot start is an ordinary failure (exitCode null, the reason in stderr): these helpers report, they do not throw. */
 async function run(cmd: string, args: string[], input?: string): Promise<{ exitCode: number | null; stdout: string; stderr: string }> {
@@ -38,13 +38,9 @@ export interface IpRoute {
   flags?: string[];
 }
 
-export class IprouteError extends Error {
+/** A failed `ip` call: the message, and ip's stderr as is (PlumbingError's shape, under its own name). */
+export class IprouteError extends PlumbingError {
   override name = 'IprouteError';
-  readonly stderr: string;
-  constructor(message: string, stderr: string) {
-    super(message);
-    this.stderr = stderr;
-  }
 }
 
 function firstLines(s: string): string {
