@@ -142,21 +142,19 @@ verify_tools() {
 }
 
 # download <url> <file>: a progress bar on a terminal, quiet lines otherwise.
-# shellcheck disable=SC2086 # WGET_BAR holds options
+# shellcheck disable=SC2086 # curl_show and wget_show hold options
 download() {
     rc=0
-    progress_start "$1" "$2"
     if [ -t 2 ]; then
-        case $DOWNLOADER in
-            curl) curl -fL --progress-bar --retry 3 --connect-timeout 20 --speed-limit 1 --speed-time "$STALL_SECONDS" -o "$2" "$1" || rc=$? ;;
-            wget) wget $WGET_BAR -T "$STALL_SECONDS" -O "$2" "$1" || rc=$? ;;
-        esac
+        curl_show=--progress-bar wget_show=$WGET_BAR
     else
-        case $DOWNLOADER in
-            curl) curl -fsSL --retry 3 --connect-timeout 20 --speed-limit 1 --speed-time "$STALL_SECONDS" -o "$2" "$1" || rc=$? ;;
-            wget) wget -q -T "$STALL_SECONDS" -O "$2" "$1" || rc=$? ;;
-        esac
+        curl_show=-sS wget_show=-q
     fi
+    progress_start "$1" "$2"
+    case $DOWNLOADER in
+        curl) curl -fL $curl_show --retry 3 --connect-timeout 20 --speed-limit 1 --speed-time "$STALL_SECONDS" -o "$2" "$1" || rc=$? ;;
+        wget) wget $wget_show -T "$STALL_SECONDS" -O "$2" "$1" || rc=$? ;;
+    esac
     progress_stop
     [ "$rc" = 0 ] || fatal "download failed: $1 (check the URL and network, or set the matching KINGLET_*_URL/MIRROR)"
     info "downloaded $1 ($(wc -c <"$2" | tr -d ' ') bytes)"

@@ -5,10 +5,10 @@ import { chmod, mkdir, readFile, readdir, realpath, rename, rm, rmdir, stat, wri
 import { statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Clock } from './progress.ts';
-import { CLEAR_LINE, DEFAULT_PROGRESS_SECONDS, formatBytes, realClock, redactText, secondsSince, withHeartbeat } from './progress.ts';
+import { CLEAR_LINE, DEFAULT_PROGRESS_SECONDS, formatBytes, realClock, secondsSince, withHeartbeat } from './progress.ts';
 import { STATE_DIR, STATE_FILE } from './render.ts';
 import type { PhaseName, Step } from './steps.ts';
-import { describe, isReadOnly, REDACTED, secretValues, shellLine, stepHash } from './steps.ts';
+import { describe, isReadOnly, redactText, secretValues, shellLine, stepHash } from './steps.ts';
 
 export interface RunResult {
   exitCode: number;
@@ -199,7 +199,7 @@ async function runShown(ctx: ApplyContext, s: Step, argv: string[], env?: Record
   const clock = clockOf(ctx);
   const start = clock.now();
   const file = s.kind === 'run' && s.creates ? hostPath(ctx.root, s.creates) : undefined;
-  const work = () => ctx.runner.run(argv, env, (line) => { if (line.trim()) ctx.log(`    | ${redactText(line, secrets, REDACTED)}`); });
+  const work = () => ctx.runner.run(argv, env, (line) => { if (line.trim()) ctx.log(`    | ${redactText(line, secrets)}`); });
   let r: RunResult;
   if (file && ctx.status) {
     const status = ctx.status;
@@ -220,7 +220,7 @@ async function runShown(ctx: ApplyContext, s: Step, argv: string[], env?: Record
 async function run(ctx: ApplyContext, s: Step, argv: string[], env?: Record<string, string>): Promise<RunResult> {
   const r = await runShown(ctx, s, argv, env);
   if (r.exitCode !== 0) {
-    const tail = redactText((r.stderr || r.stdout).trim().split('\n').slice(-5).join('\n'), secretValues(s), REDACTED);
+    const tail = redactText((r.stderr || r.stdout).trim().split('\n').slice(-5).join('\n'), secretValues(s));
     throw new ApplyError(`${s.title}: \`${argv.join(' ')}\` exited ${r.exitCode}${tail ? `:\n${tail}` : ''}`, 'fix the cause above and re-run: steps already done are skipped');
   }
   return r;

@@ -16,6 +16,7 @@ import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { execa } from 'execa';
+import { CNI_SHIM_IN_BUNDLE } from './cni-shim.ts';
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -58,7 +59,8 @@ async function buildBpf(repo: string): Promise<string[]> {
   return objs;
 }
 
-const SHIM_BUILD = 'agent/cni/shim/build';
+/** The shim's build directory: the same path in the repo and in the bundle. */
+const SHIM_BUILD = dirname(CNI_SHIM_IN_BUNDLE);
 
 /**
  * The native kinglet-cni shim for this machine's architecture (make -C
@@ -71,7 +73,7 @@ async function buildShim(repo: string, log: (s: string) => void): Promise<string
     log(`WARNING: the native kinglet-cni shim did not build (make -C agent/cni/shim, exit ${make.exitCode}); the bundle has the Node.js plugin only (slower pod starts). Install a C compiler (gcc or clang) to ship it.\n${String(make.all ?? '').trim()}`);
     return undefined;
   }
-  return join(repo, SHIM_BUILD, 'kinglet-cni');
+  return join(repo, CNI_SHIM_IN_BUNDLE);
 }
 
 /** The production dependency folders, relative to the repo (node_modules/...), outermost only. */
@@ -122,7 +124,7 @@ export async function buildBundle(outDir: string, repo = REPO, log: (s: string) 
     for (const o of objs) await cp(join(repo, 'bpf/build', o), join(top, 'bpf/build', o));
     if (shim) {
       await mkdir(join(top, SHIM_BUILD), { recursive: true });
-      await cp(shim, join(top, SHIM_BUILD, 'kinglet-cni'));
+      await cp(shim, join(top, CNI_SHIM_IN_BUNDLE));
     }
     log(`copying ${mods.length} production dependency folder(s)`);
     for (const m of mods) {

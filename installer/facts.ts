@@ -69,8 +69,6 @@ export interface HostFacts {
   cgroupControllers?: string[];
 }
 
-export const KERNEL_MINIMUM = MINIMUM_KERNEL;
-
 export interface KernelVerdict {
   ok: boolean;
   release: string;

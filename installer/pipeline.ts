@@ -136,7 +136,10 @@ export interface UndoPlanEntry {
 
 /** What `kinglet uninstall` would do, newest first, without doing it. */
 export async function planUninstall(ctx: ApplyContext, withK3s: boolean): Promise<{ undo: UndoPlanEntry[]; kept: string[] }> {
-  const state = await loadState(ctx.root);
+  return undoPlan(ctx, await loadState(ctx.root), withK3s);
+}
+
+function undoPlan(ctx: ApplyContext, state: State, withK3s: boolean): { undo: UndoPlanEntry[]; kept: string[] } {
   const out: { undo: UndoPlanEntry[]; kept: string[] } = { undo: [], kept: [] };
   for (const { id, rec } of [...state.steps].reverse()) {
     if (id === 'k3s.install' && !withK3s) out.kept.push(id);
@@ -150,7 +153,7 @@ export async function planUninstall(ctx: ApplyContext, withK3s: boolean): Promis
  * before the unit step carried `cleanup` lack it: add it after the commands
  * that stop the service (the leading `run`s) and before its file goes.
  */
-export function agentServiceUndo(ctx: ApplyContext, undo: Undo[]): Undo[] {
+function agentServiceUndo(ctx: ApplyContext, undo: Undo[]): Undo[] {
   if (undo.some((a) => a.kind === 'run' && a.argv.includes('--cleanup'))) return undo;
   const at = undo.findIndex((a) => a.kind !== 'run');
   const stops = at < 0 ? undo.length : at;
@@ -167,7 +170,7 @@ export function agentServiceUndo(ctx: ApplyContext, undo: Undo[]): Undo[] {
 export async function runUninstall(ctx: ApplyContext, withK3s: boolean): Promise<UninstallResult> {
   const state = await loadState(ctx.root);
   const res: UninstallResult = { undone: [], kept: [], problems: [] };
-  const plan = await planUninstall(ctx, withK3s);
+  const plan = undoPlan(ctx, state, withK3s);
   if (plan.kept.length) ctx.log('keeping k3s (pass --k3s to run its uninstall script too)');
   res.kept.push(...plan.kept);
   const keep = new Set(plan.kept);

@@ -47,13 +47,6 @@ export async function withHeartbeat<T>(clock: Clock, everySec: number, log: (l: 
   }
 }
 
-/** Replace every occurrence of a secret value with <redacted>. */
-export function redactText(text: string, secrets: readonly string[], mark = '<redacted>'): string {
-  let out = text;
-  for (const s of secrets) if (s.length > 0) out = out.split(s).join(mark);
-  return out;
-}
-
 /** 512 B, 1.5 KiB, 12.3 MiB: sizes in progress lines. */
 export function formatBytes(n: number): string {
   if (n < 1024) return `${n} B`;

@@ -171,6 +171,13 @@ export function secretValues(s: Step): string[] {
   return [...out].sort((a, b) => b.length - a.length);
 }
 
+/** Command output as it may be shown: every occurrence of a secret value (secretValues) replaced. */
+export function redactText(text: string, secrets: readonly string[]): string {
+  let out = text;
+  for (const v of secrets) if (v.length > 0) out = out.split(v).join(REDACTED);
+  return out;
+}
+
 export function redactPlan(p: Plan): Plan {
   return { phases: p.phases.map((ph) => ({ ...ph, steps: ph.steps.map(redactStep) })) };
 }
