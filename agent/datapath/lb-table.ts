@@ -11,11 +11,10 @@ import type { FrontendChange } from '../model/services.ts';
 import { frontendSortKey } from '../model/services.ts';
 import type { LbFrontend, LbState } from '../model/types.ts';
 import { ipv4Value } from '../model/ip.ts';
-import { endianness } from 'node:os';
 import {
   BE_F_TERMINATING, LB4_BE_MAP, LB4_RNAT_MAP, LB4_SLOT_MAP, LB4_SVC_MAP, LB6_BE_MAP, LB6_RNAT_MAP, LB6_SLOT_MAP, LB6_SVC_MAP, LB_CONFIG_MAPS, LB_SLOT_MAX, SVC_F_AFFINITY,
   LB4_BACKEND, LB4_KEY, LB4_RNAT, LB6_BACKEND, LB6_KEY, LB6_RNAT, LB_SVC,
-  addrBytes, lb4BackendCodec, lb4KeyCodec, lb4RevNatCodec, lb6BackendCodec, lb6KeyCodec, lb6RevNatCodec, protoName, protoNumber, svcValueCodec, u32Codec,
+  addrBytes, fld, LE, lb4BackendCodec, lb4KeyCodec, lb4RevNatCodec, lb6BackendCodec, lb6KeyCodec, lb6RevNatCodec, protoName, protoNumber, svcValueCodec, u32Codec,
   type LbConfigMapName, type StructLayout,
 } from './lb-layout.ts';
 import { assignSlots, emptyAllocation, IdPool, l4Id, lbPhase, placeSlots, slotRangesOf, type L4Id, type LbAllocation, type MapEntry } from './lb-entries.ts';
@@ -77,12 +76,8 @@ export interface LbFull {
   packed: PackedRun[];
 }
 
-const LE = endianness() === 'LE';
-
 function off(l: StructLayout, field: string): number {
-  const f = l.fields[field];
-  if (!f) throw new Error(`${l.name} has no field ${field}`);
-  return f.offset;
+  return fld(l, field).offset;
 }
 
 const K4 = { size: LB4_KEY.size, addr: off(LB4_KEY, 'addr'), dport: off(LB4_KEY, 'dport'), proto: off(LB4_KEY, 'proto') };
