@@ -71,6 +71,16 @@ export function placeSlots(ranges: SlotRanges, base: number, n: number, m: numbe
   return at;
 }
 
+/**
+ * What placeSlots() leaves to free once every frontend is placed: of the
+ * old range (oldBase, n slots), all of it when the m slots moved to `base`,
+ * the tail past m when they stayed; undefined for nothing.
+ */
+export function slotsToFree(oldBase: number, n: number, base: number, m: number): [start: number, length: number] | undefined {
+  const from = n > 0 && base !== oldBase ? 0 : m;
+  return n > from ? [oldBase + from, n - from] : undefined;
+}
+
 /** One encoded map entry. */
 export interface MapEntry {
   key: Uint8Array;

@@ -9,7 +9,8 @@ import { endianness } from 'node:os';
 import { parseIp } from '../model/ip.ts';
 import type { IpFamily, L4Protocol } from '../model/types.ts';
 
-const LE = endianness() === 'LE';
+/** Host byte order is little-endian (every non-address field of the maps is host order). */
+export const LE = endianness() === 'LE';
 
 // ---- map names (the layout version is in the name) -------------------------
 
@@ -253,7 +254,8 @@ class Reader {
   bytes(f: FieldLayout): Uint8Array { return this.buf.slice(f.offset, f.offset + f.size); }
 }
 
-function fld(l: StructLayout, name: string): FieldLayout {
+/** A field of `l` by name; throws when the layout has no such field. */
+export function fld(l: StructLayout, name: string): FieldLayout {
   const f = l.fields[name];
   if (!f) throw new Error(`${l.name} has no field ${name}`);
   return f;

@@ -11,14 +11,13 @@ import type { FrontendChange } from '../model/services.ts';
 import { frontendSortKey } from '../model/services.ts';
 import type { LbFrontend, LbState } from '../model/types.ts';
 import { ipv4Value } from '../model/ip.ts';
-import { endianness } from 'node:os';
 import {
   BE_F_TERMINATING, LB4_BE_MAP, LB4_RNAT_MAP, LB4_SLOT_MAP, LB4_SVC_MAP, LB6_BE_MAP, LB6_RNAT_MAP, LB6_SLOT_MAP, LB6_SVC_MAP, LB_CONFIG_MAPS, LB_SLOT_MAX, SVC_F_AFFINITY,
   LB4_BACKEND, LB4_KEY, LB4_RNAT, LB6_BACKEND, LB6_KEY, LB6_RNAT, LB_SVC,
-  addrBytes, lb4BackendCodec, lb4KeyCodec, lb4RevNatCodec, lb6BackendCodec, lb6KeyCodec, lb6RevNatCodec, protoName, protoNumber, svcValueCodec, u32Codec,
+  addrBytes, fld, LE, lb4BackendCodec, lb4KeyCodec, lb4RevNatCodec, lb6BackendCodec, lb6KeyCodec, lb6RevNatCodec, protoName, protoNumber, svcValueCodec, u32Codec,
   type LbConfigMapName, type StructLayout,
 } from './lb-layout.ts';
-import { assignSlots, emptyAllocation, IdPool, l4Id, lbPhase, placeSlots, slotRangesOf, type L4Id, type LbAllocation, type MapEntry } from './lb-entries.ts';
+import { assignSlots, emptyAllocation, IdPool, l4Id, lbPhase, placeSlots, slotRangesOf, slotsToFree, type L4Id, type LbAllocation, type MapEntry } from './lb-entries.ts';
 import { SlotRanges } from './lb-slots.ts';
 import type { MapAccess, MapDelta, MapPlan, PackedRun } from './reconcile.ts';
 
@@ -77,12 +76,8 @@ export interface LbFull {
   packed: PackedRun[];
 }
 
-const LE = endianness() === 'LE';
-
 function off(l: StructLayout, field: string): number {
-  const f = l.fields[field];
-  if (!f) throw new Error(`${l.name} has no field ${field}`);
-  return f.offset;
+  return fld(l, field).offset;
 }
 
 const K4 = { size: LB4_KEY.size, addr: off(LB4_KEY, 'addr'), dport: off(LB4_KEY, 'dport'), proto: off(LB4_KEY, 'proto') };
@@ -587,8 +582,8 @@ export class LbTable {
       const n = before?.length ?? 0;
       const oldBase = n > 0 ? prev.bases.get(fid) ?? 0 : 0;
       const base = placeSlots(ranges[fe.family], oldBase, n, slots.length);
-      if (n > 0 && base !== oldBase) frees.push([fe.family, oldBase, n]);
-      else if (n > slots.length) frees.push([fe.family, oldBase + slots.length, n - slots.length]);
+      const left = slotsToFree(oldBase, n, base, slots.length);
+      if (left) frees.push([fe.family, ...left]);
       table.#feSlots[f] = slots;
       table.#feBase[f] = base;
       slotBase[f] = base;
@@ -869,14 +864,15 @@ export class LbTable {
       const oldBase = oldSlots.length > 0 ? this.#feBase[f]! : 0;
       const oldRn = this.#feRn[f]! !== 0 ? this.#feRn[f]! : undefined;
       const key = keyCodec.encode({ address: any.address, port: any.port, proto });
-      // Slots of the old range from `from` on: emptied after the frontend's entry stops covering them, then free.
-      const release = (from: number) => {
-        for (let s = from; s < oldSlots.length; s++) slotMap.scope.push(u32Codec.encode(oldBase + s));
-        if (oldSlots.length > from) frees.push([family, oldBase + from, oldSlots.length - from]);
+      // Old slots no longer used: emptied after the frontend's entry stops covering them, then free.
+      const release = (left: [start: number, length: number] | undefined) => {
+        if (!left) return;
+        for (let s = 0; s < left[1]; s++) slotMap.scope.push(u32Codec.encode(left[0] + s));
+        frees.push([family, ...left]);
       };
       if (!w.fe) {
         svc.scope.push(key);
-        release(0);
+        release(slotsToFree(oldBase, oldSlots.length, 0, 0));
         if (oldRn !== undefined) {
           rnat.scope.push(u32Codec.encode(oldRn));
           freedRn.push(oldRn);
@@ -908,7 +904,7 @@ export class LbTable {
       slots.forEach((b, i) => {
         slotMap.desired.push({ key: u32Codec.encode(base + i), value: u32Codec.encode(this.#beId[b]!) });
       });
-      release(oldSlots.length > 0 && base !== oldBase ? 0 : slots.length);
+      release(slotsToFree(oldBase, oldSlots.length, base, slots.length));
       const rnCodec = family === 4 ? lb4RevNatCodec : lb6RevNatCodec;
       rnat.desired.push({ key: u32Codec.encode(revNatId), value: rnCodec.encode({ address: fe.address, port: fe.port }) });
     }

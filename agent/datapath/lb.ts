@@ -129,7 +129,7 @@ export class LbDatapath {
     this.#settle();
     this.#dropTable();
     const open = (name: string) => this.#maps[name as LbConfigMapName];
-    if (LB_CONFIG_MAPS.every((n) => this.#maps[n].size === 0)) {
+    if (this.#mapsEmpty()) {
       const a = this.#allocation;
       if (a.backends.size === 0 && a.frontends.size === 0 && a.slots.size === 0) {
         const first = lbFirst(state);
@@ -142,7 +142,7 @@ export class LbDatapath {
       }
     }
     const { table, packed } = LbTable.full(state, this.#allocation);
-    const result = this.#writing(() => LB_CONFIG_MAPS.every((n) => this.#maps[n].size === 0)
+    const result = this.#writing(() => this.#mapsEmpty()
       ? writeFresh([...LB_CONFIG_MAPS], packed, open)
       : reconcile(lbFullPlans(packed, open)));
     this.#state = state;
@@ -194,18 +194,22 @@ export class LbDatapath {
     const table = this.#table;
     if (!table) return this.apply(u.state);
     // Nothing programmed: the whole state is new, which apply() writes without a diff.
-    if (table.frontends === 0 && u.changes.size > 0 && LB_CONFIG_MAPS.every((n) => this.#maps[n].size === 0)) return this.apply(u.state);
+    if (table.frontends === 0 && u.changes.size > 0 && this.#mapsEmpty()) return this.apply(u.state);
     const t0 = performance.now();
     let result: ReconcileResult;
     try {
-      result = reconcileDelta(lbDeltas(table.change(u.changes), (name) => this.#maps[name]));
+      result = this.#writing(() => reconcileDelta(lbDeltas(table.change(u.changes), (name) => this.#maps[name])));
     } catch (e) {
       this.#dropTable(); // the maps may be half-written: next time diff everything
-      this.#shadowGood = false;
       throw e;
     }
     if (u.changes.size > 0) this.#state = undefined;
     return { ...result, frontends: table.frontends, backends: table.backends, durationMs: performance.now() - t0 };
+  }
+
+  /** No configuration map holds an entry. */
+  #mapsEmpty(): boolean {
+    return LB_CONFIG_MAPS.every((n) => this.#maps[n].size === 0);
   }
 
   /** Run map writes; a failure leaves the shadow copies in doubt until the next resync(). */

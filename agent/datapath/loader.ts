@@ -168,7 +168,6 @@ function ensureBpffsDir(root: string): void {
   mkdirSync(linksDir(root), { recursive: true, mode: 0o700 });
 }
 
-/** Differences between a pinned map and what the object wants; empty when compatible. */
 /**
  * Pinned map names that are another layout version of one of `ours`: a map
  * name ends in `_v<N>` and a layout change bumps N (bpf/include/kinglet.h), so
@@ -189,6 +188,7 @@ export function stalePins(pinned: readonly string[], ours: readonly string[]): s
   });
 }
 
+/** Differences between a pinned map and what the object wants; empty when compatible. */
 export function mapDifferences(pinned: MapInfo, want: { type: number; keySize: number; valueSize: number; maxEntries: number; flags: number }): string[] {
   const d: string[] = [];
   if (pinned.type !== want.type) d.push(`type ${mapTypeName(pinned.type)} != ${mapTypeName(want.type)}`);
@@ -637,6 +637,7 @@ export const cgroupSectionAttach: Record<string, number> = {
 /** Handle and priority of every kinglet tc filter ("kinglet" = 0xb9 as elsewhere). */
 export const TC_HANDLE = 0xb9;
 export const TC_PRIORITY = 1;
+const TC_AT = { handle: TC_HANDLE, priority: TC_PRIORITY };
 
 export interface TcAttachment {
   ifindex: number;
@@ -652,10 +653,10 @@ export interface TcAttachment {
 /** Attach (or atomically replace) `program` at kinglet's handle/priority on one hook of a device. */
 export function tcAttachProgram(o: { ifindex: number; direction: TcDirection; program: string; progFd: number }): TcAttachment {
   const createdQdisc = tcHookCreate(o.ifindex);
-  const had = tcQuery(o.ifindex, o.direction, { handle: TC_HANDLE, priority: TC_PRIORITY });
+  const had = tcQuery(o.ifindex, o.direction, TC_AT);
   let progId: number;
   try {
-    progId = tcAttach(o.ifindex, o.direction, o.progFd, { handle: TC_HANDLE, priority: TC_PRIORITY, replace: true });
+    progId = tcAttach(o.ifindex, o.direction, o.progFd, { ...TC_AT, replace: true });
   } catch (e) {
     if (createdQdisc) {
       try {
@@ -671,14 +672,14 @@ export function tcAttachProgram(o: { ifindex: number; direction: TcDirection; pr
 
 /** Remove kinglet's filter from one hook; with removeQdisc, also the clsact qdisc (all its filters). */
 export function tcDetachProgram(ifindex: number, direction: TcDirection, opts: { removeQdisc?: boolean } = {}): boolean {
-  const had = tcDetach(ifindex, direction, { handle: TC_HANDLE, priority: TC_PRIORITY });
+  const had = tcDetach(ifindex, direction, TC_AT);
   if (opts.removeQdisc) tcHookDestroy(ifindex);
   return had;
 }
 
 /** The program id of kinglet's filter on one hook, or undefined. */
 export function tcQueryProgram(ifindex: number, direction: TcDirection): number | undefined {
-  return tcQuery(ifindex, direction, { handle: TC_HANDLE, priority: TC_PRIORITY });
+  return tcQuery(ifindex, direction, TC_AT);
 }
 
 /** Detach and unpin the pinned links of these programs (e.g. the socket LB when it is switched off). */

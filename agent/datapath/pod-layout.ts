@@ -2,10 +2,7 @@
 // TypeScript twin of the "Pod datapath" part of bpf/include/kinglet.h,
 // pinned against the object's BTF by test/unit/agent/datapath/pod-layout-pin.test.ts.
 // Addresses and ports are network byte order; everything else host order.
-import { endianness } from 'node:os';
-import { layout, LB_MAP_NAMES, type StructLayout, type FieldLayout } from './lb-layout.ts';
-
-const LE = endianness() === 'LE';
+import { fld, layout, LB_MAP_NAMES, LE, type StructLayout } from './lb-layout.ts';
 
 // ---- maps ---------------------------------------------------------------------
 
@@ -84,12 +81,6 @@ export const POD_MAP_TYPES: Record<(typeof POD_MAP_NAMES)[number], { key: Struct
 
 // ---- codecs ---------------------------------------------------------------------------
 
-function f(l: StructLayout, name: string): FieldLayout {
-  const x = l.fields[name];
-  if (!x) throw new Error(`${l.name} has no field ${name}`);
-  return x;
-}
-
 /** Network-order bytes of a dotted quad. */
 export function ip4Bytes(addr: string): Buffer {
   const parts = addr.split('.').map(Number);
@@ -126,19 +117,19 @@ export interface EndpointValue {
 export function encodeEndpoint(v: EndpointValue): Buffer {
   const b = Buffer.alloc(ENDPOINT.size);
   const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  dv.setUint32(f(ENDPOINT, 'ifindex').offset, v.ifindex, LE);
-  dv.setUint32(f(ENDPOINT, 'identity').offset, v.identity, LE);
-  macBytes(v.podMac).copy(b, f(ENDPOINT, 'pod_mac').offset);
-  macBytes(v.hostMac).copy(b, f(ENDPOINT, 'host_mac').offset);
+  dv.setUint32(fld(ENDPOINT, 'ifindex').offset, v.ifindex, LE);
+  dv.setUint32(fld(ENDPOINT, 'identity').offset, v.identity, LE);
+  macBytes(v.podMac).copy(b, fld(ENDPOINT, 'pod_mac').offset);
+  macBytes(v.hostMac).copy(b, fld(ENDPOINT, 'host_mac').offset);
   return b;
 }
 
 export function decodeEndpoint(b: Uint8Array): EndpointValue {
   const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  const pm = f(ENDPOINT, 'pod_mac'), hm = f(ENDPOINT, 'host_mac');
+  const pm = fld(ENDPOINT, 'pod_mac'), hm = fld(ENDPOINT, 'host_mac');
   return {
-    ifindex: dv.getUint32(f(ENDPOINT, 'ifindex').offset, LE),
-    identity: dv.getUint32(f(ENDPOINT, 'identity').offset, LE),
+    ifindex: dv.getUint32(fld(ENDPOINT, 'ifindex').offset, LE),
+    identity: dv.getUint32(fld(ENDPOINT, 'identity').offset, LE),
     podMac: macText(b.subarray(pm.offset, pm.offset + 6)),
     hostMac: macText(b.subarray(hm.offset, hm.offset + 6)),
   };
@@ -198,19 +189,19 @@ export function encodeConfig(c: NodeConfig): Buffer {
   const b = Buffer.alloc(CFG.size);
   const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
   const on = c.masquerade && !!c.nodeIp && !!c.podCidr;
-  if (c.nodeIp) ip4Bytes(c.nodeIp).copy(b, f(CFG, 'node_ip').offset);
+  if (c.nodeIp) ip4Bytes(c.nodeIp).copy(b, fld(CFG, 'node_ip').offset);
   const cl = cidr4(c.clusterCidr);
-  cl.net.copy(b, f(CFG, 'cluster_net').offset);
-  cl.mask.copy(b, f(CFG, 'cluster_mask').offset);
+  cl.net.copy(b, fld(CFG, 'cluster_net').offset);
+  cl.mask.copy(b, fld(CFG, 'cluster_mask').offset);
   if (c.podCidr) {
     const pc = cidr4(c.podCidr);
-    pc.net.copy(b, f(CFG, 'pod_net').offset);
-    pc.mask.copy(b, f(CFG, 'pod_mask').offset);
+    pc.net.copy(b, fld(CFG, 'pod_net').offset);
+    pc.mask.copy(b, fld(CFG, 'pod_mask').offset);
   }
-  dv.setUint32(f(CFG, 'flags').offset, (on ? CFG_F_MASQ : 0) | (c.snatShared ? CFG_F_SNAT_SHARED : 0), LE);
-  dv.setUint32(f(CFG, 'redirect').offset, Redirect[c.redirect], LE);
-  dv.setUint16(f(CFG, 'snat_port_min').offset, c.snatPortMin, LE);
-  dv.setUint16(f(CFG, 'snat_port_max').offset, c.snatPortMax, LE);
+  dv.setUint32(fld(CFG, 'flags').offset, (on ? CFG_F_MASQ : 0) | (c.snatShared ? CFG_F_SNAT_SHARED : 0), LE);
+  dv.setUint32(fld(CFG, 'redirect').offset, Redirect[c.redirect], LE);
+  dv.setUint16(fld(CFG, 'snat_port_min').offset, c.snatPortMin, LE);
+  dv.setUint16(fld(CFG, 'snat_port_max').offset, c.snatPortMax, LE);
   return b;
 }
 
@@ -218,9 +209,9 @@ export function encodeConfig(c: NodeConfig): Buffer {
 export function configPodCidr(b: Uint8Array): string | undefined {
   if (b.byteLength < CFG.size) return undefined;
   const v = Buffer.from(b.buffer, b.byteOffset, b.byteLength);
-  const mask = v.readUInt32BE(f(CFG, 'pod_mask').offset);
+  const mask = v.readUInt32BE(fld(CFG, 'pod_mask').offset);
   if (mask === 0) return undefined;
-  const off = f(CFG, 'pod_net').offset;
+  const off = fld(CFG, 'pod_net').offset;
   const net = v.subarray(off, off + 4);
   const cidr = `${ip4Text(net)}/${Math.clz32(~mask)}`;
   // Only what encodeConfig writes: a contiguous mask and the network address.
@@ -243,13 +234,13 @@ export function decodeSnat(key: Uint8Array, value: Uint8Array): SnatEntry {
   const k = Buffer.from(key.buffer, key.byteOffset, key.byteLength);
   const v = Buffer.from(value.buffer, value.byteOffset, value.byteLength);
   return {
-    dir: k[f(SNAT4_KEY, 'dir').offset] === 1 ? 'in' : 'out',
-    proto: k[f(SNAT4_KEY, 'proto').offset]!,
+    dir: k[fld(SNAT4_KEY, 'dir').offset] === 1 ? 'in' : 'out',
+    proto: k[fld(SNAT4_KEY, 'proto').offset]!,
     saddr: ip4Text(k.subarray(0, 4)),
     daddr: ip4Text(k.subarray(4, 8)),
-    sport: k.readUInt16BE(f(SNAT4_KEY, 'sport').offset),
-    dport: k.readUInt16BE(f(SNAT4_KEY, 'dport').offset),
-    toAddr: ip4Text(v.subarray(f(SNAT4_ENTRY, 'to_addr').offset)),
-    toPort: v.readUInt16BE(f(SNAT4_ENTRY, 'to_port').offset),
+    sport: k.readUInt16BE(fld(SNAT4_KEY, 'sport').offset),
+    dport: k.readUInt16BE(fld(SNAT4_KEY, 'dport').offset),
+    toAddr: ip4Text(v.subarray(fld(SNAT4_ENTRY, 'to_addr').offset)),
+    toPort: v.readUInt16BE(fld(SNAT4_ENTRY, 'to_port').offset),
   };
 }
