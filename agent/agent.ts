@@ -2,7 +2,7 @@
 // the local API for the CLI. The datapath is adopted from the pins on start
 // and left in place on exit, so restarting the agent never interrupts traffic.
 import { hostname } from 'node:os';
-import type { Source } from './source/types.ts';
+import type { Snapshot, Source } from './source/types.ts';
 import type { Logger } from './log.ts';
 import { Controller } from './controller.ts';
 import { ApiServer, HttpError } from './api/server.ts';
@@ -152,9 +152,9 @@ export class Agent {
   #resyncTimer: NodeJS.Timeout | undefined;
   #forceRoutes = false;
 
-  /** Every node's pod CIDRs and InternalIPs (for routes and this node's configuration). */
-  #nodeView(): NodeView {
-    const nodes = this.#o.source.snapshot().nodes.map((n) => {
+  /** Every node's pod CIDRs and InternalIPs (for routes and this node's configuration), from the reconcile's snapshot. */
+  #nodeView(snap: Snapshot): NodeView {
+    const nodes = snap.nodes.map((n) => {
       const spec = (n.spec ?? {}) as { podCIDR?: string; podCIDRs?: string[] };
       const status = (n.status ?? {}) as { addresses?: { type?: string; address?: string }[] };
       return {
@@ -181,7 +181,9 @@ export class Agent {
     // Incremental: only the objects that changed since the last reconcile are
     // translated, and only their frontends' entries are compared and written
     // (after a full resync, everything is).
-    const u = this.#model.update(this.#o.source.snapshot());
+    // One snapshot per reconcile (each copies every kind's list): the model and the node view read the same one.
+    const snap = this.#o.source.snapshot();
+    const u = this.#model.update(snap);
     const warnings = u.warnings;
     const current = new Set<string>();
     for (const w of warnings) {
@@ -193,7 +195,7 @@ export class Agent {
     const resynced = this.#lastApply === undefined;
     const r = lb.update(u);
     this.#lastApply = { ...r, at: new Date().toISOString() };
-    await this.#pods?.syncNodes(this.#nodeView(), resynced || this.#forceRoutes);
+    await this.#pods?.syncNodes(this.#nodeView(snap), resynced || this.#forceRoutes);
     this.#forceRoutes = false;
     if (r.added + r.updated + r.deleted > 0) {
       this.#o.log('info', 'services programmed', {

@@ -76,21 +76,17 @@ export function classify(obj: unknown, where: string): ClassifiedObject | Skippe
     return { where, reason: `${kind} without metadata.name`, malformed: true };
   }
   let object = obj as KubeObject;
-  let ns = '';
   if (info.namespaced) {
     if (md.namespace === undefined || md.namespace === null || md.namespace === '') {
       object = { ...object, metadata: { ...md, namespace: 'default' } };
-      ns = 'default';
-    } else if (typeof md.namespace === 'string') {
-      ns = md.namespace;
-    } else {
+    } else if (typeof md.namespace !== 'string') {
       return { where, reason: `${kind} ${md.name}: metadata.namespace is not a string`, malformed: true };
     }
   }
-  return { bucket: info.bucket, key: `${info.bucket}/${ns}/${md.name}`, object };
+  return classifiedAgain(object);
 }
 
-/** The ClassifiedObject of an object classify() accepted before (its kind, name and namespace are known good). */
+/** The ClassifiedObject of an object classify() accepted (its kind, name and namespace are known good): its bucket and key. */
 export function classifiedAgain(object: KubeObject): ClassifiedObject {
   const info = KINDS[object.kind ?? '']!;
   const ns = info.namespaced ? (object.metadata?.namespace ?? '') : '';

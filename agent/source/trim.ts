@@ -103,10 +103,10 @@ const CONDITIONS = ['ready', 'serving', 'terminating'] as const;
  * booleans or absent) are shared, frozen so a stray write fails loudly.
  */
 const sharedConditions = new Map<string, Readonly<Rec>>();
-const sharedConditionValues = new Set<unknown>();
 
-function conditions(v: unknown): unknown {
-  if (!isRec(v)) return v;
+/** The shared object for `v` when it is one of the plain shapes, else undefined. */
+function plainConditions(v: unknown): Readonly<Rec> | undefined {
+  if (!isRec(v)) return undefined;
   let key = '';
   let n = 0;
   for (const k of CONDITIONS) {
@@ -115,19 +115,21 @@ function conditions(v: unknown): unknown {
       continue;
     }
     const b = v[k];
-    if (typeof b !== 'boolean') return v; // odd: the model reports it
+    if (typeof b !== 'boolean') return undefined; // odd: the model reports it
     key += b ? 't' : 'f';
     n++;
   }
-  if (Object.keys(v).length !== n) return v; // other keys: not one of the plain shapes
+  if (Object.keys(v).length !== n) return undefined; // other keys: not one of the plain shapes
   let c = sharedConditions.get(key);
   if (!c) {
     c = Object.freeze(pick(v, CONDITIONS));
     sharedConditions.set(key, c);
-    sharedConditionValues.add(c);
   }
   return c;
 }
+
+/** `v` as a shared object when plain, else as it is. */
+const conditions = (v: unknown): unknown => plainConditions(v) ?? v;
 
 function endpoint(e: unknown): unknown {
   if (!isRec(e)) return e;
@@ -180,10 +182,10 @@ function pack(eps: unknown[]): PackedEndpoints | undefined {
     if (!isRec(e) || e.hints !== undefined) return undefined;
     const a = e.addresses, node = e.nodeName, zone = e.zone;
     if (!Array.isArray(a) || a.length !== 1 || typeof a[0] !== 'string' || !optionalString(node) || !optionalString(zone)) return undefined;
-    const c = e.conditions === undefined ? undefined : conditions(e.conditions);
-    if (c !== undefined && !sharedConditionValues.has(c)) return undefined;
+    const c = e.conditions === undefined ? undefined : plainConditions(e.conditions);
+    if (e.conditions !== undefined && c === undefined) return undefined;
     addresses[i] = a[0];
-    conds[i] = c as Readonly<Rec> | undefined;
+    conds[i] = c;
     nodes[i] = node === undefined ? undefined : intern(node);
     zones[i] = zone === undefined ? undefined : intern(zone);
   }
