@@ -14,7 +14,8 @@ import { waitFor } from '../../lib/wait.ts';
 import type { JsonReport } from '../../../agent/connectivity/report.ts';
 import { labCgroup, labDir, nsPrefix } from '../../../agent/lab/plan.ts';
 import { parseState, type LabState } from '../../../agent/lab/state.ts';
-import { cgroup2Mount, isOurs } from '../../../agent/lab/system.ts';
+import { isOurs } from '../../../agent/lab/system.ts';
+import { cgroup2Mount } from '../../../kernel/mounts.ts';
 
 const kinglet = fileURLToPath(new URL('../../../agent/cli/kinglet.ts', import.meta.url));
 const skip = rootSkipReason();
