@@ -3,7 +3,8 @@
  * Socket-level load balancing (kube-proxy replacement): a ClusterIP is
  * translated to a backend once, at connect() (or per datagram at sendmsg()
  * for unconnected UDP), and shown back as the ClusterIP at recvmsg() and
- * getpeername(). Entry points only; the logic is in lib/lb4.h and lib/lb6.h.
+ * getpeername(). Entry points only; the logic is in lib/lb4.h and lib/lb6.h,
+ * the backend pick (shared with the tc LB) in lib/lb_pick.h.
  *
  * Kernel floor per hook: connect4/6 4.17, sendmsg4/6 4.18, recvmsg4/6 5.2,
  * getpeername4/6 5.8. See lib/lb_common.h for the optional features.

@@ -37,14 +37,18 @@ export interface BundleResult {
   bytes: number;
 }
 
-function shipped(src: string): boolean {
-  const name = basename(src);
-  if (/\.test\.ts$/.test(name)) return false;
-  // The shim's build output goes in separately (buildShim), only when built now.
-  if (src === join(REPO, SHIM_BUILD)) return false;
-  // This script builds bundles; it has nothing to do inside one.
-  if (src === join(REPO, 'installer', 'bundle.ts')) return false;
-  return true;
+/** The copy filter for the source trees of `repo`: what goes into the bundle. */
+export function shippedFrom(repo: string): (src: string) => boolean {
+  const shimBuild = join(repo, SHIM_BUILD);
+  const builder = join(repo, 'installer', 'bundle.ts');
+  return (src) => {
+    if (/\.test\.ts$/.test(basename(src))) return false;
+    // The shim's build output goes in separately (buildShim), only when built now.
+    if (src === shimBuild) return false;
+    // This script builds bundles; it has nothing to do inside one.
+    if (src === builder) return false;
+    return true;
+  };
 }
 
 async function buildBpf(repo: string): Promise<string[]> {
@@ -117,6 +121,7 @@ export async function buildBundle(outDir: string, repo = REPO, log: (s: string) 
     for (const f of PKG_FIELDS) if (pkg[f] !== undefined) slim[f] = pkg[f];
     slim['type'] = 'module';
     await writeFile(join(top, 'package.json'), JSON.stringify(slim, null, 2) + '\n');
+    const shipped = shippedFrom(repo);
     for (const d of TREES) {
       await cp(join(repo, d), join(top, d), { recursive: true, verbatimSymlinks: true, filter: shipped });
     }

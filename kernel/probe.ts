@@ -21,6 +21,7 @@ import {
   probeProgType,
   progLoad,
 } from '../agent/datapath/libbpf.ts';
+import { parseMounts, type Mounts } from './mounts.ts';
 import { deriveModes, FEATURES, toFeatureSet, type FeatureResult, type FeatureState, type ProbeReport } from './features.ts';
 
 interface Outcome {
@@ -30,23 +31,6 @@ interface Outcome {
 
 /** mov r0, 1; exit */
 const RETURN_ONE = Buffer.from([0xb7, 0, 0, 0, 1, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0]);
-
-export interface Mounts {
-  bpffs: string[];
-  cgroup2: string[];
-}
-
-export function parseMounts(text: string): Mounts {
-  const m: Mounts = { bpffs: [], cgroup2: [] };
-  for (const line of text.split('\n')) {
-    const [, dir, type] = line.split(' ');
-    if (!dir) continue;
-    const path = dir.replace(/\\040/g, ' ');
-    if (type === 'bpf') m.bpffs.push(path);
-    if (type === 'cgroup2') m.cgroup2.push(path);
-  }
-  return m;
-}
 
 /** CONFIG_X -> 'y' | 'm' | value; "# CONFIG_X is not set" -> 'n'. */
 export function parseKernelConfig(text: string): Map<string, string> {

@@ -1,5 +1,6 @@
 // What a command needs from the outside world to print, so commands can be
 // run in-process by tests.
+import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
 export interface Io {
   out(text: string): void;
   err(text: string): void;
@@ -12,6 +13,18 @@ export class UsageError extends Error {
   constructor(message: string, options?: { cause?: unknown; exitCode?: number }) {
     super(message, options);
     this.exitCode = options?.exitCode ?? 2;
+  }
+}
+
+/**
+ * A command's flags (no positional arguments, no unknown flags): a bad
+ * invocation is a UsageError that says what is wrong and then shows `help`.
+ */
+export function commandFlags<O extends ParseArgsOptionsConfig>(args: string[], options: O, help: string) {
+  try {
+    return parseArgs({ args, options, strict: true, allowPositionals: false }).values;
+  } catch (e) {
+    throw new UsageError(`${(e as Error).message}\n\n${help}`, { cause: e });
   }
 }
 

@@ -18,6 +18,7 @@ import { delimiter, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { parseAllDocuments } from 'yaml';
+import { cgroup2Mount } from '../../kernel/mounts.ts';
 import { apiRequest } from '../api/client.ts';
 import type { AgentStatus, ServiceEntry } from '../api/types.ts';
 import {
@@ -26,7 +27,7 @@ import {
 } from './plan.ts';
 import { checkOwnership, newState, readState, writeState, type LabState, type PodRecord, type ProcessRecord, type Territory } from './state.ts';
 import {
-  cgroup2Mount, cgroupPids, inCgroupAndNetns, isAlive, isOurs, mountsBelow, run, sleep, startDetached, tail, tryRun,
+  cgroupPids, inCgroupAndNetns, isAlive, isOurs, mountsBelow, run, sleep, startDetached, tail, tryRun,
 } from './system.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));

@@ -10,6 +10,7 @@ import { capabilitiesFromAgent, type AgentCapabilitySource } from '../connectivi
 import type { RunInfo } from '../connectivity/report.ts';
 import { selectChecks, SUITE, type Capability, type CheckDef, type CheckResult, type Suite } from '../connectivity/suite.ts';
 import { ECHO, LabError } from './lab.ts';
+import { nameFlag } from './plan.ts';
 import { clientPlace, expectedServer, resolveTarget } from './resolve.ts';
 import type { LabState } from './state.ts';
 import { inCgroupAndNetns } from './system.ts';
@@ -53,7 +54,7 @@ export async function labCapabilities(st: LabState): Promise<{ caps: Capability[
     try {
       s = await apiRequest<AgentCapabilitySource>(n.sock, 'GET', '/v1/status', undefined, 5000);
     } catch (e) {
-      throw new LabError(`the agent on ${n.name} does not answer (${(e as Error).message}); its log: ${n.log}. Recreate the lab: kinglet lab down && kinglet lab up`);
+      throw new LabError(`the agent on ${n.name} does not answer (${(e as Error).message}); its log: ${n.log}. Recreate the lab: kinglet lab down${nameFlag(st.name)} && kinglet lab up${nameFlag(st.name)}`);
     }
     const mine = new Set(capabilitiesFromAgent(s));
     common = common ? new Set([...common].filter((c) => mine.has(c))) : mine;

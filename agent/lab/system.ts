@@ -109,12 +109,3 @@ export async function mountsBelow(dir: string): Promise<string[]> {
   }
   return out.sort((a, b) => b.length - a.length);
 }
-
-export async function cgroup2Mount(): Promise<string | undefined> {
-  const text = await readFile('/proc/self/mounts', 'utf8');
-  for (const line of text.split('\n')) {
-    const [, dir, type] = line.split(' ');
-    if (type === 'cgroup2' && dir) return dir;
-  }
-  return undefined;
-}

@@ -4,7 +4,7 @@
 #define KL_LB4_H
 
 #include "lb_common.h"
-#include "lb4_select.h"
+#include "lb_pick.h"
 
 /*
  * Forward translation of (addr, port, proto) for the socket behind ctx.
@@ -18,15 +18,13 @@ static __always_inline int
 lb4_xlate_fwd(struct bpf_sock_addr *ctx, __be32 *addr, __be16 *port, __u8 proto)
 {
 	struct kl_lb4_key key = { .addr = *addr, .dport = *port, .proto = proto };
-	struct kl_lb_aff_key aff_key = {};
 	struct kl_lb4_rsk_key rsk_key = {};
 	struct kl_lb4_rsk rsk = {};
 	struct kl_lb_svc *front;
 	struct kl_lb4_backend *be;
-	__u32 backend_id = 0, rev_nat_id;
-	__u16 slot = 0, count;
-	__u64 now = 0;
-	int affinity;
+	__u32 backend_id, rev_nat_id;
+	__u64 client = 0, now = 0;
+	__u16 count;
 
 	front = bpf_map_lookup_elem(&KL_LB4_SVC_MAP, &key);
 	if (!front)
@@ -35,24 +33,13 @@ lb4_xlate_fwd(struct bpf_sock_addr *ctx, __be32 *addr, __be16 *port, __u8 proto)
 	if (count == 0)
 		return -KL_ECONNREFUSED;
 	rev_nat_id = front->rev_nat_id;
-	affinity = front->flags & KL_SVC_F_AFFINITY;
-
-	if (affinity) {
+	if (front->flags & KL_SVC_F_AFFINITY) {
+		client = kl_client_id(ctx);
 		now = bpf_ktime_get_ns();
-		aff_key.client = kl_client_id(ctx);
-		aff_key.rev_nat_id = rev_nat_id;
-		backend_id = lb4_affine_backend(&aff_key, front, now, &slot);
 	}
-	if (!backend_id) {
-		backend_id = lb4_random_backend(front, count, &slot);
-		if (!backend_id)
-			return -KL_EHOSTUNREACH;
-	}
-	be = bpf_map_lookup_elem(&KL_LB4_BE_MAP, &backend_id);
-	if (!kl_lb4_backend_ok(be))
+	be = lb4_pick(front, count, client, now, &backend_id);
+	if (!be)
 		return -KL_EHOSTUNREACH;
-	if (affinity)
-		kl_aff_store(&aff_key, backend_id, slot, now);
 
 	rsk_key.cookie = bpf_get_socket_cookie(ctx);
 	rsk_key.addr = be->addr;

@@ -13,7 +13,7 @@
 #define KL_LB4_TC_H
 
 #include "lb_common.h"
-#include "lb4_select.h"
+#include "lb_pick.h"
 #include "ct4.h"
 #include "pkt4.h"
 #include "icmp4.h"
@@ -81,13 +81,11 @@ static __always_inline int kl_lb4_tc(struct __sk_buff *ctx, struct pkt4 *p, stru
 	struct kl_ct4_entry *se, sel = {};
 	struct kl_lb_svc *front;
 	struct kl_lb4_backend *be;
-	struct kl_lb_aff_key aff_key = {};
 	__u32 backend_id = 0, rev_nat_id;
 	__be32 be_addr = 0;
 	__be16 be_port = 0;
-	__u16 count, slot = 0;
+	__u16 count;
 	__u64 now;
-	int affinity;
 
 	if (p->proto == IPPROTO_ICMP && !p->has_ports)
 		return kl_lb4_icmp_err_fwd(ctx, p);
@@ -105,7 +103,6 @@ static __always_inline int kl_lb4_tc(struct __sk_buff *ctx, struct pkt4 *p, stru
 	if (count == 0)
 		return -KL_DROP_NO_BACKEND;
 	rev_nat_id = front->rev_nat_id;
-	affinity = front->flags & KL_SVC_F_AFFINITY;
 	now = bpf_ktime_get_ns();
 
 	/* The backend this flow already uses, while it still exists (a new connection on a closed flow's tuple picks anew). */
@@ -123,24 +120,12 @@ static __always_inline int kl_lb4_tc(struct __sk_buff *ctx, struct pkt4 *p, stru
 		}
 	}
 
-	if (!backend_id && affinity) {
-		aff_key.client = KL_AFF_CLIENT_IP | bpf_ntohl(p->saddr);
-		aff_key.rev_nat_id = rev_nat_id;
-		backend_id = lb4_affine_backend(&aff_key, front, now, &slot);
-	}
-	if (!backend_id || !be_addr) {
-		if (!backend_id) {
-			backend_id = lb4_random_backend(front, count, &slot);
-			if (!backend_id)
-				return -KL_DROP_BACKEND_GONE;
-		}
-		be = bpf_map_lookup_elem(&KL_LB4_BE_MAP, &backend_id);
-		if (!kl_lb4_backend_ok(be))
+	if (!backend_id) {
+		be = lb4_pick(front, count, KL_AFF_CLIENT_IP | bpf_ntohl(p->saddr), now, &backend_id);
+		if (!be)
 			return -KL_DROP_BACKEND_GONE;
 		be_addr = be->addr;
 		be_port = be->port;
-		if (affinity)
-			kl_aff_store(&aff_key, backend_id, slot, now);
 		sel.created_ns = now;
 		sel.last_seen_ns = now;
 		sel.packets_fwd = 1;

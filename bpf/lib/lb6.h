@@ -8,6 +8,7 @@
 #define KL_LB6_H
 
 #include "lb_common.h"
+#include "lb_pick.h"
 #include "lb4.h"
 
 static __always_inline void lb6_read_addr(const struct bpf_sock_addr *ctx, __u32 a[4])
@@ -40,30 +41,18 @@ static __always_inline int lb6_is_v4mapped(const __u32 a[4])
 	return a[0] == 0 && a[1] == 0 && a[2] == bpf_htonl(0x0000ffff);
 }
 
-/* The backend id in slot `slot` (1..count) of an IPv6 frontend, 0 for none. */
-static __always_inline __u32 lb6_slot_backend(const struct kl_lb_svc *front, __u16 slot)
-{
-	__u32 idx = front->slot_base + slot - 1;
-	__u32 *id = bpf_map_lookup_elem(&KL_LB6_SLOT_MAP, &idx);
-
-	return id ? *id : 0;
-}
-
 /* As lb4_xlate_fwd, for a 16-byte address (a[4] in network order). */
 static __always_inline int
 lb6_xlate_fwd(struct bpf_sock_addr *ctx, __u32 a[4], __be16 *port, __u8 proto)
 {
 	struct kl_lb6_key key = { .dport = *port, .proto = proto };
-	struct kl_lb_aff_key aff_key = {};
 	struct kl_lb6_rsk_key rsk_key = {};
 	struct kl_lb6_rsk rsk = {};
 	struct kl_lb_svc *front;
 	struct kl_lb6_backend *be;
-	struct kl_lb_aff *aff;
-	__u32 backend_id = 0, rev_nat_id;
-	__u16 slot = 0, count;
-	__u64 now = 0;
-	int affinity;
+	__u32 backend_id, rev_nat_id;
+	__u64 client = 0, now = 0;
+	__u16 count;
 
 	__builtin_memcpy(key.addr, a, 16);
 	front = bpf_map_lookup_elem(&KL_LB6_SVC_MAP, &key);
@@ -73,32 +62,13 @@ lb6_xlate_fwd(struct bpf_sock_addr *ctx, __u32 a[4], __be16 *port, __u8 proto)
 	if (count == 0)
 		return -KL_ECONNREFUSED;
 	rev_nat_id = front->rev_nat_id;
-	affinity = front->flags & KL_SVC_F_AFFINITY;
-
-	if (affinity) {
+	if (front->flags & KL_SVC_F_AFFINITY) {
+		client = kl_client_id(ctx);
 		now = bpf_ktime_get_ns();
-		aff_key.client = kl_client_id(ctx);
-		aff_key.rev_nat_id = rev_nat_id;
-		aff = kl_aff_lookup(&aff_key, front, now);
-		if (aff) {
-			backend_id = lb6_slot_backend(front, aff->slot);
-			if (backend_id != aff->backend_id)
-				backend_id = 0;
-			else
-				slot = aff->slot;
-		}
 	}
-	if (!backend_id) {
-		slot = kl_pick_slot(count);
-		backend_id = lb6_slot_backend(front, slot);
-		if (!backend_id)
-			return -KL_EHOSTUNREACH;
-	}
-	be = bpf_map_lookup_elem(&KL_LB6_BE_MAP, &backend_id);
-	if (!kl_lb6_backend_ok(be))
+	be = lb6_pick(front, count, client, now, &backend_id);
+	if (!be)
 		return -KL_EHOSTUNREACH;
-	if (affinity)
-		kl_aff_store(&aff_key, backend_id, slot, now);
 
 	rsk_key.cookie = bpf_get_socket_cookie(ctx);
 	__builtin_memcpy(rsk_key.addr, be->addr, 16);

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * Socket-LB logic shared by both families: kernel feature switches, verdicts,
- * refusing a connection, the affinity client key and the affinity record.
+ * refusing a connection, the affinity client key. The backend pick and its
+ * affinity records are in lb_pick.h.
  */
 #ifndef KL_LB_COMMON_H
 #define KL_LB_COMMON_H
@@ -39,8 +40,6 @@
 #define KL_EHOSTUNREACH 113
 #define KL_ENOMEM       12
 
-#define KL_NSEC_PER_SEC 1000000000ULL
-
 /*
  * Reject the syscall. With bpf_set_retval() the error is the one given; on
  * older kernels a rejecting sock_addr program always yields EPERM.
@@ -69,43 +68,6 @@ static __always_inline __u64 kl_client_id(struct bpf_sock_addr *ctx)
 	(void)ctx;
 	return 0;
 #endif
-}
-
-/*
- * A live affinity record for (client, frontend), or NULL. Live: not older
- * than the frontend's timeout and naming a slot within the current count (the
- * caller still checks the slot holds the same backend).
- */
-static __always_inline struct kl_lb_aff *
-kl_aff_lookup(const struct kl_lb_aff_key *key, const struct kl_lb_svc *front, __u64 now)
-{
-	struct kl_lb_aff *aff = bpf_map_lookup_elem(&KL_LB_AFF_MAP, key);
-
-	if (!aff)
-		return NULL;
-	if (now - aff->last_used_ns > (__u64)front->affinity_timeout * KL_NSEC_PER_SEC)
-		return NULL;
-	if (aff->slot == 0 || aff->slot > front->count)
-		return NULL;
-	return aff;
-}
-
-static __always_inline void
-kl_aff_store(const struct kl_lb_aff_key *key, __u32 backend_id, __u16 slot, __u64 now)
-{
-	struct kl_lb_aff val = {
-		.last_used_ns = now,
-		.backend_id = backend_id,
-		.slot = slot,
-	};
-
-	bpf_map_update_elem(&KL_LB_AFF_MAP, key, &val, BPF_ANY);
-}
-
-/* Uniform choice of a slot in 1..count. */
-static __always_inline __u16 kl_pick_slot(__u16 count)
-{
-	return (__u16)(bpf_get_prandom_u32() % count) + 1;
 }
 
 #endif /* KL_LB_COMMON_H */

@@ -7,6 +7,7 @@ import { mkdtemp, mkdir, readFile, rmdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { cgroup2Mount } from '../../kernel/mounts.ts';
 
 /** The part of a tap Test that the sandbox uses. */
 export interface Teardownable {
@@ -81,16 +82,6 @@ export async function scratchBpffs(t: Teardownable): Promise<string> {
     await rmdir(dir).catch(() => {});
   });
   return dir;
-}
-
-/** Where cgroup v2 is mounted (the unified hierarchy), or undefined. */
-export async function cgroup2Mount(): Promise<string | undefined> {
-  const mounts = await readFile('/proc/self/mounts', 'utf8');
-  for (const line of mounts.split('\n')) {
-    const [, dir, type] = line.split(' ');
-    if (type === 'cgroup2' && dir) return dir;
-  }
-  return undefined;
 }
 
 /** A fresh cgroup v2 directory of the test's own (never the root). */

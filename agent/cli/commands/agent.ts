@@ -1,6 +1,6 @@
 // kinglet agent: run the node agent in the foreground, JSON log lines on stdout.
 import { parseArgs } from 'node:util';
-import { readFile } from 'node:fs/promises';
+import { cgroup2Mount } from '../../../kernel/mounts.ts';
 import { CommandError, UsageError, printJson, type Io } from '../io.ts';
 import { DEFAULT_API_SOCKET } from '../../api/types.ts';
 import { DEFAULT_BPF_ROOT, cleanup } from '../../datapath/loader.ts';
@@ -41,11 +41,8 @@ On exit the datapath stays in place, so a restart never interrupts traffic.
 `;
 
 export async function cgroup2Root(): Promise<string> {
-  const mounts = await readFile('/proc/self/mounts', 'utf8');
-  for (const line of mounts.split('\n')) {
-    const [, dir, type] = line.split(' ');
-    if (type === 'cgroup2' && dir) return dir;
-  }
+  const dir = await cgroup2Mount();
+  if (dir) return dir;
   throw new CommandError('cgroup2 is not mounted: mount it (mount -t cgroup2 none /sys/fs/cgroup) or pass --cgroup');
 }
 

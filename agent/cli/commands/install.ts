@@ -1,12 +1,11 @@
 // `kinglet install`: preflight -> kernel -> bpffs -> k3s -> agent -> verify.
 // Settings come from the environment (as install.sh passes them) and flags.
-import { parseArgs } from 'node:util';
 import { planInstall } from '../../../installer/phases.ts';
 import { runInstall } from '../../../installer/pipeline.ts';
 import type { Deps } from '../../../installer/cli.ts';
 import { COMMON_OPTIONS, context, guard, prepare, printPlan, realDeps, report } from '../../../installer/cli.ts';
 import { fatalProblems } from '../../../installer/steps.ts';
-import { UsageError, type Io } from '../io.ts';
+import { commandFlags, type Io } from '../io.ts';
 
 const HELP = `usage: kinglet install [--dry-run [--json]] [--facts <file>] [--allow-reboot] [--skip <phases>] [--resume]
 
@@ -31,15 +30,7 @@ Exit status (--dry-run: 1 when the plan has errors): 0 installed (or rebooting t
 `;
 
 export async function runWith(args: string[], io: Io, deps: Deps): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args, strict: true, allowPositionals: false,
-      options: { ...COMMON_OPTIONS, skip: { type: 'string' }, resume: { type: 'boolean', default: false } },
-    }));
-  } catch (e) {
-    throw new UsageError(`${(e as Error).message}\n\n${HELP}`, { cause: e });
-  }
+  const values = commandFlags(args, { ...COMMON_OPTIONS, skip: { type: 'string' }, resume: { type: 'boolean', default: false } }, HELP);
   if (values.help) {
     io.out(HELP);
     return 0;

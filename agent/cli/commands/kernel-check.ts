@@ -1,11 +1,10 @@
 // `kinglet kernel check`: does this kernel (or the one named by flags) meet
 // the minimum? Exit 0 yes, 1 no, 2 for input that is not a kernel version.
-import { parseArgs } from 'node:util';
 import { checkKernel, MINIMUM_KERNEL, type KernelCheck } from '../../../kernel/check.ts';
 import { readHostKernel, readHostOsRelease, readOsReleaseFile } from '../../../kernel/host.ts';
 import { OsReleaseError, type OsRelease } from '../../../kernel/os-release.ts';
 import { KernelVersionError, type VersionInput } from '../../../kernel/version.ts';
-import { printJson, UsageError, type Io } from '../io.ts';
+import { commandFlags, printJson, UsageError, type Io } from '../io.ts';
 
 const HELP = `usage: kinglet kernel check [--release <uname -r>] [--version <uname -v | /proc/version line>]
                             [--version-signature <line>] [--os-release <file>] [--json]
@@ -31,24 +30,14 @@ export function formatHuman(result: KernelCheck): string {
 }
 
 export async function run(args: string[], io: Io): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        release: { type: 'string' },
-        version: { type: 'string' },
-        'version-signature': { type: 'string' },
-        'os-release': { type: 'string' },
-        json: { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-    }));
-  } catch (e) {
-    throw new UsageError(`${(e as Error).message}\n\n${HELP}`, { cause: e });
-  }
+  const values = commandFlags(args, {
+    release: { type: 'string' },
+    version: { type: 'string' },
+    'version-signature': { type: 'string' },
+    'os-release': { type: 'string' },
+    json: { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
+  }, HELP);
   if (values.help) {
     io.out(HELP);
     return 0;

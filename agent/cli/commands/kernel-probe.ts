@@ -1,9 +1,8 @@
 // `kinglet kernel probe`: which BPF features the running kernel really has,
 // and the datapath modes that follow. Exit 0 when the datapath can run,
 // 1 when it cannot, 2 for bad usage.
-import { parseArgs } from 'node:util';
 import { renderHuman, renderJson, reportForVersion, type ProbeReport } from '../../../kernel/features.ts';
-import { UsageError, type Io } from '../io.ts';
+import { commandFlags, UsageError, type Io } from '../io.ts';
 
 const HELP = `usage: kinglet kernel probe [--json] [--kernel <x.y.z>]
 
@@ -21,21 +20,11 @@ Exit status: 0 the datapath can run, 1 it cannot, 2 bad usage.
 `;
 
 export async function run(args: string[], io: Io): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        json: { type: 'boolean', default: false },
-        kernel: { type: 'string' },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-    }));
-  } catch (e) {
-    throw new UsageError(`${(e as Error).message}\n\n${HELP}`, { cause: e });
-  }
+  const values = commandFlags(args, {
+    json: { type: 'boolean', default: false },
+    kernel: { type: 'string' },
+    help: { type: 'boolean', short: 'h', default: false },
+  }, HELP);
   if (values.help) {
     io.out(HELP);
     return 0;

@@ -1,13 +1,12 @@
 // `kinglet kernel upgrade`: the installer's kernel phase alone. On EL7/8/9
 // below the minimum: ELRepo kernel-lt/ml, made the boot default and
 // verified; reboots only with consent.
-import { parseArgs } from 'node:util';
 import { planKernel } from '../../../installer/phases.ts';
 import { runKernelUpgrade } from '../../../installer/pipeline.ts';
 import type { Deps } from '../../../installer/cli.ts';
 import { COMMON_OPTIONS, context, guard, prepare, printPlan, realDeps, report } from '../../../installer/cli.ts';
 import { fatalProblems } from '../../../installer/steps.ts';
-import { UsageError, type Io } from '../io.ts';
+import { commandFlags, type Io } from '../io.ts';
 
 const HELP = `usage: kinglet kernel upgrade [--dry-run [--json]] [--facts <file>] [--allow-reboot]
 
@@ -25,12 +24,7 @@ Exit status (--dry-run: 1 when the plan has errors): 0 nothing to do or rebootin
 `;
 
 export async function runWith(args: string[], io: Io, deps: Deps): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({ args, strict: true, allowPositionals: false, options: { ...COMMON_OPTIONS } }));
-  } catch (e) {
-    throw new UsageError(`${(e as Error).message}\n\n${HELP}`, { cause: e });
-  }
+  const values = commandFlags(args, { ...COMMON_OPTIONS }, HELP);
   if (values.help) {
     io.out(HELP);
     return 0;

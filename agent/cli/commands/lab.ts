@@ -141,8 +141,15 @@ async function doDown(io: Io, name: string): Promise<number> {
     return 0;
   }
   for (const e of r.errors) io.err(`error: ${e}\n`);
-  io.err(r.errors.length ? `lab ${name}: ${r.removed.length} removed, ${r.errors.length} left (run kinglet lab down again)\n` : `lab ${name} removed (${r.removed.length} items)\n`);
+  io.err(downSummary(name, r));
   return r.errors.length ? 1 : 0;
+}
+
+/** The last line of `kinglet lab down`: what went, and what to run when something is left. */
+export function downSummary(name: string, r: { removed: string[]; errors: string[] }): string {
+  return r.errors.length
+    ? `lab ${name}: ${r.removed.length} removed, ${r.errors.length} left (run kinglet lab down${nameFlag(name)} again)\n`
+    : `lab ${name} removed (${r.removed.length} items)\n`;
 }
 
 export async function runUp(args: string[], io: Io): Promise<number> {

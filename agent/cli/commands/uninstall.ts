@@ -1,11 +1,10 @@
 // `kinglet uninstall`: undo every step `kinglet install` recorded, newest
 // first; k3s itself only with --k3s (through k3s's own uninstall script).
-import { parseArgs } from 'node:util';
 import { describeUndo } from '../../../installer/apply.ts';
 import { planUninstall, runUninstall } from '../../../installer/pipeline.ts';
 import type { Deps } from '../../../installer/cli.ts';
 import { context, guard, realDeps, requireRoot } from '../../../installer/cli.ts';
-import { printJson, UsageError, type Io } from '../io.ts';
+import { commandFlags, printJson, type Io } from '../io.ts';
 
 const HELP = `usage: kinglet uninstall [--k3s] [--dry-run] [--json]
 
@@ -24,18 +23,10 @@ to finish by hand; a re-run retries it), 2 bad usage.
 `;
 
 export async function runWith(args: string[], io: Io, deps: Deps): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args, strict: true, allowPositionals: false,
-      options: {
-        k3s: { type: 'boolean', default: false }, 'dry-run': { type: 'boolean', default: false },
-        json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false },
-      },
-    }));
-  } catch (e) {
-    throw new UsageError(`${(e as Error).message}\n\n${HELP}`, { cause: e });
-  }
+  const values = commandFlags(args, {
+    k3s: { type: 'boolean', default: false }, 'dry-run': { type: 'boolean', default: false },
+    json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false },
+  }, HELP);
   if (values.help) {
     io.out(HELP);
     return 0;

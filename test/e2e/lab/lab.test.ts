@@ -6,7 +6,6 @@
 import t from 'tap';
 import { execa } from 'execa';
 import { existsSync, readFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { rootSkipReason } from '../../lib/sandbox.ts';
@@ -14,7 +13,8 @@ import { waitFor } from '../../lib/wait.ts';
 import type { JsonReport } from '../../../agent/connectivity/report.ts';
 import { labCgroup, labDir, nsPrefix } from '../../../agent/lab/plan.ts';
 import { parseState, type LabState } from '../../../agent/lab/state.ts';
-import { cgroup2Mount, isOurs } from '../../../agent/lab/system.ts';
+import { isOurs, mountsBelow } from '../../../agent/lab/system.ts';
+import { cgroup2Mount } from '../../../kernel/mounts.ts';
 
 const kinglet = fileURLToPath(new URL('../../../agent/cli/kinglet.ts', import.meta.url));
 const skip = rootSkipReason();
@@ -44,10 +44,7 @@ async function leftovers(name: string, st: LabState | undefined): Promise<string
   for (const n of await netnsList()) if (n.startsWith(nsPrefix(name))) out.push(`netns ${n}`);
   const labLinks = new Set(['br0', 'ext', ...(st?.plan.nodes.map((n) => n.ulPort) ?? []), ...(st?.pods.map((p) => p.hostIfname) ?? [])]);
   for (const l of await hostLinks()) if (labLinks.has(l)) out.push(`host link ${l}`);
-  for (const line of (await readFile('/proc/self/mounts', 'utf8')).split('\n')) {
-    const mp = line.split(' ')[1];
-    if (mp?.startsWith(labDir(name))) out.push(`mount ${mp}`);
-  }
+  for (const mp of await mountsBelow(labDir(name))) out.push(`mount ${mp}`);
   if (existsSync(labCgroup(cg2, name))) out.push(`cgroup ${labCgroup(cg2, name)}`);
   for (const p of st?.processes ?? []) if (isOurs(p.pid, p.startTime)) out.push(`process ${p.pid} (${p.role} ${p.name})`);
   if (existsSync(labDir(name))) out.push(`dir ${labDir(name)}`);

@@ -13,7 +13,10 @@ import { cleanup, load, type Loaded } from '../../../agent/datapath/loader.ts';
 import { kernelMap } from '../../lib/kernel-map.ts';
 import { allocationFromMaps, lbEntries, lbPlans, type LbAllocation } from '../../../agent/datapath/lb-entries.ts';
 import { reconcile, type MapAccess, type ReconcileResult } from '../../../agent/datapath/reconcile.ts';
-import { LB4_BE_MAP, LB_CONFIG_MAPS, SOCK_LB_OBJECTS, u32Codec, type LbConfigMapName } from '../../../agent/datapath/lb-layout.ts';
+import {
+  affKeyCodec, affValueCodec, LB4_BE_MAP, LB4_SLOT_MAP, LB4_SVC_MAP, LB6_BE_MAP, LB6_SLOT_MAP, LB6_SVC_MAP, LB_AFF_MAP, LB_CONFIG_MAPS,
+  lb4BackendCodec, lb4KeyCodec, lb6BackendCodec, lb6KeyCodec, SOCK_LB_OBJECTS, svcValueCodec, u32Codec, type AffValue, type LbConfigMapName,
+} from '../../../agent/datapath/lb-layout.ts';
 import type { LbBackend, LbFrontend, LbState, L4Protocol } from '../../../agent/model/types.ts';
 
 const skip = rootSkipReason();
@@ -193,5 +196,104 @@ for (const variant of SOCK_LB_OBJECTS.filter((o) => !o.setRetval)) {
     t.same(refused, [{ error: 'EPERM' }], 'without bpf_set_retval a rejecting program gives EPERM');
     t.same(refusedUdp, [{ error: 'EPERM' }]);
     t.equal(servers(aff!).length, 1, `affinity (${variant.netnsCookie ? 'per netns' : 'node-wide'})`);
+  });
+}
+
+// The backend pick with sessionAffinity ClientIP, seen in the kernel's own
+// affinity map: whose record it is (the client's netns, or the node without
+// bpf_get_netns_cookie), that a live record is followed to the backend it
+// names, and that one older than the timeout is not.
+const AFF_TIMEOUT = 30;
+const AFF_STATE: LbState = {
+  frontends: [
+    fe('10.96.0.12', 80, 'TCP', [1, 2, 3].map((i) => be4(i)), AFF_TIMEOUT),
+    fe('fd00:96::12', 80, 'TCP', [1, 2, 3].map((i) => be6(i)), AFF_TIMEOUT),
+  ],
+};
+
+interface Slot { slot: number; backendId: number; server: string }
+
+/** The frontend's rev-NAT id and its slots (1..count) with the backend each holds, from the maps. */
+function frontendSlots(lab: Lab, family: 4 | 6, address: string): { revNatId: number; slots: Slot[] } {
+  const [svcMap, slotMap, beMap, keyCodec, beCodec] = family === 4
+    ? [LB4_SVC_MAP, LB4_SLOT_MAP, LB4_BE_MAP, lb4KeyCodec, lb4BackendCodec] as const
+    : [LB6_SVC_MAP, LB6_SLOT_MAP, LB6_BE_MAP, lb6KeyCodec, lb6BackendCodec] as const;
+  const get = (m: LbConfigMapName, k: Uint8Array) => [...lab.maps[m].entries()].find(([key]) => Buffer.compare(key, k) === 0)?.[1];
+  const sv = get(svcMap, keyCodec.encode({ address, port: 80, proto: 6 }));
+  if (!sv) throw new Error(`no frontend ${address}:80 in ${svcMap}`);
+  const front = svcValueCodec.decode(sv);
+  const slots: Slot[] = [];
+  for (let slot = 1; slot <= front.count; slot++) {
+    const backendId = u32Codec.decode(get(slotMap, u32Codec.encode(front.slotBase + slot - 1))!);
+    const be = beCodec.decode(get(beMap, u32Codec.encode(backendId))!);
+    const i = /^10\.200\.(\d+)\.2$|^fd00:200:(\d+)::2$/.exec(be.address);
+    slots.push({ slot, backendId, server: `b${i?.[1] ?? i?.[2]}` });
+  }
+  return { revNatId: front.revNatId, slots };
+}
+
+/** bpf_ktime_get_ns()'s clock (CLOCK_MONOTONIC). */
+const monotonicNs = (): bigint => process.hrtime.bigint();
+
+for (const variant of SOCK_LB_OBJECTS) {
+  t.test(`socket LB (${variant.file}): affinity records, live ones followed, expired ones not`, { skip }, async (t) => {
+    const lab = await makeLab(t, variant.file);
+    lab.program(AFF_STATE);
+    const aff = kernelMap(lab.loaded.maps[LB_AFF_MAP]!);
+    const fronts = [
+      { family: 4 as const, host: '10.96.0.12', ...frontendSlots(lab, 4, '10.96.0.12') },
+      { family: 6 as const, host: 'fd00:96::12', ...frontendSlots(lab, 6, 'fd00:96::12') },
+    ];
+    const connect = (n: number) => lab.client(fronts.map((f) => ({ op: 'tcp' as const, host: f.host, port: 80, n })));
+    const records = () => [...aff.entries()].map(([k, v]) => ({ key: affKeyCodec.decode(k), value: affValueCodec.decode(v) }));
+
+    const first = await connect(4);
+    const recs = records();
+    t.equal(recs.length, 2, 'one record per frontend');
+    const client = recs[0]!.key.client;
+    if (variant.netnsCookie) t.ok(client > 0n && client < 1n << 63n, `keyed by the client's netns cookie (${client})`);
+    else t.equal(client, 0n, 'node-wide without bpf_get_netns_cookie: client 0');
+    for (const [i, f] of fronts.entries()) {
+      const got = first[i]!;
+      t.equal(servers(got).length, 1, `IPv${f.family}: one backend for every connect (${servers(got)})`);
+      const rec = recs.find((r) => r.key.revNatId === f.revNatId);
+      t.ok(rec, `IPv${f.family}: the record is the frontend's`);
+      t.equal(rec?.key.client, client, `IPv${f.family}: and the same client's`);
+      const slot = f.slots.find((s) => s.slot === rec?.value.slot);
+      t.same(slot && { backendId: slot.backendId, server: slot.server }, { backendId: rec?.value.backendId, server: got[0]?.server },
+        `IPv${f.family}: it names the backend that answered and the slot that holds it`);
+    }
+
+    // A live record for another backend: every connect goes there.
+    const write = (f: (typeof fronts)[number], s: Slot, lastUsedNs: bigint) => {
+      const v: AffValue = { lastUsedNs, backendId: s.backendId, slot: s.slot };
+      aff.update(affKeyCodec.encode({ client, revNatId: f.revNatId }), affValueCodec.encode(v));
+    };
+    const moved = fronts.map((f, i) => f.slots.find((s) => s.server !== first[i]![0]!.server)!);
+    fronts.forEach((f, i) => write(f, moved[i]!, monotonicNs()));
+    const followed = await connect(4);
+    fronts.forEach((f, i) => t.same(servers(followed[i]!), [moved[i]!.server], `IPv${f.family}: a live record is followed (${moved[i]!.server})`));
+
+    // An expired record: the pick is random again (12 rounds, each starting
+    // from a record older than the timeout naming slot 1; all 12 landing on
+    // slot 1's backend by chance has odds of 3^-12) and the record is renewed.
+    const reached: string[][] = fronts.map(() => []);
+    for (let round = 0; round < 12; round++) {
+      const old = monotonicNs() - BigInt(AFF_TIMEOUT + 5) * 1_000_000_000n;
+      fronts.forEach((f) => write(f, f.slots[0]!, old));
+      const got = await connect(1);
+      fronts.forEach((_, i) => reached[i]!.push(got[i]![0]?.server ?? `error:${got[i]![0]?.error}`));
+      if (round === 0) {
+        for (const [i, f] of fronts.entries()) {
+          const rec = records().find((r) => r.key.revNatId === f.revNatId)!;
+          t.ok(rec.value.lastUsedNs > old, `IPv${f.family}: the expired record is replaced by a fresh one`);
+          t.equal(f.slots.find((s) => s.slot === rec.value.slot)?.server, reached[i]![0], `IPv${f.family}: naming the new pick`);
+        }
+      }
+    }
+    fronts.forEach((f, i) => {
+      t.notOk(reached[i]!.some((s) => s.startsWith('error:')), `IPv${f.family}: every connect after expiry answered`);
+      t.not(servers(reached[i]!.map((server) => ({ server }))).join(), f.slots[0]!.server, `IPv${f.family}: expired records are not followed (${reached[i]!.join(' ')})`);
+    });
   });
 }

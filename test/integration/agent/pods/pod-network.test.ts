@@ -6,10 +6,13 @@
 import t from 'tap';
 import { execa } from 'execa';
 import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { rootSkipReason } from '../../../lib/sandbox.ts';
 import { waitFor } from '../../../lib/wait.ts';
 import { cluster, clusterIpService, endpointSlice, echoPeer, kinglet, type EchoAnswer } from '../../../lib/cluster.ts';
 import type { AgentStatus, EndpointInfo } from '../../../../agent/api/types.ts';
+import { openPinnedMap } from '../../../../agent/datapath/libbpf.ts';
+import { affKeyCodec, affValueCodec, LB4_BE_MAP, LB_AFF_MAP, lb4BackendCodec, u32Codec } from '../../../../agent/datapath/lb-layout.ts';
 
 const skip = rootSkipReason();
 /** One TCP connection from local port 23456 (argv: host port), answered like echo-peer's client. */
@@ -155,6 +158,17 @@ t.test('two nodes: pods, services, masquerade, restart, cleanup', { skip }, asyn
     t.equal(servers(tcp!).length, 1, `every connection to the affine service went to one backend (${servers(tcp!).join(', ')})`);
     t.notOk(servers(tcp!)[0]!.startsWith('error:'), 'and was answered');
     t.same(servers(spread!), ['a2', 'b1', 'b2'], 'the service without affinity still spreads');
+    // The per-packet LB keys the record by the client's address (marked so it
+    // never equals a netns cookie), and it names the backend that answered.
+    const aff = openPinnedMap(join(n1.bpfRoot, 'maps', LB_AFF_MAP));
+    const bes = openPinnedMap(join(n1.bpfRoot, 'maps', LB4_BE_MAP));
+    t.teardown(() => { aff.close(); bes.close(); });
+    const recs = [...aff.entries()].map(([k, v]) => ({ key: affKeyCodec.decode(k), value: affValueCodec.decode(v) }));
+    const ipNum = (ip: string) => ip.split('.').reduce((n, o) => n * 256n + BigInt(o), 0n);
+    t.same(recs.map((r) => r.key.client), [(1n << 63n) | ipNum(a1.ip)], `one record, keyed by ${a1.ip}`);
+    const be = recs[0] && bes.get(u32Codec.encode(recs[0].value.backendId));
+    const byIp: Record<string, string> = { [a2.ip]: 'a2', [b1.ip]: 'b1', [b2.ip]: 'b2' };
+    t.equal(be && byIp[lb4BackendCodec.decode(be).address], servers(tcp!)[0], 'naming the backend that answered');
     await c.writeObjects([clusterIpService('echo', VIP), endpointSlice('echo', [a2.ip, b1.ip, b2.ip])]);
   });
 

@@ -1,7 +1,8 @@
 // withInterrupt: Ctrl-C / SIGTERM abort the running command's signal, print
-// the message, and leave no listener behind.
+// the message, and leave no listener behind. commandFlags: a command's flags,
+// a bad invocation told with the command's help.
 import t from 'tap';
-import { withInterrupt } from '../../../../agent/cli/io.ts';
+import { commandFlags, UsageError, withInterrupt } from '../../../../agent/cli/io.ts';
 
 const capture = () => {
   const err: string[] = [];
@@ -30,4 +31,21 @@ t.test('listeners are removed when the command throws', async (t) => {
   const before = process.listenerCount('SIGINT');
   await t.rejects(withInterrupt(capture().io, 'x', async () => { throw new Error('boom'); }), /boom/);
   t.equal(process.listenerCount('SIGINT'), before);
+});
+
+t.test('commandFlags: flags parsed; unknown flags and positionals are usage errors that show the help', async (t) => {
+  const options = { json: { type: 'boolean', default: false }, name: { type: 'string' } } as const;
+  t.same(commandFlags(['--json', '--name', 'x'], options, 'HELP'), { json: true, name: 'x' });
+  t.same(commandFlags([], options, 'HELP'), { json: false });
+  for (const bad of [['--nope'], ['extra'], ['--name']]) {
+    let e: unknown;
+    try {
+      commandFlags(bad, options, 'usage: kinglet x [--json]\n');
+    } catch (err) {
+      e = err;
+    }
+    t.type(e, UsageError, `${bad.join(' ')}: a UsageError`);
+    t.equal((e as UsageError).exitCode, 2);
+    t.match((e as Error).message, /\n\nusage: kinglet x \[--json\]\n$/, 'ending with the help');
+  }
 });
