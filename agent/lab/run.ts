@@ -75,6 +75,15 @@ async function runClient(netns: string, cgroup: string, host: string, port: numb
   }
 }
 
+/**
+ * Why the multi-node checks are skipped, with the command for a lab that has
+ * them. A kept lab has to go first (`lab` refuses a name that exists), so the
+ * advice says so; a lab that is not kept is already gone by the time it is read.
+ */
+export function singleNodeReason(name: string, nodes: number): string {
+  return `needs a second node (lab ${name} has ${nodes}: kinglet lab --nodes 2${nameFlag(name)}; for a kept lab, kinglet lab down${nameFlag(name)} first)`;
+}
+
 export async function runLabChecks(st: LabState, opts: LabRunOptions = {}): Promise<{ info: RunInfo; results: CheckResult[] }> {
   const suite = opts.suite ?? SUITE;
   const started = Date.now();
@@ -82,7 +91,7 @@ export async function runLabChecks(st: LabState, opts: LabRunOptions = {}): Prom
   notes.push(`lab ${st.name}: state in ${st.plan.stateFile}`);
   const nodes = st.plan.nodes.length;
   const why: Partial<Record<Capability, string>> = { internet: NO_INTERNET };
-  if (nodes < 2) why['multi-node'] = `needs a second node (the lab has ${nodes}: kinglet lab --nodes 2)`;
+  if (nodes < 2) why['multi-node'] = singleNodeReason(st.name, nodes);
   const plan = selectChecks(suite, { nodes, capabilities: caps, why });
   const podIPs = Object.fromEntries(st.pods.map((p) => [p.name, p.ip]));
   const timeoutMs = opts.timeoutMs ?? 2000;

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LabError } from '../../../../agent/lab/lab.ts';
 import { planLab } from '../../../../agent/lab/plan.ts';
-import { labCapabilities } from '../../../../agent/lab/run.ts';
+import { labCapabilities, singleNodeReason } from '../../../../agent/lab/run.ts';
 import { newState } from '../../../../agent/lab/state.ts';
 
 async function silentLab(t: Test, name: string) {
@@ -29,4 +29,9 @@ t.test('the default lab needs no --name', async (t) => {
   const e = await labCapabilities(lab).then(() => undefined, (err: unknown) => err);
   t.match((e as Error).message, /kinglet lab down && kinglet lab up$/);
   t.notMatch((e as Error).message, /--name/);
+});
+
+t.test('a one-node lab: the multi-node skip names the lab and the way to a second node', async (t) => {
+  t.equal(singleNodeReason('ci', 1), 'needs a second node (lab ci has 1: kinglet lab --nodes 2 --name ci; for a kept lab, kinglet lab down --name ci first)');
+  t.equal(singleNodeReason('lab', 1), 'needs a second node (lab lab has 1: kinglet lab --nodes 2; for a kept lab, kinglet lab down first)');
 });
