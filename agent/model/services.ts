@@ -60,7 +60,8 @@
 // protocol; backends by address (numerically), then port; warnings by object,
 // then reason. The input order never changes the output.
 import type { Snapshot, KubeObject } from '../source/types.ts';
-import type { IpFamily, L4Protocol, LbBackend, LbFrontend, LbState, ModelWarning } from './types.ts';
+import type { IpFamily, L4Protocol, LbFrontend, LbState, ModelWarning } from './types.ts';
+import { Backends } from './backends.ts';
 import { ipv4Value, parseIp, type ParsedIp } from './ip.ts';
 import { packedEndpoints, type PackedEndpoints } from '../source/trim.ts';
 
@@ -152,6 +153,8 @@ interface SlicePort {
  * first address as parseIp gives it, its rank (2: ready; 1: serving and
  * terminating, a fallback only; rank 0 endpoints are dropped at parse time;
  * `ranks` undefined: all ready) and its nodeName (`nodes` undefined: none has one).
+ * When all are ready, `order` is the order they are backends in, computed
+ * once per slice (see endpointOrder; undefined: the endpoints' own order).
  */
 interface ParsedSlice {
   id: string;
@@ -160,11 +163,50 @@ interface ParsedSlice {
   readonly addresses: readonly string[];
   readonly ranks: readonly number[] | undefined;
   readonly nodes: readonly (string | undefined)[] | undefined;
+  readonly order: Uint32Array | undefined;
 }
 
 /** The sort key of an address parseSlice accepted: its value for IPv4, the hex key for IPv6 (numeric order either way). */
 function addressKey(address: string, family: IpFamily): number | string {
   return family === 4 ? ipv4Value(address) : parseIp(address)!.key;
+}
+
+/** Compares two endpoints' nodeNames for the order of copies of one backend: none first, then by name. */
+function compareNodes(a: string | undefined, b: string | undefined): number {
+  const na = a ?? '', nb = b ?? '';
+  return na < nb ? -1 : na > nb ? 1 : 0;
+}
+
+/**
+ * The backend order of a slice whose endpoints are all ready (one port for
+ * all of them): endpoint indexes by address, numerically; of copies of one
+ * address the one with the smallest nodeName (none first), the others
+ * dropped. Undefined when that is the endpoints' own order, i.e. addresses
+ * strictly increasing (the usual case; `increasing` when already known).
+ */
+function endpointOrder(addresses: readonly string[], nodes: readonly (string | undefined)[] | undefined, family: IpFamily, increasing?: boolean): Uint32Array | undefined {
+  if (increasing) return undefined;
+  const n = addresses.length;
+  const keys = new Array<number | string>(n);
+  let sorted = true;
+  for (let i = 0; i < n; i++) {
+    keys[i] = addressKey(addresses[i]!, family);
+    if (i > 0 && keys[i - 1]! >= keys[i]!) sorted = false;
+  }
+  if (sorted) return undefined;
+  const idx = Array.from({ length: n }, (_, i) => i);
+  idx.sort((a, b) => {
+    const ka = keys[a]!, kb = keys[b]!;
+    if (ka !== kb) return ka < kb ? -1 : 1;
+    return nodes ? compareNodes(nodes[a], nodes[b]) : 0;
+  });
+  const out = new Uint32Array(n);
+  let m = 0;
+  for (let j = 0; j < n; j++) {
+    if (j > 0 && keys[idx[j]!] === keys[idx[j - 1]!]) continue; // a copy of the backend just kept
+    out[m++] = idx[j]!;
+  }
+  return m === n ? out : out.slice(0, m);
 }
 
 
@@ -193,14 +235,19 @@ const readyConds = (c: Readonly<Rec> | undefined): boolean => c === undefined ||
  * parsed slice shares the source's arrays instead of holding a copy. Anything
  * else (undefined here) goes through the general path and its warnings.
  */
-function sharedEndpoints(p: Readonly<PackedEndpoints>, family: IpFamily): Pick<ParsedSlice, 'addresses' | 'ranks' | 'nodes'> | undefined {
+function sharedEndpoints(p: Readonly<PackedEndpoints>, family: IpFamily): Pick<ParsedSlice, 'addresses' | 'ranks' | 'nodes' | 'order'> | undefined {
   const { addresses, conditions, nodeNames } = p;
+  let increasing = true, prev = -1;
   for (const a of addresses) {
     if (family === 4) {
-      if (ipv4Value(a) < 0) return undefined;
+      const v = ipv4Value(a);
+      if (v < 0) return undefined;
+      if (v <= prev) increasing = false;
+      prev = v;
     } else {
       const ip = parseIp(a);
       if (ip?.family !== 6 || ip.address !== a) return undefined;
+      increasing = false; // checked by endpointOrder
     }
   }
   if (Array.isArray(conditions) ? !conditions.every(readyConds) : !readyConds(conditions as Readonly<Rec> | undefined)) return undefined;
@@ -209,7 +256,7 @@ function sharedEndpoints(p: Readonly<PackedEndpoints>, family: IpFamily): Pick<P
     if (!nodeNames.every((n) => n !== undefined && n !== '')) return undefined;
     nodes = nodeNames;
   } else if (typeof nodeNames === 'string' && nodeNames !== '') nodes = new Array<string>(addresses.length).fill(nodeNames);
-  return { addresses, ranks: undefined, nodes };
+  return { addresses, ranks: undefined, nodes, order: endpointOrder(addresses, nodes, family, increasing) };
 }
 
 function parseSlice(obj: unknown, meta: Meta, id: string, warn: (reason: string) => void): { serviceKey: string; slice: ParsedSlice } | undefined {
@@ -329,8 +376,10 @@ function parseSlice(obj: unknown, meta: Meta, id: string, warn: (reason: string)
       } else nodes.push(undefined);
     });
   }
+  const kept = addresses.slice(), keptNodes = anyNode ? nodes.slice() : undefined;
   return { serviceKey: `${meta.namespace}/${svcName}`, slice: {
-    id, family, ports, addresses: addresses.slice(), ranks: allReady ? undefined : ranks.slice(), nodes: anyNode ? nodes.slice() : undefined,
+    id, family, ports, addresses: kept, ranks: allReady ? undefined : ranks.slice(), nodes: keptNodes,
+    order: allReady ? endpointOrder(kept, keptNodes, family) : undefined,
   } };
 }
 
@@ -470,21 +519,25 @@ function parseService(obj: Rec, meta: Meta, key: string, warn: (reason: string) 
 // ---------------------------------------------------------------------------
 // Backends
 
-function selectBackends(slices: ParsedSlice[] | undefined, family: IpFamily, port: ServicePort): LbBackend[] {
-  if (!slices) return [];
-  // The slices feeding this frontend, each with the port number it maps to.
+function selectBackends(slices: ParsedSlice[] | undefined, family: IpFamily, port: ServicePort): Backends {
+  if (!slices) return Backends.EMPTY;
+  // The slices feeding this frontend (those with endpoints), each with the port number it maps to.
   const use: ParsedSlice[] = [], nums: number[] = [];
-  let anyReady = false, total = 0;
+  let anyReady = false;
   for (const s of slices) {
-    if (s.family !== family) continue;
+    if (s.family !== family || s.addresses.length === 0) continue;
     const sp = s.ports.find((p) => p.name === port.name && p.protocol === port.protocol);
     if (!sp) continue;
     use.push(s);
     nums.push(sp.port);
-    total += s.addresses.length;
-    if (!anyReady && s.addresses.length > 0) anyReady = !s.ranks || s.ranks.includes(2);
+    if (!anyReady) anyReady = !s.ranks || s.ranks.includes(2);
   }
-  if (total === 0) return [];
+  if (use.length === 0) return Backends.EMPTY;
+  // The usual case, one slice of ready endpoints: its arrays in its precomputed order, nothing copied.
+  if (use.length === 1 && !use[0]!.ranks) {
+    const s = use[0]!;
+    return new Backends(s.order ? s.order.length : s.addresses.length, s.addresses, s.nodes, undefined, s.order, nums[0]!, false);
+  }
   // Only endpoints of the wanted rank count: a ready copy of an address+port
   // beats a terminating one, and terminating ones are used only when no
   // endpoint is ready. Candidate c: slice cs[c], endpoint ce[c].
@@ -502,29 +555,30 @@ function selectBackends(slices: ParsedSlice[] | undefined, family: IpFamily, por
   const order = cs.map((_, c) => c);
   let sorted = true;
   for (let c = 1; c < keys.length && sorted; c++) sorted = keys[c - 1]! < keys[c]!;
-  // Strictly increasing addresses (usual for one slice): already in order, no two the same backend. Else sort
-  // by address, then port; among copies of one address+port the smaller nodeName first (so input order never matters).
+  // Strictly increasing addresses: already in order, no two the same backend. Else sort by address,
+  // then port; among copies of one address+port the smaller nodeName first (so input order never matters).
   if (!sorted) order.sort((a, b) => {
     const ka = keys[a]!, kb = keys[b]!;
     if (ka !== kb) return ka < kb ? -1 : 1;
     const pa = nums[cs[a]!]!, pb = nums[cs[b]!]!;
     if (pa !== pb) return pa - pb;
-    const na = use[cs[a]!]!.nodes?.[ce[a]!] ?? '', nb = use[cs[b]!]!.nodes?.[ce[b]!] ?? '';
-    return na < nb ? -1 : na > nb ? 1 : 0;
+    return compareNodes(use[cs[a]!]!.nodes?.[ce[a]!], use[cs[b]!]!.nodes?.[ce[b]!]);
   });
-  const out: LbBackend[] = [];
-  let lastKey: number | string | undefined, lastPort = -1;
+  const addresses: string[] = [], nodes: (string | undefined)[] = [], ports: number[] = [];
+  let anyNode = false, lastKey: number | string | undefined, lastPort = -1;
   for (const c of order) {
     const s = use[cs[c]!]!, i = ce[c]!, p = nums[cs[c]!]!, k = keys[c]!;
     if (k === lastKey && p === lastPort) continue; // the same backend again
     lastKey = k;
     lastPort = p;
     const nodeName = s.nodes?.[i];
-    out.push(nodeName === undefined
-      ? { address: s.addresses[i]!, port: p, terminating: want === 1 }
-      : { address: s.addresses[i]!, port: p, terminating: want === 1, nodeName });
+    if (nodeName !== undefined) anyNode = true;
+    addresses.push(s.addresses[i]!);
+    nodes.push(nodeName);
+    ports.push(p);
   }
-  return out;
+  const onePort = ports.every((p) => p === ports[0]);
+  return new Backends(addresses.length, addresses, anyNode ? nodes : undefined, undefined, undefined, onePort ? ports[0]! : Uint16Array.from(ports), want === 1);
 }
 
 // ---------------------------------------------------------------------------
@@ -593,8 +647,8 @@ function candidatesOf(key: string, obj: unknown, slices: ParsedSlice[] | undefin
     const svc = parseService(obj as Rec, meta, key, (reason) => warn(`Service ${key}`, reason));
     if (!svc) return out;
     out = new Array<Candidate>(svc.ips.length * svc.ports.length);
-    // Frontends of one family and port share their backends (a copy each): looked up only when there are several.
-    const backendCache = svc.ips.length > 1 ? new Map<string, LbBackend[]>() : undefined;
+    // Frontends of one family and port share their backends (immutable): looked up only when there are several.
+    const backendCache = svc.ips.length > 1 ? new Map<string, Backends>() : undefined;
     for (const ip of svc.ips) {
       for (const p of svc.ports) {
         const sortKey = `${ip.family}|${ip.key}|${p.port.toString().padStart(5, '0')}|${p.protocol}`;
@@ -603,9 +657,6 @@ function candidatesOf(key: string, obj: unknown, slices: ParsedSlice[] | undefin
         if (!backends) {
           backends = selectBackends(slices, ip.family, p);
           backendCache?.set(bk, backends);
-        } else {
-          // Each frontend gets its own array, so a consumer may mutate one safely.
-          backends = backends.map((b) => ({ ...b }));
         }
         out[n++] = {
           sortKey,
@@ -721,22 +772,16 @@ export interface LbModelUpdate {
   changes: Map<string, FrontendChange>;
   /** The whole state, as buildLbState gives it (computed on first access). */
   readonly state: LbState;
-  /** Every warning, as buildLbState gives them (computed on first access). */
-  readonly warnings: ModelWarning[];
-}
-
-function sameBackend(a: LbBackend, b: LbBackend): boolean {
-  return a.address === b.address && a.port === b.port && a.terminating === b.terminating && a.nodeName === b.nodeName;
+  /** Every warning, as buildLbState gives them (computed on first access; frozen, shared until a warning changes). */
+  readonly warnings: readonly ModelWarning[];
 }
 
 export function sameFrontend(a: LbFrontend | undefined, b: LbFrontend | undefined): boolean {
   if (a === b) return true;
   if (!a || !b) return false;
   if (a.service !== b.service || a.portName !== b.portName || a.type !== b.type || a.family !== b.family || a.address !== b.address
-    || a.port !== b.port || a.protocol !== b.protocol || a.affinityTimeoutSeconds !== b.affinityTimeoutSeconds
-    || a.backends.length !== b.backends.length) return false;
-  for (let i = 0; i < a.backends.length; i++) if (!sameBackend(a.backends[i]!, b.backends[i]!)) return false;
-  return true;
+    || a.port !== b.port || a.protocol !== b.protocol || a.affinityTimeoutSeconds !== b.affinityTimeoutSeconds) return false;
+  return a.backends.equals(b.backends);
 }
 
 /**
@@ -835,6 +880,8 @@ export class LbModel {
   /** Warnings by what produced them (WarningSource), then by object key (frontend sort key for conflicts). */
   readonly #warn: Record<WarningSource, Map<string, ModelWarning[]>> = { s: new Map(), e: new Map(), c: new Map(), ds: new Map(), de: new Map() };
   #inputWarnings: ModelWarning[] = [];
+  /** warnings(), until a warning changes. */
+  #warnings: readonly ModelWarning[] | undefined;
   #state: LbState | undefined;
 
   update(input: ServicesInput): LbModelUpdate {
@@ -851,10 +898,14 @@ export class LbModel {
     } catch (e) {
       inputWarnings.push({ object: 'input', reason: `unexpected error: ${errText(e)}` });
     }
+    if (inputWarnings.length > 0 || this.#inputWarnings.length > 0) this.#warnings = undefined;
     this.#inputWarnings = inputWarnings;
 
+    // Unnamed objects are reported by position, which any change of the lists may move.
+    if (this.#badSlices.size > 0 || this.#badServices.size > 0) this.#warnings = undefined;
     const dirtySlices = this.#regroup(this.#slicesIn, slices, this.#sliceGroups, this.#badSlices);
     const dirtySvcs = this.#regroup(this.#services, services, this.#svcGroups, this.#badServices);
+    if (this.#badSlices.size > 0 || this.#badServices.size > 0) this.#warnings = undefined;
     // Kept as given (sources hand out fresh lists): the next update diffs against them.
     this.#slicesIn = slices;
     this.#services = services;
@@ -866,7 +917,7 @@ export class LbModel {
     if (changes.size > 0) this.#state = undefined;
 
     const self = this;
-    let warnings: ModelWarning[] | undefined;
+    let warnings: readonly ModelWarning[] | undefined;
     return {
       changes,
       get state() {
@@ -887,8 +938,12 @@ export class LbModel {
     return this.#state;
   }
 
-  /** The current warnings (sorted like buildLbState's). */
-  warnings(): ModelWarning[] {
+  /** The current warnings (sorted like buildLbState's; frozen: the same list is handed out until a warning changes). */
+  warnings(): readonly ModelWarning[] {
+    return (this.#warnings ??= this.#allWarnings());
+  }
+
+  #allWarnings(): readonly ModelWarning[] {
     const out: ModelWarning[] = [...this.#inputWarnings];
     const positional = (list: unknown[], bad: Map<unknown, number>, kind: string) => {
       if (bad.size === 0) return;
@@ -901,7 +956,7 @@ export class LbModel {
     positional(this.#slicesIn, this.#badSlices, 'EndpointSlice');
     positional(this.#services, this.#badServices, 'Service');
     for (const m of Object.values(this.#warn)) for (const list of m.values()) out.push(...list);
-    return out.sort(compareWarnings);
+    return Object.freeze(out.sort(compareWarnings));
   }
 
   /** Warnings of the step at hand, collected without a list or a closure per object (most objects have none). */
@@ -917,8 +972,10 @@ export class LbModel {
   }
 
   #setWarnings(source: WarningSource, key: string, list: ModelWarning[]): void {
-    if (list.length > 0) this.#warn[source].set(key, list);
-    else this.#warn[source].delete(key);
+    if (list.length > 0) {
+      this.#warn[source].set(key, list);
+      this.#warnings = undefined;
+    } else if (this.#warn[source].delete(key)) this.#warnings = undefined;
   }
 
   /** Apply the difference between two versions of a list to the groups; returns the keys that changed. */
@@ -972,7 +1029,7 @@ export class LbModel {
     }
     if (!group) {
       this.#slices.delete(key);
-      this.#warn.e.delete(key);
+      this.#setWarnings('e', key, NO_WARNINGS);
       return;
     }
     const r = sliceOf(key, chosen, this.#collect);
@@ -1002,7 +1059,7 @@ export class LbModel {
       this.#svcs.set(key, { obj: chosen, cands });
     } else {
       this.#svcs.delete(key);
-      this.#warn.s.delete(key);
+      this.#setWarnings('s', key, NO_WARNINGS);
     }
     if (old) {
       for (const { sortKey: sk } of old.cands) {

@@ -43,6 +43,7 @@ import { AGENT_NODE_FLAGS } from '../../installer/render.ts';
 import type { AgentStatus } from '../../agent/api/types.ts';
 import { benchObjects } from './lib/objects.ts';
 import { bench, fmtInt, fmtMs, fmtRatio, median, table, type Collector } from './lib/bench.ts';
+import { Backends } from '../../agent/model/backends.ts';
 
 const repo = fileURLToPath(new URL('../../', import.meta.url));
 const kinglet = join(repo, 'agent', 'cli', 'kinglet.ts');
@@ -57,9 +58,9 @@ function withOneEndpointChanged(state: LbState): LbState {
   const frontends = state.frontends.slice();
   const k = frontends.length >> 1;
   const fe = frontends[k]!;
-  const backends = fe.backends.slice();
+  const backends = [...fe.backends];
   backends[0] = { ...backends[0]!, address: '10.63.255.254' };
-  frontends[k] = { ...fe, backends };
+  frontends[k] = { ...fe, backends: Backends.from(backends) };
   return { frontends };
 }
 
