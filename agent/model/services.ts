@@ -837,16 +837,44 @@ class Dups {
 }
 type Group = unknown;
 
-interface SliceRec {
-  obj: unknown;
-  serviceKey: string | undefined;
+/** No object chosen yet. */
+const UNSET: unique symbol = Symbol('unset');
+
+/** Objects of one "namespace/name", as LbModel keeps them: the group, and when it was last marked for work (update number). */
+interface Entry {
+  readonly key: string;
+  group: Group | undefined;
+  mark: number;
 }
 
-interface ServiceRec {
+/** An EndpointSlice name: its objects, the one used, and the service its parsed slice feeds (if any). */
+interface SliceEntry extends Entry {
   obj: unknown;
-  /** The frontends it asks for (a few: an array, not a Map, per service). */
-  cands: Candidate[];
+  svc: SvcEntry | undefined;
+  parsed: ParsedSlice | undefined;
 }
+
+/**
+ * A Service name: its objects, the one used, the frontends it asks for,
+ * and the parsed slices labelled for it (in slice-name order, as
+ * buildLbState sees them; there may be slices and no Service).
+ */
+interface SvcEntry extends Entry {
+  obj: unknown;
+  /** A few: an array, not a Map, per service. */
+  cands: Candidate[];
+  readonly slices: ParsedSlice[];
+}
+
+/** A frontend address (by sort key): the services asking for it in name order (the first one gets it), and the one that has it. */
+interface FrontEntry {
+  readonly sk: string;
+  claims: SvcEntry | SvcEntry[] | undefined;
+  winner: LbFrontend | undefined;
+  mark: number;
+}
+
+const NO_CANDIDATES: Candidate[] = [];
 
 function candidate(cands: readonly Candidate[] | undefined, sortKey: string): LbFrontend | undefined {
   if (cands) for (const c of cands) if (c.sortKey === sortKey) return c.fe;
@@ -860,29 +888,31 @@ function candidate(cands: readonly Candidate[] | undefined, sortKey: string): Lb
  * and reports the frontends that changed. The state and warnings it gives are
  * those buildLbState gives for the same input. The lists passed in are kept
  * until the next update and must not be changed in place meanwhile.
+ *
+ * One Map per kind of name (slice, service, frontend address) holds all
+ * there is to know about it, and work is marked on the entries themselves
+ * (no Set of keys per update): at 10k services the Map operations on string
+ * keys were most of an update's time.
  */
 export class LbModel {
   #services: unknown[] = [];
   #slicesIn: unknown[] = [];
-  /** Objects by "namespace/name" (usually one each). */
-  readonly #svcGroups = new Map<string, Group>();
-  readonly #sliceGroups = new Map<string, Group>();
+  readonly #sliceEntries = new Map<string, SliceEntry>();
+  readonly #svcEntries = new Map<string, SvcEntry>();
+  readonly #fronts = new Map<string, FrontEntry>();
   /** Objects without a usable name, with how many times each is present. */
   readonly #badServices = new Map<unknown, number>();
   readonly #badSlices = new Map<unknown, number>();
-  readonly #slices = new Map<string, SliceRec>();
-  /** "namespace/service" -> its parsed slices, in slice-name order (as buildLbState sees them). */
-  readonly #bySvc = new Map<string, ParsedSlice[]>();
-  readonly #svcs = new Map<string, ServiceRec>();
-  /** Frontend sort key -> the services asking for it, in name order (the first one gets it). */
-  readonly #claims = new Map<string, string | string[]>();
-  readonly #winners = new Map<string, LbFrontend>();
   /** Warnings by what produced them (WarningSource), then by object key (frontend sort key for conflicts). */
   readonly #warn: Record<WarningSource, Map<string, ModelWarning[]>> = { s: new Map(), e: new Map(), c: new Map(), ds: new Map(), de: new Map() };
   #inputWarnings: ModelWarning[] = [];
   /** warnings(), until a warning changes. */
   #warnings: readonly ModelWarning[] | undefined;
   #state: LbState | undefined;
+  /** The number of the update at hand (entries marked with it are in this update's work lists). */
+  #epoch = 0;
+  #dirtySvcs: SvcEntry[] = [];
+  #touched: FrontEntry[] = [];
 
   update(input: ServicesInput): LbModelUpdate {
     const changes = new Map<string, FrontendChange>();
@@ -901,19 +931,25 @@ export class LbModel {
     if (inputWarnings.length > 0 || this.#inputWarnings.length > 0) this.#warnings = undefined;
     this.#inputWarnings = inputWarnings;
 
+    this.#epoch++;
+    const dirtySlices: SliceEntry[] = [];
+    const dirtySvcs: SvcEntry[] = (this.#dirtySvcs = []);
+    const touched: FrontEntry[] = (this.#touched = []);
     // Unnamed objects are reported by position, which any change of the lists may move.
     if (this.#badSlices.size > 0 || this.#badServices.size > 0) this.#warnings = undefined;
-    const dirtySlices = this.#regroup(this.#slicesIn, slices, this.#sliceGroups, this.#badSlices);
-    const dirtySvcs = this.#regroup(this.#services, services, this.#svcGroups, this.#badServices);
+    this.#regroup(this.#slicesIn, slices, this.#sliceEntries, this.#badSlices, dirtySlices, newSliceEntry);
+    this.#regroup(this.#services, services, this.#svcEntries, this.#badServices, dirtySvcs, newSvcEntry);
     if (this.#badSlices.size > 0 || this.#badServices.size > 0) this.#warnings = undefined;
     // Kept as given (sources hand out fresh lists): the next update diffs against them.
     this.#slicesIn = slices;
     this.#services = services;
 
-    for (const key of dirtySlices) this.#updateSlice(key, dirtySvcs);
-    const touched = new Set<string>();
-    for (const key of dirtySvcs) this.#updateService(key, touched);
-    for (const sk of touched) this.#settle(sk, changes);
+    for (const e of dirtySlices) this.#updateSlice(e);
+    // (#updateSlice appends to dirtySvcs, #updateService to touched.)
+    for (let i = 0; i < dirtySvcs.length; i++) this.#updateService(dirtySvcs[i]!);
+    for (const f of touched) this.#settle(f, changes);
+    this.#dirtySvcs = [];
+    this.#touched = [];
     if (changes.size > 0) this.#state = undefined;
 
     const self = this;
@@ -932,8 +968,10 @@ export class LbModel {
   /** The current state (sorted like buildLbState's). */
   state(): LbState {
     if (!this.#state) {
-      const keys = [...this.#winners.keys()].sort();
-      this.#state = { frontends: keys.map((k) => this.#winners.get(k)!) };
+      const won: FrontEntry[] = [];
+      for (const f of this.#fronts.values()) if (f.winner) won.push(f);
+      won.sort((a, b) => (a.sk < b.sk ? -1 : a.sk > b.sk ? 1 : 0));
+      this.#state = { frontends: won.map((f) => f.winner!) };
     }
     return this.#state;
   }
@@ -972,15 +1010,16 @@ export class LbModel {
   }
 
   #setWarnings(source: WarningSource, key: string, list: ModelWarning[]): void {
+    const m = this.#warn[source];
     if (list.length > 0) {
-      this.#warn[source].set(key, list);
+      m.set(key, list);
       this.#warnings = undefined;
-    } else if (this.#warn[source].delete(key)) this.#warnings = undefined;
+    } else if (m.size > 0 && m.delete(key)) this.#warnings = undefined;
   }
 
-  /** Apply the difference between two versions of a list to the groups; returns the keys that changed. */
-  #regroup(prev: unknown[], next: unknown[], groups: Map<string, Group>, bad: Map<unknown, number>): Set<string> {
-    const dirty = new Set<string>();
+  /** Apply the difference between two versions of a list to the entries' groups; entries that changed go to `dirty`. */
+  #regroup<E extends Entry>(prev: unknown[], next: unknown[], entries: Map<string, E>, bad: Map<unknown, number>, dirty: E[], make: (key: string) => E): void {
+    const epoch = this.#epoch;
     const { removed, added } = diffRefs(prev, next);
     for (const o of removed) {
       const meta = readMeta(o);
@@ -990,13 +1029,17 @@ export class LbModel {
         else bad.delete(o);
         continue;
       }
-      const key = `${meta.namespace}/${meta.name}`;
-      const g = groups.get(key);
+      const e = entries.get(`${meta.namespace}/${meta.name}`);
+      if (!e) continue; // never added: cannot happen
+      const g = e.group;
       if (g instanceof Dups) {
         removeOne(g.list, o);
-        if (g.list.length === 1) groups.set(key, g.list[0]);
-      } else if (g === o) groups.delete(key);
-      dirty.add(key);
+        if (g.list.length === 1) e.group = g.list[0];
+      } else if (g === o) e.group = undefined;
+      if (e.mark !== epoch) {
+        e.mark = epoch;
+        dirty.push(e);
+      }
     }
     for (const o of added) {
       const meta = readMeta(o);
@@ -1005,106 +1048,134 @@ export class LbModel {
         continue;
       }
       const key = `${meta.namespace}/${meta.name}`;
-      const g = groups.get(key);
-      if (g === undefined) groups.set(key, o);
+      let e = entries.get(key);
+      if (!e) entries.set(key, (e = make(key)));
+      const g = e.group;
+      if (g === undefined) e.group = o;
       else if (g instanceof Dups) g.list.push(o);
-      else groups.set(key, new Dups([g, o]));
-      dirty.add(key);
+      else e.group = new Dups([g, o]);
+      if (e.mark !== epoch) {
+        e.mark = epoch;
+        dirty.push(e);
+      }
     }
-    return dirty;
   }
 
-  #updateSlice(key: string, dirtySvcs: Set<string>): void {
-    const group = this.#sliceGroups.get(key);
-    const old = this.#slices.get(key);
-    const chosen = group instanceof Dups ? chooseOne(key, group.list, 'EndpointSlice', this.#collect) : group;
-    this.#setWarnings('de', key, this.#collected());
-    if (group && old && old.obj === chosen) return;
-    if (old?.serviceKey !== undefined) {
-      const list = this.#bySvc.get(old.serviceKey);
-      const i = list ? list.findIndex((p) => p.id === key) : -1;
-      if (i >= 0) list!.splice(i, 1);
-      if (list?.length === 0) this.#bySvc.delete(old.serviceKey);
-      dirtySvcs.add(old.serviceKey);
+  #markSvc(s: SvcEntry): void {
+    if (s.mark === this.#epoch) return;
+    s.mark = this.#epoch;
+    this.#dirtySvcs.push(s);
+  }
+
+  #updateSlice(e: SliceEntry): void {
+    const group = e.group;
+    const chosen = group instanceof Dups ? chooseOne(e.key, group.list, 'EndpointSlice', this.#collect) : group;
+    this.#setWarnings('de', e.key, this.#collected());
+    if (group !== undefined && e.obj === chosen) return;
+    if (e.svc) {
+      const list = e.svc.slices;
+      const i = list.indexOf(e.parsed!);
+      if (i >= 0) list.splice(i, 1);
+      this.#markSvc(e.svc);
+      e.svc = undefined;
+      e.parsed = undefined;
     }
-    if (!group) {
-      this.#slices.delete(key);
-      this.#setWarnings('e', key, NO_WARNINGS);
+    if (group === undefined) {
+      this.#sliceEntries.delete(e.key);
+      this.#setWarnings('e', e.key, NO_WARNINGS);
       return;
     }
-    const r = sliceOf(key, chosen, this.#collect);
-    this.#setWarnings('e', key, this.#collected());
-    this.#slices.set(key, { obj: chosen, serviceKey: r?.serviceKey });
+    const r = sliceOf(e.key, chosen, this.#collect);
+    this.#setWarnings('e', e.key, this.#collected());
+    e.obj = chosen;
     if (r) {
-      const list = this.#bySvc.get(r.serviceKey);
-      if (!list) this.#bySvc.set(r.serviceKey, [r.slice]);
-      else {
-        let i = 0;
-        while (i < list.length && list[i]!.id < key) i++;
-        list.splice(i, 0, r.slice);
-      }
-      dirtySvcs.add(r.serviceKey);
+      let s = this.#svcEntries.get(r.serviceKey);
+      if (!s) this.#svcEntries.set(r.serviceKey, (s = newSvcEntry(r.serviceKey)));
+      const list = s.slices;
+      let i = list.length;
+      while (i > 0 && list[i - 1]!.id > e.key) i--;
+      list.splice(i, 0, r.slice);
+      e.svc = s;
+      e.parsed = r.slice;
+      this.#markSvc(s);
     }
   }
 
-  #updateService(key: string, touched: Set<string>): void {
-    const group = this.#svcGroups.get(key);
-    const old = this.#svcs.get(key);
-    const chosen = group instanceof Dups ? chooseOne(key, group.list, 'Service', this.#collect) : group;
-    this.#setWarnings('ds', key, this.#collected());
-    let cands: Candidate[] = [];
-    if (group) {
-      cands = candidatesOf(key, chosen, this.#bySvc.get(key), this.#collect);
-      this.#setWarnings('s', key, this.#collected());
-      this.#svcs.set(key, { obj: chosen, cands });
-    } else {
-      this.#svcs.delete(key);
-      this.#setWarnings('s', key, NO_WARNINGS);
+  #touch(sk: string): FrontEntry {
+    let f = this.#fronts.get(sk);
+    if (!f) this.#fronts.set(sk, (f = { sk, claims: undefined, winner: undefined, mark: 0 }));
+    if (f.mark !== this.#epoch) {
+      f.mark = this.#epoch;
+      this.#touched.push(f);
     }
-    if (old) {
-      for (const { sortKey: sk } of old.cands) {
-        if (candidate(cands, sk)) continue;
-        const list = this.#claims.get(sk);
-        if (list === key) this.#claims.delete(sk);
-        else if (Array.isArray(list)) {
-          removeOne(list, key);
-          if (list.length === 1) this.#claims.set(sk, list[0]!);
-        }
-        touched.add(sk);
+    return f;
+  }
+
+  #updateService(e: SvcEntry): void {
+    const group = e.group;
+    const chosen = group instanceof Dups ? chooseOne(e.key, group.list, 'Service', this.#collect) : group;
+    this.#setWarnings('ds', e.key, this.#collected());
+    const old = e.cands;
+    let cands = NO_CANDIDATES;
+    if (group !== undefined) {
+      cands = candidatesOf(e.key, chosen, e.slices, this.#collect);
+      this.#setWarnings('s', e.key, this.#collected());
+      e.obj = chosen;
+    } else {
+      this.#setWarnings('s', e.key, NO_WARNINGS);
+      e.obj = UNSET;
+    }
+    e.cands = cands;
+    for (const { sortKey: sk } of old) {
+      if (candidate(cands, sk)) continue;
+      const f = this.#touch(sk);
+      const list = f.claims;
+      if (list === e) f.claims = undefined;
+      else if (Array.isArray(list)) {
+        removeOne(list, e);
+        if (list.length === 1) f.claims = list[0]!;
       }
     }
     for (const { sortKey: sk } of cands) {
-      touched.add(sk);
-      if (candidate(old?.cands, sk)) continue;
-      const list = this.#claims.get(sk);
-      if (list === undefined) this.#claims.set(sk, key);
-      else if (!Array.isArray(list)) this.#claims.set(sk, list < key ? [list, key] : [key, list]);
+      const f = this.#touch(sk);
+      if (candidate(old, sk)) continue;
+      const list = f.claims;
+      if (list === undefined) f.claims = e;
+      else if (!Array.isArray(list)) f.claims = list.key < e.key ? [list, e] : [e, list];
       else {
         let i = 0;
-        while (i < list.length && list[i]! < key) i++;
-        list.splice(i, 0, key);
+        while (i < list.length && list[i]!.key < e.key) i++;
+        list.splice(i, 0, e);
       }
     }
+    if (group === undefined && e.slices.length === 0) this.#svcEntries.delete(e.key);
   }
 
   /** Settle who gets a frontend address and record the change, if any. */
-  #settle(sk: string, changes: Map<string, FrontendChange>): void {
-    const claimants = this.#claims.get(sk);
-    const owner = Array.isArray(claimants) ? claimants[0] : claimants;
-    const after = owner === undefined ? undefined : candidate(this.#svcs.get(owner)?.cands, sk);
-    if (Array.isArray(claimants) && owner !== undefined) {
-      for (let i = 1; i < claimants.length; i++) {
-        const c = claimants[i]!;
-        const fe = candidate(this.#svcs.get(c)?.cands, sk);
-        if (fe) this.#collect(`Service ${c}`, conflictReason(fe, owner));
+  #settle(f: FrontEntry, changes: Map<string, FrontendChange>): void {
+    const claims = f.claims;
+    const owner = Array.isArray(claims) ? claims[0] : claims;
+    const after = owner === undefined ? undefined : candidate(owner.cands, f.sk);
+    if (Array.isArray(claims) && owner !== undefined) {
+      for (let i = 1; i < claims.length; i++) {
+        const c = claims[i]!;
+        const fe = candidate(c.cands, f.sk);
+        if (fe) this.#collect(`Service ${c.key}`, conflictReason(fe, owner.key));
       }
     }
-    this.#setWarnings('c', sk, this.#collected());
-    const before = this.#winners.get(sk);
-    if (after) this.#winners.set(sk, after);
-    else this.#winners.delete(sk);
+    this.#setWarnings('c', f.sk, this.#collected());
+    const before = f.winner;
+    f.winner = after;
+    if (owner === undefined) this.#fronts.delete(f.sk);
     if (sameFrontend(before, after)) return;
-    const prev = changes.get(sk);
-    changes.set(sk, { before: prev ? prev.before : before, after });
+    changes.set(f.sk, { before, after });
   }
+}
+
+function newSliceEntry(key: string): SliceEntry {
+  return { key, group: undefined, mark: 0, obj: UNSET, svc: undefined, parsed: undefined };
+}
+
+function newSvcEntry(key: string): SvcEntry {
+  return { key, group: undefined, mark: 0, obj: UNSET, cands: NO_CANDIDATES, slices: [] };
 }
