@@ -5,8 +5,8 @@
 // item of the agent's heap, and making them the model's hottest code. Here
 // a list of backends is a few columns instead, most of them shared with the
 // parsed EndpointSlice it comes from:
-// - storage columns, indexed by a storage index: the addresses, the node
-//   names (or none) and, optionally, the IPv4 address values;
+// - storage columns, indexed by a storage index: the addresses and the
+//   node names (or none);
 // - `order`: position -> storage index (absent: the same number), so a
 //   slice's endpoints are used in sorted order without a copy;
 // - per position: the port and the terminating flag, each either one value
@@ -35,7 +35,6 @@ export class Backends implements Iterable<LbBackend> {
   readonly length: number;
   readonly #addresses: readonly string[];
   readonly #nodes: readonly (string | undefined)[] | undefined;
-  readonly #values: ArrayLike<number> | undefined;
   readonly #order: ArrayLike<number> | undefined;
   readonly #ports: Column<number>;
   readonly #terminating: Column<boolean> | ArrayLike<number>;
@@ -43,15 +42,13 @@ export class Backends implements Iterable<LbBackend> {
   /**
    * Backends over storage columns (see the top of this file); the arrays
    * are kept, not copied, and must never change afterwards (terminating per
- * backend may be 0/1 numbers, e.g. a Uint8Array). `values[s]`,
-   * when given, must be ipv4Value(addresses[s]). Callers outside the model
-   * use Backends.from.
+   * backend may be 0/1 numbers, e.g. a Uint8Array). Callers outside the
+   * model use Backends.from.
    */
   constructor(
     length: number,
     addresses: readonly string[],
     nodes: readonly (string | undefined)[] | undefined,
-    values: ArrayLike<number> | undefined,
     order: ArrayLike<number> | undefined,
     ports: Column<number>,
     terminating: Column<boolean> | ArrayLike<number>,
@@ -59,14 +56,13 @@ export class Backends implements Iterable<LbBackend> {
     this.length = length;
     this.#addresses = addresses;
     this.#nodes = nodes;
-    this.#values = values;
     this.#order = order;
     this.#ports = ports;
     this.#terminating = terminating;
   }
 
   /** No backends (the frontend refuses connections). */
-  static readonly EMPTY: Backends = new Backends(0, [], undefined, undefined, undefined, 0, false);
+  static readonly EMPTY: Backends = new Backends(0, [], undefined, undefined, 0, false);
 
   /** The backends of `list`, in its order, as they are (no sorting, no deduplication: the model's job). */
   static from(list: Iterable<LbBackend>): Backends {
@@ -74,7 +70,7 @@ export class Backends implements Iterable<LbBackend> {
     if (items.length === 0) return Backends.EMPTY;
     const addresses = items.map((b) => b.address);
     const nodes = items.some((b) => b.nodeName !== undefined) ? items.map((b) => b.nodeName) : undefined;
-    return new Backends(items.length, addresses, nodes, undefined, undefined, compact(items.map((b) => b.port)), compact(items.map((b) => b.terminating)));
+    return new Backends(items.length, addresses, nodes, undefined, compact(items.map((b) => b.port)), compact(items.map((b) => b.terminating)));
   }
 
   /** Storage index of position i. */
@@ -89,9 +85,7 @@ export class Backends implements Iterable<LbBackend> {
 
   /** The address's value when it is a plain dotted quad (as ipv4Value gives it), else -1. */
   ipv4(i: number): number {
-    const s = this.#s(i);
-    const v = this.#values;
-    return v !== undefined ? v[s]! : ipv4Value(this.#addresses[s]!);
+    return ipv4Value(this.address(i));
   }
 
   port(i: number): number {

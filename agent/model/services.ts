@@ -101,6 +101,15 @@ function describe(v: unknown): string {
   return `${typeof v} ${String(v)}`;
 }
 
+/**
+ * "namespace/name". Made by join, which gives a flat string: a template
+ * literal gives a concatenation (an extra object per key for as long as the
+ * model keeps the key, 10k's of them) that is flattened on first use anyway.
+ */
+function nameKey(namespace: string, name: string): string {
+  return [namespace, '/', name].join('');
+}
+
 interface Meta {
   namespace: string;
   name: string;
@@ -159,7 +168,7 @@ interface SlicePort {
 interface ParsedSlice {
   id: string;
   family: IpFamily;
-  ports: SlicePort[];
+  readonly ports: readonly SlicePort[];
   readonly addresses: readonly string[];
   readonly ranks: readonly number[] | undefined;
   readonly nodes: readonly (string | undefined)[] | undefined;
@@ -259,6 +268,57 @@ function sharedEndpoints(p: Readonly<PackedEndpoints>, family: IpFamily): Pick<P
   return { addresses, ranks: undefined, nodes, order: endpointOrder(addresses, nodes, family, increasing) };
 }
 
+const NO_PORTS: readonly SlicePort[] = Object.freeze([]);
+/** Parsed port lists of the source's shared (frozen) lists. */
+const parsedPortLists = new WeakMap<readonly unknown[], readonly SlicePort[]>();
+
+/**
+ * A slice's ports (a warning each for unusable ones), or undefined when
+ * `ports` is not a list. The frozen lists the source shares (trim.ts) are
+ * parsed once: slices of one shape share the result, read-only.
+ */
+function slicePorts(rawPorts: unknown, warn: (reason: string) => void): readonly SlicePort[] | undefined {
+  if (rawPorts === undefined || rawPorts === null) return NO_PORTS;
+  if (!Array.isArray(rawPorts)) {
+    warn('ports is not a list');
+    return undefined;
+  }
+  const have = parsedPortLists.get(rawPorts);
+  if (have) return have;
+  const ports: SlicePort[] = [];
+  let warned = false;
+  const w = (reason: string) => {
+    warned = true;
+    warn(reason);
+  };
+  rawPorts.forEach((p, i) => {
+    if (!isRec(p)) {
+      w(`ports[${i}] is not an object`);
+      return;
+    }
+    const port = get(p, 'port');
+    if (port === undefined || port === null) return; // allowed: "all ports", unusable for a service
+    if (!isPort(port)) {
+      w(`ports[${i}].port ${describe(port)} is not in 1..65535`);
+      return;
+    }
+    const name = get(p, 'name');
+    if (name !== undefined && name !== null && typeof name !== 'string') {
+      w(`ports[${i}].name is not a string`);
+      return;
+    }
+    const proto = get(p, 'protocol');
+    if (proto !== undefined && proto !== null && typeof proto !== 'string') {
+      w(`ports[${i}].protocol is not a string`);
+      return;
+    }
+    ports.push({ name: typeof name === 'string' ? name : '', protocol: typeof proto === 'string' ? proto : 'TCP', port });
+  });
+  const out = ports.slice(); // exact size: the model keeps it
+  if (Object.isFrozen(rawPorts) && !warned) parsedPortLists.set(rawPorts, out);
+  return out;
+}
+
 function parseSlice(obj: unknown, meta: Meta, id: string, warn: (reason: string) => void): { serviceKey: string; slice: ParsedSlice } | undefined {
   const svcName = meta.labels ? get(meta.labels, SERVICE_NAME_LABEL) : undefined;
   if (svcName === undefined || svcName === null) return undefined; // not managed for a service
@@ -277,41 +337,15 @@ function parseSlice(obj: unknown, meta: Meta, id: string, warn: (reason: string)
     return undefined;
   }
 
-  const ports: SlicePort[] = [];
-  const rawPorts = get(o, 'ports');
-  if (rawPorts !== undefined && rawPorts !== null) {
-    if (!Array.isArray(rawPorts)) {
-      warn('ports is not a list');
-      return undefined;
-    }
-    rawPorts.forEach((p, i) => {
-      if (!isRec(p)) {
-        warn(`ports[${i}] is not an object`);
-        return;
-      }
-      const port = get(p, 'port');
-      if (port === undefined || port === null) return; // allowed: "all ports", unusable for a service
-      if (!isPort(port)) {
-        warn(`ports[${i}].port ${describe(port)} is not in 1..65535`);
-        return;
-      }
-      const name = get(p, 'name');
-      if (name !== undefined && name !== null && typeof name !== 'string') {
-        warn(`ports[${i}].name is not a string`);
-        return;
-      }
-      const proto = get(p, 'protocol');
-      if (proto !== undefined && proto !== null && typeof proto !== 'string') {
-        warn(`ports[${i}].protocol is not a string`);
-        return;
-      }
-      ports.push({ name: typeof name === 'string' ? name : '', protocol: typeof proto === 'string' ? proto : 'TCP', port });
-    });
-  }
+  const ports = slicePorts(get(o, 'ports'), warn);
+  if (!ports) return undefined;
 
   const packed = packedEndpoints(o);
   const shared = packed ? sharedEndpoints(packed, family) : undefined;
-  if (shared) return { serviceKey: `${meta.namespace}/${svcName}`, slice: { id, family, ports, ...shared } };
+  if (shared) {
+    const { addresses, nodes, order } = shared;
+    return { serviceKey: nameKey(meta.namespace, svcName), slice: { id, family, ports, addresses, ranks: undefined, nodes, order } };
+  }
 
   const addresses: string[] = [], ranks: number[] = [], nodes: (string | undefined)[] = [];
   let allReady = true, anyNode = false;
@@ -377,7 +411,7 @@ function parseSlice(obj: unknown, meta: Meta, id: string, warn: (reason: string)
     });
   }
   const kept = addresses.slice(), keptNodes = anyNode ? nodes.slice() : undefined;
-  return { serviceKey: `${meta.namespace}/${svcName}`, slice: {
+  return { serviceKey: nameKey(meta.namespace, svcName), slice: {
     id, family, ports, addresses: kept, ranks: allReady ? undefined : ranks.slice(), nodes: keptNodes,
     order: allReady ? endpointOrder(kept, keptNodes, family) : undefined,
   } };
@@ -536,7 +570,7 @@ function selectBackends(slices: ParsedSlice[] | undefined, family: IpFamily, por
   // The usual case, one slice of ready endpoints: its arrays in its precomputed order, nothing copied.
   if (use.length === 1 && !use[0]!.ranks) {
     const s = use[0]!;
-    return new Backends(s.order ? s.order.length : s.addresses.length, s.addresses, s.nodes, undefined, s.order, nums[0]!, false);
+    return new Backends(s.order ? s.order.length : s.addresses.length, s.addresses, s.nodes, s.order, nums[0]!, false);
   }
   // Only endpoints of the wanted rank count: a ready copy of an address+port
   // beats a terminating one, and terminating ones are used only when no
@@ -578,7 +612,7 @@ function selectBackends(slices: ParsedSlice[] | undefined, family: IpFamily, por
     ports.push(p);
   }
   const onePort = ports.every((p) => p === ports[0]);
-  return new Backends(addresses.length, addresses, anyNode ? nodes : undefined, undefined, undefined, onePort ? ports[0]! : Uint16Array.from(ports), want === 1);
+  return new Backends(addresses.length, addresses, anyNode ? nodes : undefined, undefined, onePort ? ports[0]! : Uint16Array.from(ports), want === 1);
 }
 
 // ---------------------------------------------------------------------------
@@ -651,7 +685,7 @@ function candidatesOf(key: string, obj: unknown, slices: ParsedSlice[] | undefin
     const backendCache = svc.ips.length > 1 ? new Map<string, Backends>() : undefined;
     for (const ip of svc.ips) {
       for (const p of svc.ports) {
-        const sortKey = `${ip.family}|${ip.key}|${p.port.toString().padStart(5, '0')}|${p.protocol}`;
+        const sortKey = sortKeyOf(ip.family, ip.key, p.port, p.protocol);
         const bk = backendCache ? `${ip.family}|${p.name}|${p.protocol}` : '';
         let backends = backendCache?.get(bk);
         if (!backends) {
@@ -692,7 +726,12 @@ function compareWarnings(a: ModelWarning, b: ModelWarning): number {
 /** The order of LbState.frontends: family, address (numerically), port, protocol. */
 export function frontendSortKey(fe: Pick<LbFrontend, 'family' | 'address' | 'port' | 'protocol'>): string {
   const ip = parseIp(fe.address);
-  return `${fe.family}|${ip ? ip.key : fe.address}|${fe.port.toString().padStart(5, '0')}|${fe.protocol}`;
+  return sortKeyOf(fe.family, ip ? ip.key : fe.address, fe.port, fe.protocol);
+}
+
+/** "family|address key|port (5 digits)|protocol", a flat string (see nameKey). */
+function sortKeyOf(family: IpFamily, addressKey: string, port: number, protocol: string): string {
+  return [family, '|', addressKey, '|', port.toString().padStart(5, '0'), '|', protocol].join('');
 }
 
 /**
@@ -719,7 +758,7 @@ export function buildLbState(input: ServicesInput): LbBuildResult {
     slicesArr.forEach((obj, i) => {
       const meta = readMeta(obj);
       if (typeof meta === 'string') warn(`EndpointSlice #${i}`, meta);
-      else namedSlices.push({ key: `${meta.namespace}/${meta.name}`, tie: '', value: obj });
+      else namedSlices.push({ key: nameKey(meta.namespace, meta.name), tie: '', value: obj });
     });
     const byService = new Map<string, ParsedSlice[]>();
     for (const n of dedupe(namedSlices, 'EndpointSlice', warn)) {
@@ -735,7 +774,7 @@ export function buildLbState(input: ServicesInput): LbBuildResult {
     services.forEach((obj, i) => {
       const meta = readMeta(obj);
       if (typeof meta === 'string') warn(`Service #${i}`, meta);
-      else namedServices.push({ key: `${meta.namespace}/${meta.name}`, tie: '', value: obj });
+      else namedServices.push({ key: nameKey(meta.namespace, meta.name), tie: '', value: obj });
     });
     const claimed = new Map<string, string>();
     for (const n of dedupe(namedServices, 'Service', warn)) {
@@ -863,7 +902,7 @@ interface SvcEntry extends Entry {
   obj: unknown;
   /** A few: an array, not a Map, per service. */
   cands: Candidate[];
-  readonly slices: ParsedSlice[];
+  slices: ParsedSlice[];
 }
 
 /** A frontend address (by sort key): the services asking for it in name order (the first one gets it), and the one that has it. */
@@ -874,7 +913,9 @@ interface FrontEntry {
   mark: number;
 }
 
+/** Shared empty lists (never added to: replaced by a list of their own). */
 const NO_CANDIDATES: Candidate[] = [];
+const NO_SLICES: ParsedSlice[] = [];
 
 function candidate(cands: readonly Candidate[] | undefined, sortKey: string): LbFrontend | undefined {
   if (cands) for (const c of cands) if (c.sortKey === sortKey) return c.fe;
@@ -1029,7 +1070,7 @@ export class LbModel {
         else bad.delete(o);
         continue;
       }
-      const e = entries.get(`${meta.namespace}/${meta.name}`);
+      const e = entries.get(nameKey(meta.namespace, meta.name));
       if (!e) continue; // never added: cannot happen
       const g = e.group;
       if (g instanceof Dups) {
@@ -1047,7 +1088,7 @@ export class LbModel {
         bad.set(o, (bad.get(o) ?? 0) + 1);
         continue;
       }
-      const key = `${meta.namespace}/${meta.name}`;
+      const key = nameKey(meta.namespace, meta.name);
       let e = entries.get(key);
       if (!e) entries.set(key, (e = make(key)));
       const g = e.group;
@@ -1092,9 +1133,12 @@ export class LbModel {
       let s = this.#svcEntries.get(r.serviceKey);
       if (!s) this.#svcEntries.set(r.serviceKey, (s = newSvcEntry(r.serviceKey)));
       const list = s.slices;
-      let i = list.length;
-      while (i > 0 && list[i - 1]!.id > e.key) i--;
-      list.splice(i, 0, r.slice);
+      if (list.length === 0) s.slices = [r.slice]; // usually the only one: no room for more
+      else {
+        let i = list.length;
+        while (i > 0 && list[i - 1]!.id > e.key) i--;
+        list.splice(i, 0, r.slice);
+      }
       e.svc = s;
       e.parsed = r.slice;
       this.#markSvc(s);
@@ -1177,5 +1221,5 @@ function newSliceEntry(key: string): SliceEntry {
 }
 
 function newSvcEntry(key: string): SvcEntry {
-  return { key, group: undefined, mark: 0, obj: UNSET, cands: NO_CANDIDATES, slices: [] };
+  return { key, group: undefined, mark: 0, obj: UNSET, cands: NO_CANDIDATES, slices: NO_SLICES };
 }

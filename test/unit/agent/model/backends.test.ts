@@ -43,11 +43,11 @@ t.test('at: fresh objects; an index out of range is an error that names the rang
 
 t.test('columns: an order into shared arrays, one port or one per backend, one flag or one per backend', async (t) => {
   const addresses = ['10.0.0.3', '10.0.0.1', '10.0.0.2'], nodes = ['c', undefined, 'b'];
-  const b = new Backends(2, addresses, nodes, undefined, Uint32Array.of(1, 2), 80, true);
+  const b = new Backends(2, addresses, nodes, Uint32Array.of(1, 2), 80, true);
   t.strictSame(b.toJSON(), [{ address: '10.0.0.1', port: 80, terminating: true }, { address: '10.0.0.2', port: 80, terminating: true, nodeName: 'b' }]);
-  const c = new Backends(3, addresses, undefined, [7, 8, 9], undefined, Uint16Array.of(1, 2, 3), Uint8Array.of(0, 1, 0));
+  const c = new Backends(3, addresses, undefined, undefined, Uint16Array.of(1, 2, 3), Uint8Array.of(0, 1, 0));
   t.same([...c].map((x) => `${x.address}:${x.port}${x.terminating ? 't' : ''}`), ['10.0.0.3:1', '10.0.0.1:2t', '10.0.0.2:3']);
-  t.same([0, 1, 2].map((i) => c.ipv4(i)), [7, 8, 9], 'IPv4 values from the values column when given');
+  t.same([0, 1].map((i) => b.ipv4(i)), [0x0a000001, 0x0a000002], 'IPv4 values in the order too');
 });
 
 t.test('equals: same backends in the same order, whatever the storage', async (t) => {
@@ -55,7 +55,7 @@ t.test('equals: same backends in the same order, whatever the storage', async (t
   t.ok(a.equals(a));
   t.ok(a.equals(Backends.from(LIST.map((x) => ({ ...x })))), 'equal content, other arrays');
   const addresses = ['10.0.0.2', '10.0.0.1'];
-  const shared = new Backends(2, addresses, undefined, undefined, Uint32Array.of(1, 0), 80, false);
+  const shared = new Backends(2, addresses, undefined, Uint32Array.of(1, 0), 80, false);
   t.ok(shared.equals(Backends.from([{ address: '10.0.0.1', port: 80, terminating: false }, { address: '10.0.0.2', port: 80, terminating: false }])), 'ordered view = own arrays');
   t.ok(Backends.EMPTY.equals(Backends.from([])));
   const differ: [string, LbBackend[]][] = [
