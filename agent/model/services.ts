@@ -776,25 +776,26 @@ export function buildLbState(input: ServicesInput): LbBuildResult {
       if (typeof meta === 'string') warn(`Service #${i}`, meta);
       else namedServices.push({ key: nameKey(meta.namespace, meta.name), tie: '', value: obj });
     });
-    const claimed = new Map<string, string>();
     for (const n of dedupe(namedServices, 'Service', warn)) {
-      for (const c of candidatesOf(n.key, n.value, byService.get(n.key), warn)) {
-        const owner = claimed.get(c.sortKey);
-        if (owner !== undefined) {
-          warn(`Service ${n.key}`, conflictReason(c.fe, owner));
-          continue;
-        }
-        claimed.set(c.sortKey, n.key);
-        frontends.push(c);
-      }
+      for (const c of candidatesOf(n.key, n.value, byService.get(n.key), warn)) frontends.push(c);
     }
   } catch (e) {
     warn('input', `unexpected error: ${errText(e)}`);
   }
 
+  // A stable sort: services asking for one address stay in name order, and the first one gets it.
   frontends.sort((a, b) => (a.sortKey < b.sortKey ? -1 : a.sortKey > b.sortKey ? 1 : 0));
+  const out: LbFrontend[] = [];
+  for (let i = 0; i < frontends.length;) {
+    const owner = frontends[i]!;
+    out.push(owner.fe);
+    for (i++; i < frontends.length && frontends[i]!.sortKey === owner.sortKey; i++) {
+      const fe = frontends[i]!.fe;
+      warn(`Service ${fe.service}`, conflictReason(fe, owner.fe.service));
+    }
+  }
   warnings.sort(compareWarnings);
-  return { state: { frontends: frontends.map((f) => f.fe) }, warnings };
+  return { state: { frontends: out }, warnings };
 }
 
 // ---------------------------------------------------------------------------
