@@ -471,8 +471,8 @@ function parseService(obj: Rec, meta: Meta, key: string, warn: (reason: string) 
     return undefined;
   }
   if (rawIps.includes('None')) return undefined; // headless
+  // (A few addresses and ports: duplicates are found by a scan, no Set per service.)
   const ips: ParsedIp[] = [];
-  const seenIp = new Set<string>();
   rawIps.forEach((raw, i) => {
     const ip = parseIp(raw);
     if (!ip) {
@@ -483,8 +483,7 @@ function parseService(obj: Rec, meta: Meta, key: string, warn: (reason: string) 
       warn(`spec.clusterIPs[${i}] ${ip.address} is the unspecified address`);
       return;
     }
-    if (seenIp.has(ip.key)) return;
-    seenIp.add(ip.key);
+    if (ips.some((x) => x.key === ip.key)) return;
     ips.push(ip);
   });
   if (ips.length === 0) return undefined; // every address already warned about
@@ -496,7 +495,6 @@ function parseService(obj: Rec, meta: Meta, key: string, warn: (reason: string) 
     return undefined;
   }
   const ports: ServicePort[] = [];
-  const seenPort = new Set<string>();
   rawPorts.forEach((p, i) => {
     if (!isRec(p)) {
       warn(`spec.ports[${i}] is not an object`);
@@ -521,12 +519,10 @@ function parseService(obj: Rec, meta: Meta, key: string, warn: (reason: string) 
       warn(`spec.ports[${i}].protocol ${describe(proto)} is not TCP, UDP or SCTP`);
       return;
     }
-    const k = `${port}/${proto}`;
-    if (seenPort.has(k)) {
-      warn(`spec.ports[${i}] ${k} is a duplicate`);
+    if (ports.some((x) => x.port === port && x.protocol === proto)) {
+      warn(`spec.ports[${i}] ${port}/${proto} is a duplicate`);
       return;
     }
-    seenPort.add(k);
     ports.push({ name: typeof name === 'string' ? name : '', protocol: proto, port });
   });
   if (ports.length === 0) return undefined;
@@ -553,24 +549,45 @@ function parseService(obj: Rec, meta: Meta, key: string, warn: (reason: string) 
 // ---------------------------------------------------------------------------
 // Backends
 
-function selectBackends(slices: ParsedSlice[] | undefined, family: IpFamily, port: ServicePort): Backends {
+/** The number the slice maps a service port to (by name and protocol), or -1: it has no such port. */
+function slicePortNumber(s: ParsedSlice, port: ServicePort): number {
+  const ports = s.ports;
+  for (let i = 0; i < ports.length; i++) {
+    const p = ports[i]!;
+    if (p.name === port.name && p.protocol === port.protocol) return p.port;
+  }
+  return -1;
+}
+
+function selectBackends(slices: readonly ParsedSlice[] | undefined, family: IpFamily, port: ServicePort): Backends {
   if (!slices) return Backends.EMPTY;
+  // The usual case, one slice feeding this frontend, all of it ready: its arrays in its precomputed
+  // order, nothing copied (and no list of slices made).
+  let only: ParsedSlice | undefined, onlyPort = -1, feeding = 0;
+  for (let i = 0; i < slices.length && feeding < 2; i++) {
+    const s = slices[i]!;
+    if (s.family !== family || s.addresses.length === 0) continue;
+    const num = slicePortNumber(s, port);
+    if (num < 0) continue;
+    feeding++;
+    only = s;
+    onlyPort = num;
+  }
+  if (feeding === 0) return Backends.EMPTY;
+  if (feeding === 1 && !only!.ranks) {
+    const s = only!;
+    return new Backends(s.order ? s.order.length : s.addresses.length, s.addresses, s.nodes, s.order, onlyPort, false);
+  }
   // The slices feeding this frontend (those with endpoints), each with the port number it maps to.
   const use: ParsedSlice[] = [], nums: number[] = [];
   let anyReady = false;
   for (const s of slices) {
     if (s.family !== family || s.addresses.length === 0) continue;
-    const sp = s.ports.find((p) => p.name === port.name && p.protocol === port.protocol);
-    if (!sp) continue;
+    const num = slicePortNumber(s, port);
+    if (num < 0) continue;
     use.push(s);
-    nums.push(sp.port);
+    nums.push(num);
     if (!anyReady) anyReady = !s.ranks || s.ranks.includes(2);
-  }
-  if (use.length === 0) return Backends.EMPTY;
-  // The usual case, one slice of ready endpoints: its arrays in its precomputed order, nothing copied.
-  if (use.length === 1 && !use[0]!.ranks) {
-    const s = use[0]!;
-    return new Backends(s.order ? s.order.length : s.addresses.length, s.addresses, s.nodes, s.order, nums[0]!, false);
   }
   // Only endpoints of the wanted rank count: a ready copy of an address+port
   // beats a terminating one, and terminating ones are used only when no
@@ -683,8 +700,10 @@ function candidatesOf(key: string, obj: unknown, slices: ParsedSlice[] | undefin
     out = new Array<Candidate>(svc.ips.length * svc.ports.length);
     // Frontends of one family and port share their backends (immutable): looked up only when there are several.
     const backendCache = svc.ips.length > 1 ? new Map<string, Backends>() : undefined;
-    for (const ip of svc.ips) {
-      for (const p of svc.ports) {
+    for (let a = 0; a < svc.ips.length; a++) {
+      const ip = svc.ips[a]!;
+      for (let b = 0; b < svc.ports.length; b++) {
+        const p = svc.ports[b]!;
         const sortKey = sortKeyOf(ip.family, ip.key, p.port, p.protocol);
         const bk = backendCache ? `${ip.family}|${p.name}|${p.protocol}` : '';
         let backends = backendCache?.get(bk);
@@ -919,7 +938,9 @@ const NO_CANDIDATES: Candidate[] = [];
 const NO_SLICES: ParsedSlice[] = [];
 
 function candidate(cands: readonly Candidate[] | undefined, sortKey: string): LbFrontend | undefined {
-  if (cands) for (const c of cands) if (c.sortKey === sortKey) return c.fe;
+  if (cands) {
+    for (let i = 0; i < cands.length; i++) if (cands[i]!.sortKey === sortKey) return cands[i]!.fe;
+  }
   return undefined;
 }
 
@@ -986,10 +1007,10 @@ export class LbModel {
     this.#slicesIn = slices;
     this.#services = services;
 
-    for (const e of dirtySlices) this.#updateSlice(e);
+    for (let i = 0; i < dirtySlices.length; i++) this.#updateSlice(dirtySlices[i]!);
     // (#updateSlice appends to dirtySvcs, #updateService to touched.)
     for (let i = 0; i < dirtySvcs.length; i++) this.#updateService(dirtySvcs[i]!);
-    for (const f of touched) this.#settle(f, changes);
+    for (let i = 0; i < touched.length; i++) this.#settle(touched[i]!, changes);
     this.#dirtySvcs = [];
     this.#touched = [];
     if (changes.size > 0) this.#state = undefined;
@@ -1011,7 +1032,9 @@ export class LbModel {
   state(): LbState {
     if (!this.#state) {
       const won: FrontEntry[] = [];
-      for (const f of this.#fronts.values()) if (f.winner) won.push(f);
+      this.#fronts.forEach((f) => {
+        if (f.winner) won.push(f);
+      });
       won.sort((a, b) => (a.sk < b.sk ? -1 : a.sk > b.sk ? 1 : 0));
       this.#state = { frontends: won.map((f) => f.winner!) };
     }
@@ -1063,7 +1086,8 @@ export class LbModel {
   #regroup<E extends Entry>(prev: unknown[], next: unknown[], entries: Map<string, E>, bad: Map<unknown, number>, dirty: E[], make: (key: string) => E): void {
     const epoch = this.#epoch;
     const { removed, added } = diffRefs(prev, next);
-    for (const o of removed) {
+    for (let i = 0; i < removed.length; i++) {
+      const o = removed[i];
       const meta = readMeta(o);
       if (typeof meta === 'string') {
         const c = (bad.get(o) ?? 1) - 1;
@@ -1083,7 +1107,8 @@ export class LbModel {
         dirty.push(e);
       }
     }
-    for (const o of added) {
+    for (let i = 0; i < added.length; i++) {
+      const o = added[i];
       const meta = readMeta(o);
       if (typeof meta === 'string') {
         bad.set(o, (bad.get(o) ?? 0) + 1);
@@ -1171,7 +1196,8 @@ export class LbModel {
       e.obj = UNSET;
     }
     e.cands = cands;
-    for (const { sortKey: sk } of old) {
+    for (let i = 0; i < old.length; i++) {
+      const sk = old[i]!.sortKey;
       if (candidate(cands, sk)) continue;
       const f = this.#touch(sk);
       const list = f.claims;
@@ -1181,7 +1207,8 @@ export class LbModel {
         if (list.length === 1) f.claims = list[0]!;
       }
     }
-    for (const { sortKey: sk } of cands) {
+    for (let i = 0; i < cands.length; i++) {
+      const sk = cands[i]!.sortKey;
       const f = this.#touch(sk);
       if (candidate(old, sk)) continue;
       const list = f.claims;
