@@ -2,7 +2,7 @@
 //
 // At 10k services x 10 endpoints the model holds 100k backends; as one
 // object each (plus an array per frontend) they were the biggest single
-// item of the agent's heap, and making them the model's hottest code. Here
+// item of the agent's heap, and making them was the model's hottest code. Here
 // a list of backends is a few columns instead, most of them shared with the
 // parsed EndpointSlice it comes from:
 // - storage columns, indexed by a storage index: the addresses and the
