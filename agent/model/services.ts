@@ -50,7 +50,7 @@
 //   serving are never used.
 // - The same address+port in several slices (or twice in one) is one backend;
 //   a ready copy beats a terminating one.
-// - No usable endpoint: the frontend is still emitted with backends: [] so the
+// - No usable endpoint: the frontend is still emitted, with no backends, so the
 //   datapath refuses connections (kube-proxy's REJECT).
 //
 // Not handled yet (later issues): internalTrafficPolicy Local, topology
