@@ -348,7 +348,8 @@ function parseSlice(obj: unknown, meta: Meta, id: string, warn: (reason: string)
   }
 
   const addresses: string[] = [], ranks: number[] = [], nodes: (string | undefined)[] = [];
-  let allReady = true, anyNode = false;
+  // (increasing: the kept addresses are plain dotted quads in strictly increasing order so far.)
+  let allReady = true, anyNode = false, increasing = family === 4, last = -1;
   const rawEps = get(o, 'endpoints');
   if (rawEps !== undefined && rawEps !== null) {
     if (!Array.isArray(rawEps)) {
@@ -368,8 +369,9 @@ function parseSlice(obj: unknown, meta: Meta, id: string, warn: (reason: string)
       // A plain dotted quad (the common case) needs no ParsedIp.
       const raw: unknown = addrs[0];
       let address: string;
-      if (typeof raw === 'string' && ipv4Value(raw) >= 0) {
-        address = raw;
+      const v = typeof raw === 'string' ? ipv4Value(raw) : -1;
+      if (v >= 0) {
+        address = raw as string;
         if (family !== 4) {
           warn(`endpoints[${i}].addresses[0] ${address} is not ${at}`);
           return;
@@ -401,6 +403,8 @@ function parseSlice(obj: unknown, meta: Meta, id: string, warn: (reason: string)
       }
       if (rank === 0) return;
       const node = get(ep, 'nodeName');
+      if (v <= last) increasing = false; // a copy, out of order, or not a plain dotted quad (-1)
+      last = v;
       addresses.push(address);
       ranks.push(rank);
       if (rank !== 2) allReady = false;
@@ -413,7 +417,7 @@ function parseSlice(obj: unknown, meta: Meta, id: string, warn: (reason: string)
   const kept = addresses.slice(), keptNodes = anyNode ? nodes.slice() : undefined;
   return { serviceKey: nameKey(meta.namespace, svcName), slice: {
     id, family, ports, addresses: kept, ranks: allReady ? undefined : ranks.slice(), nodes: keptNodes,
-    order: allReady ? endpointOrder(kept, keptNodes, family) : undefined,
+    order: allReady ? endpointOrder(kept, keptNodes, family, increasing) : undefined,
   } };
 }
 
