@@ -151,15 +151,17 @@ export function lbEntries(state: LbState, prev: LbAllocation = emptyAllocation()
   for (const [fid, fe] of fronts) {
     const list: L4Id[] = [];
     const seen = new Set<L4Id>();
-    for (const be of fe.backends) {
-      const bid = l4Id(fe.family, be.address, be.port, fe.protocol);
+    const bes = fe.backends;
+    for (let i = 0; i < bes.length; i++) {
+      const address = bes.address(i), port = bes.port(i);
+      const bid = l4Id(fe.family, address, port, fe.protocol);
       if (seen.has(bid)) continue;
       seen.add(bid);
       list.push(bid);
       if (!backendInfo.has(bid)) {
         backendInfo.set(bid, {
           family: fe.family,
-          backend: { address: be.address, port: be.port, proto: protoNumber(fe.protocol), flags: be.terminating ? BE_F_TERMINATING : 0 },
+          backend: { address, port, proto: protoNumber(fe.protocol), flags: bes.terminating(i) ? BE_F_TERMINATING : 0 },
         });
       }
     }

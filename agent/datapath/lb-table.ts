@@ -320,7 +320,11 @@ class NumIndex {
  * the l4Id strings are equal), else -1.
  */
 function l4Num(address: string, port: number, protocol: string): number {
-  const a = ipv4Value(address);
+  return l4NumOf(ipv4Value(address), port, protocol);
+}
+
+/** l4Num from the address's value (ipv4Value: -1 when not a plain dotted quad). */
+function l4NumOf(a: number, port: number, protocol: string): number {
   if (a < 0 || !Number.isInteger(port) || port < 0 || port > 65535) return -1;
   const p = protocol === 'TCP' ? 0 : protocol === 'UDP' ? 1 : -1;
   if (p < 0) return -1;
@@ -375,21 +379,23 @@ export function lbFirst(state: LbState): LbFirst {
     const fi = fronts.length;
     fronts.push(fe);
     const proto = protoNumber(fe.protocol);
-    for (const be of fe.backends) {
-      const bk = fe.family === 4 ? l4Num(be.address, be.port, fe.protocol) : -1;
+    const bes = fe.backends;
+    for (let i = 0; i < bes.length; i++) {
+      const port = bes.port(i);
+      const bk = fe.family === 4 ? l4NumOf(bes.ipv4(i), port, fe.protocol) : -1;
       let bi: number;
       if (bk >= 0) bi = beNum.get(bk);
-      else bi = beStr.get(l4Id(fe.family, be.address, be.port, fe.protocol)) ?? -1;
+      else bi = beStr.get(l4Id(fe.family, bes.address(i), port, fe.protocol)) ?? -1;
       if (bi < 0) {
         bi = nBe++;
         if (bk >= 0) beNum.add(bk, bi);
-        else beStr.set(l4Id(fe.family, be.address, be.port, fe.protocol), bi);
+        else beStr.set(l4Id(fe.family, bes.address(i), port, fe.protocol), bi);
         // The first use sets the flags.
         beFamily[bi] = fe.family;
-        beAddress.push(be.address);
-        bePort[bi] = be.port;
+        beAddress.push(bes.address(i));
+        bePort[bi] = port;
         beProto[bi] = proto;
-        beFlags[bi] = be.terminating ? BE_F_TERMINATING : 0;
+        beFlags[bi] = bes.terminating(i) ? BE_F_TERMINATING : 0;
         beAddr4[bi] = bk >= 0 ? Math.floor(bk / 131072) : -1;
         lastUser[bi] = fi;
         if (fe.family === 4) be4++;
@@ -685,19 +691,18 @@ export class LbTable {
     this.#feFree.push(f);
   }
 
-  #backFind(family: 4 | 6, address: string, port: number, protocol: string): number {
-    const k = family === 4 ? l4Num(address, port, protocol) : -1;
+  /** The index of a backend by its numeric key (l4Num; -1: none) or else its fields. */
+  #backFind(k: number, family: 4 | 6, address: string, port: number, protocol: string): number {
     if (k >= 0) return this.#beNum.get(k);
     return this.#beStr.get(l4Id(family, address, port, protocol)) ?? -1;
   }
 
-  #backAdd(family: 4 | 6, address: string, port: number, protocol: string, proto: number): number {
+  #backAdd(k: number, family: 4 | 6, address: string, port: number, protocol: string, proto: number): number {
     let b = this.#beFree.pop();
     if (b === undefined) {
       b = this.#beLen++;
       if (b === this.#beFamily.length) this.#growBackends(b * 2);
     }
-    const k = family === 4 ? l4Num(address, port, protocol) : -1;
     if (k >= 0) this.#beNum.add(k, b);
     else this.#beStr.set(l4Id(family, address, port, protocol), b);
     this.#beFamily[b] = family;
@@ -793,11 +798,14 @@ export class LbTable {
   #use(f: number, sortKey: string, fe: LbFrontend, touched?: Set<number>): number[] {
     const list: number[] = [];
     const proto = protoNumber(fe.protocol);
-    for (const be of fe.backends) {
-      let b = this.#backFind(fe.family, be.address, be.port, fe.protocol);
-      if (b < 0) b = this.#backAdd(fe.family, be.address, be.port, fe.protocol, proto);
+    const bes = fe.backends;
+    for (let i = 0; i < bes.length; i++) {
+      const address = bes.address(i), port = bes.port(i);
+      const k = fe.family === 4 ? l4NumOf(bes.ipv4(i), port, fe.protocol) : -1;
+      let b = this.#backFind(k, fe.family, address, port, fe.protocol);
+      if (b < 0) b = this.#backAdd(k, fe.family, address, port, fe.protocol, proto);
       else if (this.#hasUser(b, f)) continue; // listed twice: the first counts
-      this.#addUser(b, f, sortKey, be.terminating ? BE_F_TERMINATING : 0);
+      this.#addUser(b, f, sortKey, bes.terminating(i) ? BE_F_TERMINATING : 0);
       list.push(b);
       touched?.add(b);
     }
@@ -805,8 +813,11 @@ export class LbTable {
   }
 
   #unuse(f: number, fe: LbFrontend, touched: Set<number>): void {
-    for (const be of fe.backends) {
-      const b = this.#backFind(fe.family, be.address, be.port, fe.protocol);
+    const bes = fe.backends;
+    for (let i = 0; i < bes.length; i++) {
+      const port = bes.port(i);
+      const k = fe.family === 4 ? l4NumOf(bes.ipv4(i), port, fe.protocol) : -1;
+      const b = this.#backFind(k, fe.family, bes.address(i), port, fe.protocol);
       if (b >= 0 && this.#deleteUser(b, f)) touched.add(b);
     }
   }

@@ -308,7 +308,7 @@ export class LbDatapath {
       port: fe.port,
       protocol: fe.protocol,
       affinityTimeoutSeconds: fe.affinityTimeoutSeconds,
-      backends: fe.backends.map((b) => ({ address: b.address, port: b.port, state: b.terminating ? 'terminating' : 'active' })),
+      backends: [...fe.backends].map((b) => ({ address: b.address, port: b.port, state: b.terminating ? 'terminating' : 'active' })),
     }));
   }
 

@@ -50,7 +50,7 @@
 //   serving are never used.
 // - The same address+port in several slices (or twice in one) is one backend;
 //   a ready copy beats a terminating one.
-// - No usable endpoint: the frontend is still emitted with backends: [] so the
+// - No usable endpoint: the frontend is still emitted, with no backends, so the
 //   datapath refuses connections (kube-proxy's REJECT).
 //
 // Not handled yet (later issues): internalTrafficPolicy Local, topology
@@ -60,7 +60,8 @@
 // protocol; backends by address (numerically), then port; warnings by object,
 // then reason. The input order never changes the output.
 import type { Snapshot, KubeObject } from '../source/types.ts';
-import type { IpFamily, L4Protocol, LbBackend, LbFrontend, LbState, ModelWarning } from './types.ts';
+import type { IpFamily, L4Protocol, LbFrontend, LbState, ModelWarning } from './types.ts';
+import { Backends } from './backends.ts';
 import { ipv4Value, parseIp, type ParsedIp } from './ip.ts';
 import { packedEndpoints, type PackedEndpoints } from '../source/trim.ts';
 
@@ -98,6 +99,15 @@ function describe(v: unknown): string {
   if (typeof v === 'string') return JSON.stringify(v.length > 40 ? v.slice(0, 40) + '...' : v);
   if (typeof v === 'object') return 'an object';
   return `${typeof v} ${String(v)}`;
+}
+
+/**
+ * "namespace/name". Made by join, which gives a flat string: a template
+ * literal gives a concatenation (an extra object per key for as long as the
+ * model keeps the key, 10k's of them) that is flattened on first use anyway.
+ */
+function nameKey(namespace: string, name: string): string {
+  return [namespace, '/', name].join('');
 }
 
 interface Meta {
@@ -152,19 +162,60 @@ interface SlicePort {
  * first address as parseIp gives it, its rank (2: ready; 1: serving and
  * terminating, a fallback only; rank 0 endpoints are dropped at parse time;
  * `ranks` undefined: all ready) and its nodeName (`nodes` undefined: none has one).
+ * When all are ready, `order` is the order they are backends in, computed
+ * once per slice (see endpointOrder; undefined: the endpoints' own order).
  */
 interface ParsedSlice {
   id: string;
   family: IpFamily;
-  ports: SlicePort[];
+  readonly ports: readonly SlicePort[];
   readonly addresses: readonly string[];
   readonly ranks: readonly number[] | undefined;
   readonly nodes: readonly (string | undefined)[] | undefined;
+  readonly order: Uint32Array | undefined;
 }
 
 /** The sort key of an address parseSlice accepted: its value for IPv4, the hex key for IPv6 (numeric order either way). */
 function addressKey(address: string, family: IpFamily): number | string {
   return family === 4 ? ipv4Value(address) : parseIp(address)!.key;
+}
+
+/** Compares two endpoints' nodeNames for the order of copies of one backend: none first, then by name. */
+function compareNodes(a: string | undefined, b: string | undefined): number {
+  const na = a ?? '', nb = b ?? '';
+  return na < nb ? -1 : na > nb ? 1 : 0;
+}
+
+/**
+ * The backend order of a slice whose endpoints are all ready (one port for
+ * all of them): endpoint indexes by address, numerically; of copies of one
+ * address the one with the smallest nodeName (none first), the others
+ * dropped. Undefined when that is the endpoints' own order, i.e. addresses
+ * strictly increasing (the usual case; `increasing` when already known).
+ */
+function endpointOrder(addresses: readonly string[], nodes: readonly (string | undefined)[] | undefined, family: IpFamily, increasing?: boolean): Uint32Array | undefined {
+  if (increasing) return undefined;
+  const n = addresses.length;
+  const keys = new Array<number | string>(n);
+  let sorted = true;
+  for (let i = 0; i < n; i++) {
+    keys[i] = addressKey(addresses[i]!, family);
+    if (i > 0 && keys[i - 1]! >= keys[i]!) sorted = false;
+  }
+  if (sorted) return undefined;
+  const idx = Array.from({ length: n }, (_, i) => i);
+  idx.sort((a, b) => {
+    const ka = keys[a]!, kb = keys[b]!;
+    if (ka !== kb) return ka < kb ? -1 : 1;
+    return nodes ? compareNodes(nodes[a], nodes[b]) : 0;
+  });
+  const out = new Uint32Array(n);
+  let m = 0;
+  for (let j = 0; j < n; j++) {
+    if (j > 0 && keys[idx[j]!] === keys[idx[j - 1]!]) continue; // a copy of the backend just kept
+    out[m++] = idx[j]!;
+  }
+  return m === n ? out : out.slice(0, m);
 }
 
 
@@ -193,14 +244,19 @@ const readyConds = (c: Readonly<Rec> | undefined): boolean => c === undefined ||
  * parsed slice shares the source's arrays instead of holding a copy. Anything
  * else (undefined here) goes through the general path and its warnings.
  */
-function sharedEndpoints(p: Readonly<PackedEndpoints>, family: IpFamily): Pick<ParsedSlice, 'addresses' | 'ranks' | 'nodes'> | undefined {
+function sharedEndpoints(p: Readonly<PackedEndpoints>, family: IpFamily): Pick<ParsedSlice, 'addresses' | 'ranks' | 'nodes' | 'order'> | undefined {
   const { addresses, conditions, nodeNames } = p;
+  let increasing = true, prev = -1;
   for (const a of addresses) {
     if (family === 4) {
-      if (ipv4Value(a) < 0) return undefined;
+      const v = ipv4Value(a);
+      if (v < 0) return undefined;
+      if (v <= prev) increasing = false;
+      prev = v;
     } else {
       const ip = parseIp(a);
       if (ip?.family !== 6 || ip.address !== a) return undefined;
+      increasing = false; // checked by endpointOrder
     }
   }
   if (Array.isArray(conditions) ? !conditions.every(readyConds) : !readyConds(conditions as Readonly<Rec> | undefined)) return undefined;
@@ -209,7 +265,58 @@ function sharedEndpoints(p: Readonly<PackedEndpoints>, family: IpFamily): Pick<P
     if (!nodeNames.every((n) => n !== undefined && n !== '')) return undefined;
     nodes = nodeNames;
   } else if (typeof nodeNames === 'string' && nodeNames !== '') nodes = new Array<string>(addresses.length).fill(nodeNames);
-  return { addresses, ranks: undefined, nodes };
+  return { addresses, ranks: undefined, nodes, order: endpointOrder(addresses, nodes, family, increasing) };
+}
+
+const NO_PORTS: readonly SlicePort[] = Object.freeze([]);
+/** Parsed port lists of the source's shared (frozen) lists. */
+const parsedPortLists = new WeakMap<readonly unknown[], readonly SlicePort[]>();
+
+/**
+ * A slice's ports (a warning each for unusable ones), or undefined when
+ * `ports` is not a list. The frozen lists the source shares (trim.ts) are
+ * parsed once: slices of one shape share the result, read-only.
+ */
+function slicePorts(rawPorts: unknown, warn: (reason: string) => void): readonly SlicePort[] | undefined {
+  if (rawPorts === undefined || rawPorts === null) return NO_PORTS;
+  if (!Array.isArray(rawPorts)) {
+    warn('ports is not a list');
+    return undefined;
+  }
+  const have = parsedPortLists.get(rawPorts);
+  if (have) return have;
+  const ports: SlicePort[] = [];
+  let warned = false;
+  const w = (reason: string) => {
+    warned = true;
+    warn(reason);
+  };
+  rawPorts.forEach((p, i) => {
+    if (!isRec(p)) {
+      w(`ports[${i}] is not an object`);
+      return;
+    }
+    const port = get(p, 'port');
+    if (port === undefined || port === null) return; // allowed: "all ports", unusable for a service
+    if (!isPort(port)) {
+      w(`ports[${i}].port ${describe(port)} is not in 1..65535`);
+      return;
+    }
+    const name = get(p, 'name');
+    if (name !== undefined && name !== null && typeof name !== 'string') {
+      w(`ports[${i}].name is not a string`);
+      return;
+    }
+    const proto = get(p, 'protocol');
+    if (proto !== undefined && proto !== null && typeof proto !== 'string') {
+      w(`ports[${i}].protocol is not a string`);
+      return;
+    }
+    ports.push({ name: typeof name === 'string' ? name : '', protocol: typeof proto === 'string' ? proto : 'TCP', port });
+  });
+  const out = ports.slice(); // exact size: the model keeps it
+  if (Object.isFrozen(rawPorts) && !warned) parsedPortLists.set(rawPorts, out);
+  return out;
 }
 
 function parseSlice(obj: unknown, meta: Meta, id: string, warn: (reason: string) => void): { serviceKey: string; slice: ParsedSlice } | undefined {
@@ -230,44 +337,19 @@ function parseSlice(obj: unknown, meta: Meta, id: string, warn: (reason: string)
     return undefined;
   }
 
-  const ports: SlicePort[] = [];
-  const rawPorts = get(o, 'ports');
-  if (rawPorts !== undefined && rawPorts !== null) {
-    if (!Array.isArray(rawPorts)) {
-      warn('ports is not a list');
-      return undefined;
-    }
-    rawPorts.forEach((p, i) => {
-      if (!isRec(p)) {
-        warn(`ports[${i}] is not an object`);
-        return;
-      }
-      const port = get(p, 'port');
-      if (port === undefined || port === null) return; // allowed: "all ports", unusable for a service
-      if (!isPort(port)) {
-        warn(`ports[${i}].port ${describe(port)} is not in 1..65535`);
-        return;
-      }
-      const name = get(p, 'name');
-      if (name !== undefined && name !== null && typeof name !== 'string') {
-        warn(`ports[${i}].name is not a string`);
-        return;
-      }
-      const proto = get(p, 'protocol');
-      if (proto !== undefined && proto !== null && typeof proto !== 'string') {
-        warn(`ports[${i}].protocol is not a string`);
-        return;
-      }
-      ports.push({ name: typeof name === 'string' ? name : '', protocol: typeof proto === 'string' ? proto : 'TCP', port });
-    });
-  }
+  const ports = slicePorts(get(o, 'ports'), warn);
+  if (!ports) return undefined;
 
   const packed = packedEndpoints(o);
   const shared = packed ? sharedEndpoints(packed, family) : undefined;
-  if (shared) return { serviceKey: `${meta.namespace}/${svcName}`, slice: { id, family, ports, ...shared } };
+  if (shared) {
+    const { addresses, nodes, order } = shared;
+    return { serviceKey: nameKey(meta.namespace, svcName), slice: { id, family, ports, addresses, ranks: undefined, nodes, order } };
+  }
 
   const addresses: string[] = [], ranks: number[] = [], nodes: (string | undefined)[] = [];
-  let allReady = true, anyNode = false;
+  // (increasing: the kept addresses are plain dotted quads in strictly increasing order so far.)
+  let allReady = true, anyNode = false, increasing = family === 4, last = -1;
   const rawEps = get(o, 'endpoints');
   if (rawEps !== undefined && rawEps !== null) {
     if (!Array.isArray(rawEps)) {
@@ -287,8 +369,9 @@ function parseSlice(obj: unknown, meta: Meta, id: string, warn: (reason: string)
       // A plain dotted quad (the common case) needs no ParsedIp.
       const raw: unknown = addrs[0];
       let address: string;
-      if (typeof raw === 'string' && ipv4Value(raw) >= 0) {
-        address = raw;
+      const v = typeof raw === 'string' ? ipv4Value(raw) : -1;
+      if (v >= 0) {
+        address = raw as string;
         if (family !== 4) {
           warn(`endpoints[${i}].addresses[0] ${address} is not ${at}`);
           return;
@@ -320,6 +403,8 @@ function parseSlice(obj: unknown, meta: Meta, id: string, warn: (reason: string)
       }
       if (rank === 0) return;
       const node = get(ep, 'nodeName');
+      if (v <= last) increasing = false; // a copy, out of order, or not a plain dotted quad (-1)
+      last = v;
       addresses.push(address);
       ranks.push(rank);
       if (rank !== 2) allReady = false;
@@ -329,8 +414,10 @@ function parseSlice(obj: unknown, meta: Meta, id: string, warn: (reason: string)
       } else nodes.push(undefined);
     });
   }
-  return { serviceKey: `${meta.namespace}/${svcName}`, slice: {
-    id, family, ports, addresses: addresses.slice(), ranks: allReady ? undefined : ranks.slice(), nodes: anyNode ? nodes.slice() : undefined,
+  const kept = addresses.slice(), keptNodes = anyNode ? nodes.slice() : undefined;
+  return { serviceKey: nameKey(meta.namespace, svcName), slice: {
+    id, family, ports, addresses: kept, ranks: allReady ? undefined : ranks.slice(), nodes: keptNodes,
+    order: allReady ? endpointOrder(kept, keptNodes, family, increasing) : undefined,
   } };
 }
 
@@ -388,8 +475,8 @@ function parseService(obj: Rec, meta: Meta, key: string, warn: (reason: string) 
     return undefined;
   }
   if (rawIps.includes('None')) return undefined; // headless
+  // (A few addresses and ports: duplicates are found by a scan, no Set per service.)
   const ips: ParsedIp[] = [];
-  const seenIp = new Set<string>();
   rawIps.forEach((raw, i) => {
     const ip = parseIp(raw);
     if (!ip) {
@@ -400,8 +487,7 @@ function parseService(obj: Rec, meta: Meta, key: string, warn: (reason: string) 
       warn(`spec.clusterIPs[${i}] ${ip.address} is the unspecified address`);
       return;
     }
-    if (seenIp.has(ip.key)) return;
-    seenIp.add(ip.key);
+    if (ips.some((x) => x.key === ip.key)) return;
     ips.push(ip);
   });
   if (ips.length === 0) return undefined; // every address already warned about
@@ -413,7 +499,6 @@ function parseService(obj: Rec, meta: Meta, key: string, warn: (reason: string) 
     return undefined;
   }
   const ports: ServicePort[] = [];
-  const seenPort = new Set<string>();
   rawPorts.forEach((p, i) => {
     if (!isRec(p)) {
       warn(`spec.ports[${i}] is not an object`);
@@ -438,12 +523,10 @@ function parseService(obj: Rec, meta: Meta, key: string, warn: (reason: string) 
       warn(`spec.ports[${i}].protocol ${describe(proto)} is not TCP, UDP or SCTP`);
       return;
     }
-    const k = `${port}/${proto}`;
-    if (seenPort.has(k)) {
-      warn(`spec.ports[${i}] ${k} is a duplicate`);
+    if (ports.some((x) => x.port === port && x.protocol === proto)) {
+      warn(`spec.ports[${i}] ${port}/${proto} is a duplicate`);
       return;
     }
-    seenPort.add(k);
     ports.push({ name: typeof name === 'string' ? name : '', protocol: proto, port });
   });
   if (ports.length === 0) return undefined;
@@ -470,21 +553,46 @@ function parseService(obj: Rec, meta: Meta, key: string, warn: (reason: string) 
 // ---------------------------------------------------------------------------
 // Backends
 
-function selectBackends(slices: ParsedSlice[] | undefined, family: IpFamily, port: ServicePort): LbBackend[] {
-  if (!slices) return [];
-  // The slices feeding this frontend, each with the port number it maps to.
-  const use: ParsedSlice[] = [], nums: number[] = [];
-  let anyReady = false, total = 0;
-  for (const s of slices) {
-    if (s.family !== family) continue;
-    const sp = s.ports.find((p) => p.name === port.name && p.protocol === port.protocol);
-    if (!sp) continue;
-    use.push(s);
-    nums.push(sp.port);
-    total += s.addresses.length;
-    if (!anyReady && s.addresses.length > 0) anyReady = !s.ranks || s.ranks.includes(2);
+/** The number the slice maps a service port to (by name and protocol), or -1: it has no such port. */
+function slicePortNumber(s: ParsedSlice, port: ServicePort): number {
+  const ports = s.ports;
+  for (let i = 0; i < ports.length; i++) {
+    const p = ports[i]!;
+    if (p.name === port.name && p.protocol === port.protocol) return p.port;
   }
-  if (total === 0) return [];
+  return -1;
+}
+
+function selectBackends(slices: readonly ParsedSlice[] | undefined, family: IpFamily, port: ServicePort): Backends {
+  if (!slices) return Backends.EMPTY;
+  // The usual case, one slice feeding this frontend, all of it ready: its arrays in its precomputed
+  // order, nothing copied (and no list of slices made).
+  let only: ParsedSlice | undefined, onlyPort = -1, feeding = 0;
+  for (let i = 0; i < slices.length && feeding < 2; i++) {
+    const s = slices[i]!;
+    if (s.family !== family || s.addresses.length === 0) continue;
+    const num = slicePortNumber(s, port);
+    if (num < 0) continue;
+    feeding++;
+    only = s;
+    onlyPort = num;
+  }
+  if (feeding === 0) return Backends.EMPTY;
+  if (feeding === 1 && !only!.ranks) {
+    const s = only!;
+    return new Backends(s.order ? s.order.length : s.addresses.length, s.addresses, s.nodes, s.order, onlyPort, false);
+  }
+  // The slices feeding this frontend (those with endpoints), each with the port number it maps to.
+  const use: ParsedSlice[] = [], nums: number[] = [];
+  let anyReady = false;
+  for (const s of slices) {
+    if (s.family !== family || s.addresses.length === 0) continue;
+    const num = slicePortNumber(s, port);
+    if (num < 0) continue;
+    use.push(s);
+    nums.push(num);
+    if (!anyReady) anyReady = !s.ranks || s.ranks.includes(2);
+  }
   // Only endpoints of the wanted rank count: a ready copy of an address+port
   // beats a terminating one, and terminating ones are used only when no
   // endpoint is ready. Candidate c: slice cs[c], endpoint ce[c].
@@ -502,29 +610,30 @@ function selectBackends(slices: ParsedSlice[] | undefined, family: IpFamily, por
   const order = cs.map((_, c) => c);
   let sorted = true;
   for (let c = 1; c < keys.length && sorted; c++) sorted = keys[c - 1]! < keys[c]!;
-  // Strictly increasing addresses (usual for one slice): already in order, no two the same backend. Else sort
-  // by address, then port; among copies of one address+port the smaller nodeName first (so input order never matters).
+  // Strictly increasing addresses: already in order, no two the same backend. Else sort by address,
+  // then port; among copies of one address+port the smaller nodeName first (so input order never matters).
   if (!sorted) order.sort((a, b) => {
     const ka = keys[a]!, kb = keys[b]!;
     if (ka !== kb) return ka < kb ? -1 : 1;
     const pa = nums[cs[a]!]!, pb = nums[cs[b]!]!;
     if (pa !== pb) return pa - pb;
-    const na = use[cs[a]!]!.nodes?.[ce[a]!] ?? '', nb = use[cs[b]!]!.nodes?.[ce[b]!] ?? '';
-    return na < nb ? -1 : na > nb ? 1 : 0;
+    return compareNodes(use[cs[a]!]!.nodes?.[ce[a]!], use[cs[b]!]!.nodes?.[ce[b]!]);
   });
-  const out: LbBackend[] = [];
-  let lastKey: number | string | undefined, lastPort = -1;
+  const addresses: string[] = [], nodes: (string | undefined)[] = [], ports: number[] = [];
+  let anyNode = false, lastKey: number | string | undefined, lastPort = -1;
   for (const c of order) {
     const s = use[cs[c]!]!, i = ce[c]!, p = nums[cs[c]!]!, k = keys[c]!;
     if (k === lastKey && p === lastPort) continue; // the same backend again
     lastKey = k;
     lastPort = p;
     const nodeName = s.nodes?.[i];
-    out.push(nodeName === undefined
-      ? { address: s.addresses[i]!, port: p, terminating: want === 1 }
-      : { address: s.addresses[i]!, port: p, terminating: want === 1, nodeName });
+    if (nodeName !== undefined) anyNode = true;
+    addresses.push(s.addresses[i]!);
+    nodes.push(nodeName);
+    ports.push(p);
   }
-  return out;
+  const onePort = ports.every((p) => p === ports[0]);
+  return new Backends(addresses.length, addresses, anyNode ? nodes : undefined, undefined, onePort ? ports[0]! : Uint16Array.from(ports), want === 1);
 }
 
 // ---------------------------------------------------------------------------
@@ -593,19 +702,18 @@ function candidatesOf(key: string, obj: unknown, slices: ParsedSlice[] | undefin
     const svc = parseService(obj as Rec, meta, key, (reason) => warn(`Service ${key}`, reason));
     if (!svc) return out;
     out = new Array<Candidate>(svc.ips.length * svc.ports.length);
-    // Frontends of one family and port share their backends (a copy each): looked up only when there are several.
-    const backendCache = svc.ips.length > 1 ? new Map<string, LbBackend[]>() : undefined;
-    for (const ip of svc.ips) {
-      for (const p of svc.ports) {
-        const sortKey = `${ip.family}|${ip.key}|${p.port.toString().padStart(5, '0')}|${p.protocol}`;
+    // Frontends of one family and port share their backends (immutable): looked up only when there are several.
+    const backendCache = svc.ips.length > 1 ? new Map<string, Backends>() : undefined;
+    for (let a = 0; a < svc.ips.length; a++) {
+      const ip = svc.ips[a]!;
+      for (let b = 0; b < svc.ports.length; b++) {
+        const p = svc.ports[b]!;
+        const sortKey = sortKeyOf(ip.family, ip.key, p.port, p.protocol);
         const bk = backendCache ? `${ip.family}|${p.name}|${p.protocol}` : '';
         let backends = backendCache?.get(bk);
         if (!backends) {
           backends = selectBackends(slices, ip.family, p);
           backendCache?.set(bk, backends);
-        } else {
-          // Each frontend gets its own array, so a consumer may mutate one safely.
-          backends = backends.map((b) => ({ ...b }));
         }
         out[n++] = {
           sortKey,
@@ -641,7 +749,12 @@ function compareWarnings(a: ModelWarning, b: ModelWarning): number {
 /** The order of LbState.frontends: family, address (numerically), port, protocol. */
 export function frontendSortKey(fe: Pick<LbFrontend, 'family' | 'address' | 'port' | 'protocol'>): string {
   const ip = parseIp(fe.address);
-  return `${fe.family}|${ip ? ip.key : fe.address}|${fe.port.toString().padStart(5, '0')}|${fe.protocol}`;
+  return sortKeyOf(fe.family, ip ? ip.key : fe.address, fe.port, fe.protocol);
+}
+
+/** "family|address key|port (5 digits)|protocol", a flat string (see nameKey). */
+function sortKeyOf(family: IpFamily, addressKey: string, port: number, protocol: string): string {
+  return [family, '|', addressKey, '|', port.toString().padStart(5, '0'), '|', protocol].join('');
 }
 
 /**
@@ -668,7 +781,7 @@ export function buildLbState(input: ServicesInput): LbBuildResult {
     slicesArr.forEach((obj, i) => {
       const meta = readMeta(obj);
       if (typeof meta === 'string') warn(`EndpointSlice #${i}`, meta);
-      else namedSlices.push({ key: `${meta.namespace}/${meta.name}`, tie: '', value: obj });
+      else namedSlices.push({ key: nameKey(meta.namespace, meta.name), tie: '', value: obj });
     });
     const byService = new Map<string, ParsedSlice[]>();
     for (const n of dedupe(namedSlices, 'EndpointSlice', warn)) {
@@ -684,27 +797,28 @@ export function buildLbState(input: ServicesInput): LbBuildResult {
     services.forEach((obj, i) => {
       const meta = readMeta(obj);
       if (typeof meta === 'string') warn(`Service #${i}`, meta);
-      else namedServices.push({ key: `${meta.namespace}/${meta.name}`, tie: '', value: obj });
+      else namedServices.push({ key: nameKey(meta.namespace, meta.name), tie: '', value: obj });
     });
-    const claimed = new Map<string, string>();
     for (const n of dedupe(namedServices, 'Service', warn)) {
-      for (const c of candidatesOf(n.key, n.value, byService.get(n.key), warn)) {
-        const owner = claimed.get(c.sortKey);
-        if (owner !== undefined) {
-          warn(`Service ${n.key}`, conflictReason(c.fe, owner));
-          continue;
-        }
-        claimed.set(c.sortKey, n.key);
-        frontends.push(c);
-      }
+      for (const c of candidatesOf(n.key, n.value, byService.get(n.key), warn)) frontends.push(c);
     }
   } catch (e) {
     warn('input', `unexpected error: ${errText(e)}`);
   }
 
+  // A stable sort: services asking for one address stay in name order, and the first one gets it.
   frontends.sort((a, b) => (a.sortKey < b.sortKey ? -1 : a.sortKey > b.sortKey ? 1 : 0));
+  const out: LbFrontend[] = [];
+  for (let i = 0; i < frontends.length;) {
+    const owner = frontends[i]!;
+    out.push(owner.fe);
+    for (i++; i < frontends.length && frontends[i]!.sortKey === owner.sortKey; i++) {
+      const fe = frontends[i]!.fe;
+      warn(`Service ${fe.service}`, conflictReason(fe, owner.fe.service));
+    }
+  }
   warnings.sort(compareWarnings);
-  return { state: { frontends: frontends.map((f) => f.fe) }, warnings };
+  return { state: { frontends: out }, warnings };
 }
 
 // ---------------------------------------------------------------------------
@@ -721,22 +835,16 @@ export interface LbModelUpdate {
   changes: Map<string, FrontendChange>;
   /** The whole state, as buildLbState gives it (computed on first access). */
   readonly state: LbState;
-  /** Every warning, as buildLbState gives them (computed on first access). */
-  readonly warnings: ModelWarning[];
-}
-
-function sameBackend(a: LbBackend, b: LbBackend): boolean {
-  return a.address === b.address && a.port === b.port && a.terminating === b.terminating && a.nodeName === b.nodeName;
+  /** Every warning, as buildLbState gives them (computed on first access; frozen, shared until a warning changes). */
+  readonly warnings: readonly ModelWarning[];
 }
 
 export function sameFrontend(a: LbFrontend | undefined, b: LbFrontend | undefined): boolean {
   if (a === b) return true;
   if (!a || !b) return false;
   if (a.service !== b.service || a.portName !== b.portName || a.type !== b.type || a.family !== b.family || a.address !== b.address
-    || a.port !== b.port || a.protocol !== b.protocol || a.affinityTimeoutSeconds !== b.affinityTimeoutSeconds
-    || a.backends.length !== b.backends.length) return false;
-  for (let i = 0; i < a.backends.length; i++) if (!sameBackend(a.backends[i]!, b.backends[i]!)) return false;
-  return true;
+    || a.port !== b.port || a.protocol !== b.protocol || a.affinityTimeoutSeconds !== b.affinityTimeoutSeconds) return false;
+  return a.backends.equals(b.backends);
 }
 
 /**
@@ -792,19 +900,51 @@ class Dups {
 }
 type Group = unknown;
 
-interface SliceRec {
-  obj: unknown;
-  serviceKey: string | undefined;
+/** No object chosen yet. */
+const UNSET: unique symbol = Symbol('unset');
+
+/** Objects of one "namespace/name", as LbModel keeps them: the group, and when it was last marked for work (update number). */
+interface Entry {
+  readonly key: string;
+  group: Group | undefined;
+  mark: number;
 }
 
-interface ServiceRec {
+/** An EndpointSlice name: its objects, the one used, and the service its parsed slice feeds (if any). */
+interface SliceEntry extends Entry {
   obj: unknown;
-  /** The frontends it asks for (a few: an array, not a Map, per service). */
-  cands: Candidate[];
+  svc: SvcEntry | undefined;
+  parsed: ParsedSlice | undefined;
 }
+
+/**
+ * A Service name: its objects, the one used, the frontends it asks for,
+ * and the parsed slices labelled for it (in slice-name order, as
+ * buildLbState sees them; there may be slices and no Service).
+ */
+interface SvcEntry extends Entry {
+  obj: unknown;
+  /** A few: an array, not a Map, per service. */
+  cands: Candidate[];
+  slices: ParsedSlice[];
+}
+
+/** A frontend address (by sort key): the services asking for it in name order (the first one gets it), and the one that has it. */
+interface FrontEntry {
+  readonly sk: string;
+  claims: SvcEntry | SvcEntry[] | undefined;
+  winner: LbFrontend | undefined;
+  mark: number;
+}
+
+/** Shared empty lists (never added to: replaced by a list of their own). */
+const NO_CANDIDATES: Candidate[] = [];
+const NO_SLICES: ParsedSlice[] = [];
 
 function candidate(cands: readonly Candidate[] | undefined, sortKey: string): LbFrontend | undefined {
-  if (cands) for (const c of cands) if (c.sortKey === sortKey) return c.fe;
+  if (cands) {
+    for (let i = 0; i < cands.length; i++) if (cands[i]!.sortKey === sortKey) return cands[i]!.fe;
+  }
   return undefined;
 }
 
@@ -815,27 +955,31 @@ function candidate(cands: readonly Candidate[] | undefined, sortKey: string): Lb
  * and reports the frontends that changed. The state and warnings it gives are
  * those buildLbState gives for the same input. The lists passed in are kept
  * until the next update and must not be changed in place meanwhile.
+ *
+ * One Map per kind of name (slice, service, frontend address) holds all
+ * there is to know about it, and work is marked on the entries themselves
+ * (no Set of keys per update): at 10k services the Map operations on string
+ * keys were most of an update's time.
  */
 export class LbModel {
   #services: unknown[] = [];
   #slicesIn: unknown[] = [];
-  /** Objects by "namespace/name" (usually one each). */
-  readonly #svcGroups = new Map<string, Group>();
-  readonly #sliceGroups = new Map<string, Group>();
+  readonly #sliceEntries = new Map<string, SliceEntry>();
+  readonly #svcEntries = new Map<string, SvcEntry>();
+  readonly #fronts = new Map<string, FrontEntry>();
   /** Objects without a usable name, with how many times each is present. */
   readonly #badServices = new Map<unknown, number>();
   readonly #badSlices = new Map<unknown, number>();
-  readonly #slices = new Map<string, SliceRec>();
-  /** "namespace/service" -> its parsed slices, in slice-name order (as buildLbState sees them). */
-  readonly #bySvc = new Map<string, ParsedSlice[]>();
-  readonly #svcs = new Map<string, ServiceRec>();
-  /** Frontend sort key -> the services asking for it, in name order (the first one gets it). */
-  readonly #claims = new Map<string, string | string[]>();
-  readonly #winners = new Map<string, LbFrontend>();
   /** Warnings by what produced them (WarningSource), then by object key (frontend sort key for conflicts). */
   readonly #warn: Record<WarningSource, Map<string, ModelWarning[]>> = { s: new Map(), e: new Map(), c: new Map(), ds: new Map(), de: new Map() };
   #inputWarnings: ModelWarning[] = [];
+  /** warnings(), until a warning changes. */
+  #warnings: readonly ModelWarning[] | undefined;
   #state: LbState | undefined;
+  /** The number of the update at hand (entries marked with it are in this update's work lists). */
+  #epoch = 0;
+  #dirtySvcs: SvcEntry[] = [];
+  #touched: FrontEntry[] = [];
 
   update(input: ServicesInput): LbModelUpdate {
     const changes = new Map<string, FrontendChange>();
@@ -851,22 +995,32 @@ export class LbModel {
     } catch (e) {
       inputWarnings.push({ object: 'input', reason: `unexpected error: ${errText(e)}` });
     }
+    if (inputWarnings.length > 0 || this.#inputWarnings.length > 0) this.#warnings = undefined;
     this.#inputWarnings = inputWarnings;
 
-    const dirtySlices = this.#regroup(this.#slicesIn, slices, this.#sliceGroups, this.#badSlices);
-    const dirtySvcs = this.#regroup(this.#services, services, this.#svcGroups, this.#badServices);
+    this.#epoch++;
+    const dirtySlices: SliceEntry[] = [];
+    const dirtySvcs: SvcEntry[] = (this.#dirtySvcs = []);
+    const touched: FrontEntry[] = (this.#touched = []);
+    // Unnamed objects are reported by position, which any change of the lists may move.
+    if (this.#badSlices.size > 0 || this.#badServices.size > 0) this.#warnings = undefined;
+    this.#regroup(this.#slicesIn, slices, this.#sliceEntries, this.#badSlices, dirtySlices, newSliceEntry);
+    this.#regroup(this.#services, services, this.#svcEntries, this.#badServices, dirtySvcs, newSvcEntry);
+    if (this.#badSlices.size > 0 || this.#badServices.size > 0) this.#warnings = undefined;
     // Kept as given (sources hand out fresh lists): the next update diffs against them.
     this.#slicesIn = slices;
     this.#services = services;
 
-    for (const key of dirtySlices) this.#updateSlice(key, dirtySvcs);
-    const touched = new Set<string>();
-    for (const key of dirtySvcs) this.#updateService(key, touched);
-    for (const sk of touched) this.#settle(sk, changes);
+    for (let i = 0; i < dirtySlices.length; i++) this.#updateSlice(dirtySlices[i]!);
+    // (#updateSlice appends to dirtySvcs, #updateService to touched.)
+    for (let i = 0; i < dirtySvcs.length; i++) this.#updateService(dirtySvcs[i]!);
+    for (let i = 0; i < touched.length; i++) this.#settle(touched[i]!, changes);
+    this.#dirtySvcs = [];
+    this.#touched = [];
     if (changes.size > 0) this.#state = undefined;
 
     const self = this;
-    let warnings: ModelWarning[] | undefined;
+    let warnings: readonly ModelWarning[] | undefined;
     return {
       changes,
       get state() {
@@ -881,14 +1035,22 @@ export class LbModel {
   /** The current state (sorted like buildLbState's). */
   state(): LbState {
     if (!this.#state) {
-      const keys = [...this.#winners.keys()].sort();
-      this.#state = { frontends: keys.map((k) => this.#winners.get(k)!) };
+      const won: FrontEntry[] = [];
+      this.#fronts.forEach((f) => {
+        if (f.winner) won.push(f);
+      });
+      won.sort((a, b) => (a.sk < b.sk ? -1 : a.sk > b.sk ? 1 : 0));
+      this.#state = { frontends: won.map((f) => f.winner!) };
     }
     return this.#state;
   }
 
-  /** The current warnings (sorted like buildLbState's). */
-  warnings(): ModelWarning[] {
+  /** The current warnings (sorted like buildLbState's; frozen: the same list is handed out until a warning changes). */
+  warnings(): readonly ModelWarning[] {
+    return (this.#warnings ??= this.#allWarnings());
+  }
+
+  #allWarnings(): readonly ModelWarning[] {
     const out: ModelWarning[] = [...this.#inputWarnings];
     const positional = (list: unknown[], bad: Map<unknown, number>, kind: string) => {
       if (bad.size === 0) return;
@@ -901,7 +1063,7 @@ export class LbModel {
     positional(this.#slicesIn, this.#badSlices, 'EndpointSlice');
     positional(this.#services, this.#badServices, 'Service');
     for (const m of Object.values(this.#warn)) for (const list of m.values()) out.push(...list);
-    return out.sort(compareWarnings);
+    return Object.freeze(out.sort(compareWarnings));
   }
 
   /** Warnings of the step at hand, collected without a list or a closure per object (most objects have none). */
@@ -917,15 +1079,19 @@ export class LbModel {
   }
 
   #setWarnings(source: WarningSource, key: string, list: ModelWarning[]): void {
-    if (list.length > 0) this.#warn[source].set(key, list);
-    else this.#warn[source].delete(key);
+    const m = this.#warn[source];
+    if (list.length > 0) {
+      m.set(key, list);
+      this.#warnings = undefined;
+    } else if (m.size > 0 && m.delete(key)) this.#warnings = undefined;
   }
 
-  /** Apply the difference between two versions of a list to the groups; returns the keys that changed. */
-  #regroup(prev: unknown[], next: unknown[], groups: Map<string, Group>, bad: Map<unknown, number>): Set<string> {
-    const dirty = new Set<string>();
+  /** Apply the difference between two versions of a list to the entries' groups; entries that changed go to `dirty`. */
+  #regroup<E extends Entry>(prev: unknown[], next: unknown[], entries: Map<string, E>, bad: Map<unknown, number>, dirty: E[], make: (key: string) => E): void {
+    const epoch = this.#epoch;
     const { removed, added } = diffRefs(prev, next);
-    for (const o of removed) {
+    for (let i = 0; i < removed.length; i++) {
+      const o = removed[i];
       const meta = readMeta(o);
       if (typeof meta === 'string') {
         const c = (bad.get(o) ?? 1) - 1;
@@ -933,121 +1099,159 @@ export class LbModel {
         else bad.delete(o);
         continue;
       }
-      const key = `${meta.namespace}/${meta.name}`;
-      const g = groups.get(key);
+      const e = entries.get(nameKey(meta.namespace, meta.name));
+      if (!e) continue; // never added: cannot happen
+      const g = e.group;
       if (g instanceof Dups) {
         removeOne(g.list, o);
-        if (g.list.length === 1) groups.set(key, g.list[0]);
-      } else if (g === o) groups.delete(key);
-      dirty.add(key);
+        if (g.list.length === 1) e.group = g.list[0];
+      } else if (g === o) e.group = undefined;
+      if (e.mark !== epoch) {
+        e.mark = epoch;
+        dirty.push(e);
+      }
     }
-    for (const o of added) {
+    for (let i = 0; i < added.length; i++) {
+      const o = added[i];
       const meta = readMeta(o);
       if (typeof meta === 'string') {
         bad.set(o, (bad.get(o) ?? 0) + 1);
         continue;
       }
-      const key = `${meta.namespace}/${meta.name}`;
-      const g = groups.get(key);
-      if (g === undefined) groups.set(key, o);
+      const key = nameKey(meta.namespace, meta.name);
+      let e = entries.get(key);
+      if (!e) entries.set(key, (e = make(key)));
+      const g = e.group;
+      if (g === undefined) e.group = o;
       else if (g instanceof Dups) g.list.push(o);
-      else groups.set(key, new Dups([g, o]));
-      dirty.add(key);
+      else e.group = new Dups([g, o]);
+      if (e.mark !== epoch) {
+        e.mark = epoch;
+        dirty.push(e);
+      }
     }
-    return dirty;
   }
 
-  #updateSlice(key: string, dirtySvcs: Set<string>): void {
-    const group = this.#sliceGroups.get(key);
-    const old = this.#slices.get(key);
-    const chosen = group instanceof Dups ? chooseOne(key, group.list, 'EndpointSlice', this.#collect) : group;
-    this.#setWarnings('de', key, this.#collected());
-    if (group && old && old.obj === chosen) return;
-    if (old?.serviceKey !== undefined) {
-      const list = this.#bySvc.get(old.serviceKey);
-      const i = list ? list.findIndex((p) => p.id === key) : -1;
-      if (i >= 0) list!.splice(i, 1);
-      if (list?.length === 0) this.#bySvc.delete(old.serviceKey);
-      dirtySvcs.add(old.serviceKey);
+  #markSvc(s: SvcEntry): void {
+    if (s.mark === this.#epoch) return;
+    s.mark = this.#epoch;
+    this.#dirtySvcs.push(s);
+  }
+
+  #updateSlice(e: SliceEntry): void {
+    const group = e.group;
+    const chosen = group instanceof Dups ? chooseOne(e.key, group.list, 'EndpointSlice', this.#collect) : group;
+    this.#setWarnings('de', e.key, this.#collected());
+    if (group !== undefined && e.obj === chosen) return;
+    if (e.svc) {
+      const list = e.svc.slices;
+      const i = list.indexOf(e.parsed!);
+      if (i >= 0) list.splice(i, 1);
+      this.#markSvc(e.svc);
+      e.svc = undefined;
+      e.parsed = undefined;
     }
-    if (!group) {
-      this.#slices.delete(key);
-      this.#warn.e.delete(key);
+    if (group === undefined) {
+      this.#sliceEntries.delete(e.key);
+      this.#setWarnings('e', e.key, NO_WARNINGS);
       return;
     }
-    const r = sliceOf(key, chosen, this.#collect);
-    this.#setWarnings('e', key, this.#collected());
-    this.#slices.set(key, { obj: chosen, serviceKey: r?.serviceKey });
+    const r = sliceOf(e.key, chosen, this.#collect);
+    this.#setWarnings('e', e.key, this.#collected());
+    e.obj = chosen;
     if (r) {
-      const list = this.#bySvc.get(r.serviceKey);
-      if (!list) this.#bySvc.set(r.serviceKey, [r.slice]);
+      let s = this.#svcEntries.get(r.serviceKey);
+      if (!s) this.#svcEntries.set(r.serviceKey, (s = newSvcEntry(r.serviceKey)));
+      const list = s.slices;
+      if (list.length === 0) s.slices = [r.slice]; // usually the only one: no room for more
       else {
-        let i = 0;
-        while (i < list.length && list[i]!.id < key) i++;
+        let i = list.length;
+        while (i > 0 && list[i - 1]!.id > e.key) i--;
         list.splice(i, 0, r.slice);
       }
-      dirtySvcs.add(r.serviceKey);
+      e.svc = s;
+      e.parsed = r.slice;
+      this.#markSvc(s);
     }
   }
 
-  #updateService(key: string, touched: Set<string>): void {
-    const group = this.#svcGroups.get(key);
-    const old = this.#svcs.get(key);
-    const chosen = group instanceof Dups ? chooseOne(key, group.list, 'Service', this.#collect) : group;
-    this.#setWarnings('ds', key, this.#collected());
-    let cands: Candidate[] = [];
-    if (group) {
-      cands = candidatesOf(key, chosen, this.#bySvc.get(key), this.#collect);
-      this.#setWarnings('s', key, this.#collected());
-      this.#svcs.set(key, { obj: chosen, cands });
-    } else {
-      this.#svcs.delete(key);
-      this.#warn.s.delete(key);
+  #touch(sk: string): FrontEntry {
+    let f = this.#fronts.get(sk);
+    if (!f) this.#fronts.set(sk, (f = { sk, claims: undefined, winner: undefined, mark: 0 }));
+    if (f.mark !== this.#epoch) {
+      f.mark = this.#epoch;
+      this.#touched.push(f);
     }
-    if (old) {
-      for (const { sortKey: sk } of old.cands) {
-        if (candidate(cands, sk)) continue;
-        const list = this.#claims.get(sk);
-        if (list === key) this.#claims.delete(sk);
-        else if (Array.isArray(list)) {
-          removeOne(list, key);
-          if (list.length === 1) this.#claims.set(sk, list[0]!);
-        }
-        touched.add(sk);
+    return f;
+  }
+
+  #updateService(e: SvcEntry): void {
+    const group = e.group;
+    const chosen = group instanceof Dups ? chooseOne(e.key, group.list, 'Service', this.#collect) : group;
+    this.#setWarnings('ds', e.key, this.#collected());
+    const old = e.cands;
+    let cands = NO_CANDIDATES;
+    if (group !== undefined) {
+      cands = candidatesOf(e.key, chosen, e.slices, this.#collect);
+      this.#setWarnings('s', e.key, this.#collected());
+      e.obj = chosen;
+    } else {
+      this.#setWarnings('s', e.key, NO_WARNINGS);
+      e.obj = UNSET;
+    }
+    e.cands = cands;
+    for (let i = 0; i < old.length; i++) {
+      const sk = old[i]!.sortKey;
+      if (candidate(cands, sk)) continue;
+      const f = this.#touch(sk);
+      const list = f.claims;
+      if (list === e) f.claims = undefined;
+      else if (Array.isArray(list)) {
+        removeOne(list, e);
+        if (list.length === 1) f.claims = list[0]!;
       }
     }
-    for (const { sortKey: sk } of cands) {
-      touched.add(sk);
-      if (candidate(old?.cands, sk)) continue;
-      const list = this.#claims.get(sk);
-      if (list === undefined) this.#claims.set(sk, key);
-      else if (!Array.isArray(list)) this.#claims.set(sk, list < key ? [list, key] : [key, list]);
+    for (let i = 0; i < cands.length; i++) {
+      const sk = cands[i]!.sortKey;
+      const f = this.#touch(sk);
+      if (candidate(old, sk)) continue;
+      const list = f.claims;
+      if (list === undefined) f.claims = e;
+      else if (!Array.isArray(list)) f.claims = list.key < e.key ? [list, e] : [e, list];
       else {
         let i = 0;
-        while (i < list.length && list[i]! < key) i++;
-        list.splice(i, 0, key);
+        while (i < list.length && list[i]!.key < e.key) i++;
+        list.splice(i, 0, e);
       }
     }
+    if (group === undefined && e.slices.length === 0) this.#svcEntries.delete(e.key);
   }
 
   /** Settle who gets a frontend address and record the change, if any. */
-  #settle(sk: string, changes: Map<string, FrontendChange>): void {
-    const claimants = this.#claims.get(sk);
-    const owner = Array.isArray(claimants) ? claimants[0] : claimants;
-    const after = owner === undefined ? undefined : candidate(this.#svcs.get(owner)?.cands, sk);
-    if (Array.isArray(claimants) && owner !== undefined) {
-      for (let i = 1; i < claimants.length; i++) {
-        const c = claimants[i]!;
-        const fe = candidate(this.#svcs.get(c)?.cands, sk);
-        if (fe) this.#collect(`Service ${c}`, conflictReason(fe, owner));
+  #settle(f: FrontEntry, changes: Map<string, FrontendChange>): void {
+    const claims = f.claims;
+    const owner = Array.isArray(claims) ? claims[0] : claims;
+    const after = owner === undefined ? undefined : candidate(owner.cands, f.sk);
+    if (Array.isArray(claims) && owner !== undefined) {
+      for (let i = 1; i < claims.length; i++) {
+        const c = claims[i]!;
+        const fe = candidate(c.cands, f.sk);
+        if (fe) this.#collect(`Service ${c.key}`, conflictReason(fe, owner.key));
       }
     }
-    this.#setWarnings('c', sk, this.#collected());
-    const before = this.#winners.get(sk);
-    if (after) this.#winners.set(sk, after);
-    else this.#winners.delete(sk);
+    this.#setWarnings('c', f.sk, this.#collected());
+    const before = f.winner;
+    f.winner = after;
+    if (owner === undefined) this.#fronts.delete(f.sk);
     if (sameFrontend(before, after)) return;
-    const prev = changes.get(sk);
-    changes.set(sk, { before: prev ? prev.before : before, after });
+    changes.set(f.sk, { before, after });
   }
+}
+
+function newSliceEntry(key: string): SliceEntry {
+  return { key, group: undefined, mark: 0, obj: UNSET, svc: undefined, parsed: undefined };
+}
+
+function newSvcEntry(key: string): SvcEntry {
+  return { key, group: undefined, mark: 0, obj: UNSET, cands: NO_CANDIDATES, slices: NO_SLICES };
 }

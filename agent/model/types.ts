@@ -1,5 +1,6 @@
 // The desired load-balancing state: what the model computes from Services and
 // EndpointSlices and what the datapath programs. Plain data, no I/O.
+import type { Backends } from './backends.ts';
 
 export type L4Protocol = 'TCP' | 'UDP';
 export type IpFamily = 4 | 6;
@@ -26,8 +27,8 @@ export interface LbFrontend {
   address: string;
   port: number;
   protocol: L4Protocol;
-  /** Backends in a stable order (sorted by address, then port). Empty: refuse connections. */
-  backends: LbBackend[];
+  /** Backends in a stable order (sorted by address, then port), packed (see backends.ts). Empty: refuse connections. */
+  backends: Backends;
   /** sessionAffinity: ClientIP timeout in seconds; 0 when affinity is off. */
   affinityTimeoutSeconds: number;
 }

@@ -30,6 +30,7 @@ import { netns, start, veth, type Netns } from '../lib/sandbox.ts';
 import { scratchLb } from '../lib/scratch-lb.ts';
 import type { LbFrontend, LbState } from '../../agent/model/types.ts';
 import { bench, fmtInt, fmtMs, fmtRatio, median, table, type Collector } from './lib/bench.ts';
+import { Backends } from '../../agent/model/backends.ts';
 
 const repo = fileURLToPath(new URL('../../', import.meta.url));
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 0.4);
@@ -146,7 +147,7 @@ const fillerBackend = (i: number, j: number) => ipv4(ipNum('10.201.0.0') + i * 1
 function lbState(services: number): LbState {
   const fe = (service: string, address: string, backends: string[]): LbFrontend => ({
     service, portName: 'http', type: 'ClusterIP', family: 4, address, port: SERVICE_PORT, protocol: 'TCP',
-    backends: backends.map((a) => ({ address: a, port: BACKEND_PORT, terminating: false })), affinityTimeoutSeconds: 0,
+    backends: Backends.from(backends.map((a) => ({ address: a, port: BACKEND_PORT, terminating: false }))), affinityTimeoutSeconds: 0,
   });
   const frontends: LbFrontend[] = [];
   for (let i = 0; i < services - 1; i++) {

@@ -18,6 +18,7 @@ import {
   lb4BackendCodec, lb4KeyCodec, lb6BackendCodec, lb6KeyCodec, SOCK_LB_OBJECTS, svcValueCodec, u32Codec, type AffValue, type LbConfigMapName,
 } from '../../../agent/datapath/lb-layout.ts';
 import type { LbBackend, LbFrontend, LbState, L4Protocol } from '../../../agent/model/types.ts';
+import { Backends } from '../../../agent/model/backends.ts';
 
 const skip = rootSkipReason();
 const repo = fileURLToPath(new URL('../../../', import.meta.url));
@@ -42,7 +43,7 @@ const be6 = (i: number, port = TCP_PORT): LbBackend => ({ address: `fd00:200:${i
 function fe(address: string, port: number, protocol: L4Protocol, backends: LbBackend[], affinityTimeoutSeconds = 0): LbFrontend {
   return {
     service: 'default/test', portName: '', type: 'ClusterIP', family: address.includes(':') ? 6 : 4,
-    address, port, protocol, backends, affinityTimeoutSeconds,
+    address, port, protocol, backends: Backends.from(backends), affinityTimeoutSeconds,
   };
 }
 
@@ -148,7 +149,7 @@ t.test('socket LB (sock_lb.bpf.o): ClusterIP over TCP and UDP, v4, v6 and v4-map
   t.same([afterRestart.added, afterRestart.updated, afterRestart.deleted], [0, 0, 0], 'after a restart (allocation from the pinned maps) nothing is written');
 
   // Backends change: the client follows at once.
-  const only2: LbState = { frontends: STATE.frontends.map((f) => (f.address === '10.96.0.10' && f.protocol === 'TCP' ? { ...f, backends: [be4(2)] } : f)) };
+  const only2: LbState = { frontends: STATE.frontends.map((f) => (f.address === '10.96.0.10' && f.protocol === 'TCP' ? { ...f, backends: Backends.from([be4(2)]) } : f)) };
   const w2 = lab.program(only2);
   t.ok(w2.added + w2.updated + w2.deleted <= 4, `a backend change touches few entries (${JSON.stringify(w2.byMap[LB_CONFIG_MAPS[0]])})`);
   const [after] = await lab.client([{ op: 'tcp', host: '10.96.0.10', port: 80, n: 10 }]);
@@ -168,7 +169,7 @@ t.test('socket LB (sock_lb.bpf.o): ClusterIP over TCP and UDP, v4, v6 and v4-map
 
   // Affinity follows a backend removal: the client moves to a remaining backend and sticks there.
   const stuck = aff![0]!.server!;
-  const without: LbState = { frontends: only2.frontends.map((f) => (f.address === '10.96.0.12' ? { ...f, backends: f.backends.filter((b) => `b${b.address.split('.')[2]}` !== stuck) } : f)) };
+  const without: LbState = { frontends: only2.frontends.map((f) => (f.address === '10.96.0.12' ? { ...f, backends: Backends.from([...f.backends].filter((b) => `b${b.address.split('.')[2]}` !== stuck)) } : f)) };
   lab.program(without);
   const [aff2] = await lab.client([{ op: 'tcp', host: '10.96.0.12', port: 80, n: 8 }]);
   t.equal(servers(aff2!).length, 1, 'affinity: one backend again');

@@ -11,7 +11,8 @@ import { kernelMap } from '../../../lib/kernel-map.ts';
 import { lbEntries } from '../../../../agent/datapath/lb-entries.ts';
 import { LB4_BE_MAP, LB4_SLOT_MAP, LB4_SVC_MAP, LB6_SVC_MAP, LB_CONFIG_MAPS, toHex } from '../../../../agent/datapath/lb-layout.ts';
 import { frontendSortKey } from '../../../../agent/model/services.ts';
-import type { LbFrontend, LbState } from '../../../../agent/model/types.ts';
+import type { LbBackend, LbFrontend, LbState } from '../../../../agent/model/types.ts';
+import { Backends } from '../../../../agent/model/backends.ts';
 
 const skip = rootSkipReason();
 
@@ -20,7 +21,7 @@ function state(n: number): LbState {
   const frontends: LbFrontend[] = [];
   for (let i = 0; i < n; i++) {
     const v6 = i % 5 === 4;
-    const backends = [];
+    const backends: LbBackend[] = [];
     const nb = i % 7 === 0 ? 0 : 1 + (i % 6);
     for (let j = 0; j < nb; j++) {
       // Every 10th service shares its first backend with the service before it.
@@ -30,7 +31,7 @@ function state(n: number): LbState {
     frontends.push({
       service: `t/s${i}`, portName: '', type: 'ClusterIP', family: v6 ? 6 : 4,
       address: v6 ? `fd00:96::${i.toString(16)}` : `10.96.${i >> 8}.${i & 255}`,
-      port: i % 3 === 0 ? 53 : 80, protocol: i % 3 === 0 ? 'UDP' : 'TCP', backends, affinityTimeoutSeconds: i % 11 === 0 ? 10800 : 0,
+      port: i % 3 === 0 ? 53 : 80, protocol: i % 3 === 0 ? 'UDP' : 'TCP', backends: Backends.from(backends), affinityTimeoutSeconds: i % 11 === 0 ? 10800 : 0,
     });
   }
   frontends.sort((a, b) => (frontendSortKey(a) < frontendSortKey(b) ? -1 : 1));
@@ -94,7 +95,8 @@ t.test('first apply into empty pinned maps: the reference entries, byte for byte
   t.equal(added.added, total);
   t.same(kernelContents(lb), want, 'update into empty maps: the same entries');
   const oneChange = s.frontends.find((f) => f.backends.length > 2)!;
-  const moved = { ...oneChange, backends: [{ ...oneChange.backends[0]!, address: oneChange.family === 4 ? '10.99.0.1' : 'fd00:99::1' }, ...oneChange.backends.slice(1)] };
+  const [head, ...rest] = oneChange.backends;
+  const moved = { ...oneChange, backends: Backends.from([{ ...head!, address: oneChange.family === 4 ? '10.99.0.1' : 'fd00:99::1' }, ...rest]) };
   const r = lb.update({ changes: new Map([[frontendSortKey(oneChange), { before: oneChange, after: moved }]]), state: { frontends: s.frontends.map((f) => (f === oneChange ? moved : f)) } });
   t.same({ added: r.added, updated: r.updated, deleted: r.deleted }, { added: 1, updated: 1, deleted: 1 }, 'then one endpoint moved: a handful of writes');
 });

@@ -10,13 +10,14 @@ import {
   svcValueCodec, u32Codec, type LbConfigMapName,
 } from '../../../../agent/datapath/lb-layout.ts';
 import { MemoryMap, reconcile } from '../../../../agent/datapath/reconcile.ts';
+import { Backends } from '../../../../agent/model/backends.ts';
 
 const be = (address: string, port = 8080, terminating = false): LbBackend => ({ address, port, terminating });
 
 function fe(address: string, port: number, backends: LbBackend[], extra: Partial<LbFrontend> = {}): LbFrontend {
   return {
     service: 'default/svc', portName: '', type: 'ClusterIP', family: address.includes(':') ? 6 : 4,
-    address, port, protocol: 'TCP', backends, affinityTimeoutSeconds: 0, ...extra,
+    address, port, protocol: 'TCP', backends: Backends.from(backends), affinityTimeoutSeconds: 0, ...extra,
   };
 }
 
@@ -161,25 +162,25 @@ t.test('a backend change touches few entries (reconciled)', async (t) => {
   t.ok(w1.added > 0);
 
   // Remove one backend from one frontend (10.96.1.9 has 3 + 2 = 5 backends).
-  const changed = many.map((f) => (f.address === '10.96.1.9' ? { ...f, backends: f.backends.filter((b) => b.address !== '10.42.0.2') } : f));
+  const changed = many.map((f) => (f.address === '10.96.1.9' ? { ...f, backends: Backends.from([...f.backends].filter((b) => b.address !== '10.42.0.2')) } : f));
   const r2 = lbEntries({ frontends: changed }, r1.allocation);
   const w2 = reconcile(lbPlans(r2.maps, (n) => maps[n]));
   t.same({ added: w2.added, updated: w2.updated, deleted: w2.deleted }, { added: 0, updated: 2, deleted: 1 }, 'hole slot + count updated, last slot deleted');
 
   // Add a backend to one frontend.
-  const added = changed.map((f) => (f.address === '10.96.1.0' ? { ...f, backends: [...f.backends, be('10.42.9.9')] } : f));
+  const added = changed.map((f) => (f.address === '10.96.1.0' ? { ...f, backends: Backends.from([...f.backends, be('10.42.9.9')]) } : f));
   const r3 = lbEntries({ frontends: added }, r2.allocation);
   const w3 = reconcile(lbPlans(r3.maps, (n) => maps[n]));
   // Its range (3 slots, the next frontend's right after) cannot grow in place: 4 slots elsewhere, then the switch, then the old 3 go.
   t.same({ added: w3.added, updated: w3.updated, deleted: w3.deleted }, { added: 5, updated: 1, deleted: 3 }, 'backend + new range added, frontend switched, old range emptied');
   const moved = r3.allocation.bases.get(l4Id(4, '10.96.1.0', 80, 'TCP'))!;
   t.ok(moved > r2.allocation.bases.get(l4Id(4, '10.96.1.99', 80, 'TCP'))!, 'the new range is past every other');
-  const r3b = lbEntries({ frontends: added.map((f) => (f.address === '10.96.1.0' ? { ...f, backends: [...f.backends, be('10.42.9.8')] } : f)) }, r3.allocation);
+  const r3b = lbEntries({ frontends: added.map((f) => (f.address === '10.96.1.0' ? { ...f, backends: Backends.from([...f.backends, be('10.42.9.8')]) } : f)) }, r3.allocation);
   t.equal(r3b.allocation.bases.get(l4Id(4, '10.96.1.0', 80, 'TCP')), moved, 'the last range grows in place');
   t.equal(lbEntries({ frontends: added }, r3b.allocation).allocation.bases.get(l4Id(4, '10.96.1.0', 80, 'TCP')), moved, 'and shrinks in place');
 
   // Scale a backend out of every frontend: each frontend loses one slot, one backend entry goes.
-  const gone = added.map((f) => ({ ...f, backends: f.backends.filter((b) => b.address !== '10.42.0.1') }));
+  const gone = added.map((f) => ({ ...f, backends: Backends.from([...f.backends].filter((b) => b.address !== '10.42.0.1')) }));
   const r4 = lbEntries({ frontends: gone }, r3.allocation);
   const w4 = reconcile(lbPlans(r4.maps, (n) => maps[n]));
   t.equal(w4.byMap[LB4_BE_MAP]!.deleted, 1);
@@ -199,7 +200,7 @@ t.test('allocation recovered from pinned maps: a restart writes nothing', async 
   let r = lbEntries(state);
   reconcile(lbPlans(r.maps, (n) => maps[n]));
   // Churn so the slot order is no longer the model's order.
-  const churned: LbState = { frontends: state.frontends.map((f, i) => (i === 0 ? { ...f, backends: [be('10.42.0.3'), be('10.42.0.4'), be('10.42.0.2')] } : f)) };
+  const churned: LbState = { frontends: state.frontends.map((f, i) => (i === 0 ? { ...f, backends: Backends.from([be('10.42.0.3'), be('10.42.0.4'), be('10.42.0.2')]) } : f)) };
   r = lbEntries(churned, r.allocation);
   reconcile(lbPlans(r.maps, (n) => maps[n]));
 
@@ -223,7 +224,8 @@ t.test('write phases', async (t) => {
 
 t.test('deterministic: equal input, equal output', async (t) => {
   const state: LbState = { frontends: [fe('10.96.0.2', 80, [be('10.42.0.2'), be('10.42.0.1')]), fe('10.96.0.1', 80, [be('10.42.0.3')])] };
-  t.same(lbEntries(state), lbEntries(structuredClone(state)));
+  const copy: LbState = { frontends: state.frontends.map((f) => ({ ...f, backends: Backends.from([...f.backends]) })) };
+  t.same(lbEntries(state), lbEntries(copy));
 });
 
 t.test('slot ranges: a range freed by a run is not reused in the same run (a reader may still follow it)', async (t) => {

@@ -10,6 +10,7 @@ import { LB_CONFIG_MAPS, addrBytes, toHex, type LbConfigMapName } from '../../..
 import { frontendSortKey } from '../../../../agent/model/services.ts';
 import type { LbBackend, LbFrontend, LbState } from '../../../../agent/model/types.ts';
 import { changesBetween, lbMaps } from '../../../lib/lb-maps.ts';
+import { Backends } from '../../../../agent/model/backends.ts';
 
 function prng(seed: number): () => number {
   let a = seed >>> 0;
@@ -56,7 +57,7 @@ function randomState(rnd: () => number): LbState {
     }
     frontends.push({
       service: `ns/s${i}`, portName: '', type: 'ClusterIP', family, address: pick(family === 4 ? V4_FRONTS : V6_FRONTS),
-      port: pick([80, 53, 443]), protocol: pick(['TCP', 'UDP'] as const), backends, affinityTimeoutSeconds: rnd() < 0.2 ? 10800 : 0,
+      port: pick([80, 53, 443]), protocol: pick(['TCP', 'UDP'] as const), backends: Backends.from(backends), affinityTimeoutSeconds: rnd() < 0.2 ? 10800 : 0,
     });
   }
   if (rnd() < 0.5) frontends.sort((a, b) => (frontendSortKey(a) < frontendSortKey(b) ? -1 : frontendSortKey(a) > frontendSortKey(b) ? 1 : 0));
@@ -193,7 +194,7 @@ t.test('the table of LbTable.full behaves as new LbTable(state, allocation) unde
 t.test('writeFresh refuses runs out of phase order and buffers of the wrong size, before writing anything', async (t) => {
   const maps = Object.fromEntries(LB_CONFIG_MAPS.map((n) => [n, new MemoryMap(n)])) as Record<LbConfigMapName, MemoryMap>;
   const { packed } = LbTable.full({
-    frontends: [{ service: 'a/b', portName: '', type: 'ClusterIP', family: 4, address: '10.96.0.1', port: 80, protocol: 'TCP', backends: [{ address: '10.42.0.1', port: 80, terminating: false }], affinityTimeoutSeconds: 0 }],
+    frontends: [{ service: 'a/b', portName: '', type: 'ClusterIP', family: 4, address: '10.96.0.1', port: 80, protocol: 'TCP', backends: Backends.from([{ address: '10.42.0.1', port: 80, terminating: false }]), affinityTimeoutSeconds: 0 }],
   });
   t.throws(() => writeFresh([...LB_CONFIG_MAPS], [...packed].reverse(), (n) => maps[n as LbConfigMapName]), /phase/);
   const bad = { ...packed[0]!, count: packed[0]!.count + 1 };
@@ -203,7 +204,7 @@ t.test('writeFresh refuses runs out of phase order and buffers of the wrong size
 
 t.test('an address the layout refuses throws before anything is written, as lbEntries does', async (t) => {
   const state: LbState = {
-    frontends: [{ service: 'a/b', portName: '', type: 'ClusterIP', family: 4, address: '10.96.0.1', port: 80, protocol: 'TCP', backends: [{ address: 'fd00::1', port: 80, terminating: false }], affinityTimeoutSeconds: 0 }],
+    frontends: [{ service: 'a/b', portName: '', type: 'ClusterIP', family: 4, address: '10.96.0.1', port: 80, protocol: 'TCP', backends: Backends.from([{ address: 'fd00::1', port: 80, terminating: false }]), affinityTimeoutSeconds: 0 }],
   };
   t.throws(() => lbEntries(state));
   t.throws(() => LbTable.full(state));
@@ -236,7 +237,7 @@ t.test('lbFirst (numeric keys, table on demand) gives the runs of LbTable.full f
     const backends: LbBackend[] = [];
     for (let j = 0; j < 4; j++) backends.push({ address: `10.42.${(i * 4 + j) >> 8 & 255}.${(i * 4 + j) & 255}`, port: 8080 + (i % 3), terminating: j === 3 });
     if (i % 100 === 0) backends.push({ address: '::ffff:10.42.0.1', port: 8080, terminating: false }, backends[0]!);
-    frontends.push({ service: `a/s${i}`, portName: '', type: 'ClusterIP', family: 4, address: i % 500 === 0 ? `::ffff:10.96.${i >> 8}.${i & 255}` : `10.96.${i >> 8}.${i & 255}`, port: 80, protocol: i % 2 ? 'UDP' : 'TCP', backends, affinityTimeoutSeconds: 0 });
+    frontends.push({ service: `a/s${i}`, portName: '', type: 'ClusterIP', family: 4, address: i % 500 === 0 ? `::ffff:10.96.${i >> 8}.${i & 255}` : `10.96.${i >> 8}.${i & 255}`, port: 80, protocol: i % 2 ? 'UDP' : 'TCP', backends: Backends.from(backends), affinityTimeoutSeconds: 0 });
   }
   const big: LbState = { frontends };
   t.same(runText(lbFirst(big).packed), runText(LbTable.full(big).packed), '3000 services: the same runs');

@@ -10,6 +10,7 @@ import { frontendSortKey } from '../../../../agent/model/services.ts';
 import type { LbBackend, LbFrontend, LbState } from '../../../../agent/model/types.ts';
 import { prng } from '../../../lib/prng.ts';
 import { changesBetween, lbMaps } from '../../../lib/lb-maps.ts';
+import { Backends } from '../../../../agent/model/backends.ts';
 
 function randomState(rnd: () => number): LbState {
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
@@ -33,7 +34,7 @@ function randomState(rnd: () => number): LbState {
     }
     const f: LbFrontend = {
       service: `ns/s${i}`, portName: '', type: 'ClusterIP', family, address, port: pick([80, 53]), protocol: pick(['TCP', 'UDP'] as const),
-      backends, affinityTimeoutSeconds: rnd() < 0.2 ? 10800 : 0,
+      backends: Backends.from(backends), affinityTimeoutSeconds: rnd() < 0.2 ? 10800 : 0,
     };
     fronts.set(frontendSortKey(f), f);
   }
@@ -98,7 +99,7 @@ t.test('LbTable: one backend change among 1000 frontends is a handful of writes'
   for (let i = 0; i < 1000; i++) {
     const backends: LbBackend[] = [];
     for (let j = 0; j < 10; j++) backends.push({ address: `10.42.${i >> 6}.${((i & 63) << 2) + (j & 3)}`, port: 8000 + j, terminating: false });
-    frontends.push({ service: `ns/s${i}`, portName: '', type: 'ClusterIP', family: 4, address: `10.96.${i >> 8}.${i & 255}`, port: 80, protocol: 'TCP', backends, affinityTimeoutSeconds: 0 });
+    frontends.push({ service: `ns/s${i}`, portName: '', type: 'ClusterIP', family: 4, address: `10.96.${i >> 8}.${i & 255}`, port: 80, protocol: 'TCP', backends: Backends.from(backends), affinityTimeoutSeconds: 0 });
   }
   const state: LbState = { frontends: frontends.sort((a, b) => (frontendSortKey(a) < frontendSortKey(b) ? -1 : 1)) };
   const maps = lbMaps(false);
@@ -106,7 +107,7 @@ t.test('LbTable: one backend change among 1000 frontends is a handful of writes'
   reconcile(lbPlans(e.maps, (n) => maps[n]));
   const table = new LbTable(state, e.allocation);
   const f = state.frontends[500]!;
-  const changed: LbFrontend = { ...f, backends: f.backends.map((b, i) => (i === 3 ? { ...b, address: '10.99.0.1' } : b)) };
+  const changed: LbFrontend = { ...f, backends: Backends.from([...f.backends].map((b, i) => (i === 3 ? { ...b, address: '10.99.0.1' } : b))) };
   const r = reconcileDelta(lbDeltas(table.change(new Map([[frontendSortKey(f), { before: f, after: changed }]])), (n) => maps[n]));
   // New backend entry, its slot, and the old backend deleted.
   t.same({ added: r.added, updated: r.updated, deleted: r.deleted }, { added: 1, updated: 1, deleted: 1 });
@@ -119,7 +120,7 @@ t.test('reconcile: long runs of upserts go through updateBatch, same result and 
   for (let i = 0; i < 100; i++) {
     frontends.push({
       service: `ns/s${i}`, portName: '', type: 'ClusterIP', family: 4, address: `10.96.0.${i + 1}`, port: 80, protocol: 'TCP',
-      backends: [{ address: `10.42.0.${i + 1}`, port: 80, terminating: false }], affinityTimeoutSeconds: 0,
+      backends: Backends.from([{ address: `10.42.0.${i + 1}`, port: 80, terminating: false }]), affinityTimeoutSeconds: 0,
     });
   }
   const state: LbState = { frontends };

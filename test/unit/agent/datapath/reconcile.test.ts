@@ -4,6 +4,7 @@ import { lbEntries, lbPlans } from '../../../../agent/datapath/lb-entries.ts';
 import { LB4_SLOT_MAP, LB4_SVC_MAP, LB_CONFIG_MAPS } from '../../../../agent/datapath/lb-layout.ts';
 import { MemoryMap, planWrites, reconcile, repair, type MapPlan } from '../../../../agent/datapath/reconcile.ts';
 import { lbMaps } from '../../../lib/lb-maps.ts';
+import { Backends } from '../../../../agent/model/backends.ts';
 
 const b = (...xs: number[]) => Uint8Array.from(xs);
 
@@ -42,7 +43,7 @@ t.test('phases: upserts by increasing phase across maps, deletes by decreasing p
 const be = (address: string, port = 80): LbBackend => ({ address, port, terminating: false });
 const fe = (address: string, backends: LbBackend[], port = 80): LbFrontend => ({
   service: 'ns/s', portName: '', type: 'ClusterIP', family: address.includes(':') ? 6 : 4, address, port,
-  protocol: 'TCP', backends, affinityTimeoutSeconds: 0,
+  protocol: 'TCP', backends: Backends.from(backends), affinityTimeoutSeconds: 0,
 });
 
 t.test('repair: drift written back in reconcile order, counted as adds, updates and deletes', async (t) => {

@@ -144,10 +144,29 @@ t.test('LbModel: one endpoint change among 2000 services touches one frontend', 
   edited[777] = { ...edited[777]!, endpoints: [{ addresses: ['10.42.99.1'] }] };
   const u = model.update({ services, endpointSlices: edited });
   t.same([...u.changes.keys()], [frontendSortKey({ family: 4, address: '10.96.3.9', port: 80, protocol: 'TCP' })]);
-  t.same(u.changes.values().next().value?.after?.backends.map((b) => b.address), ['10.42.99.1']);
+  t.same(u.changes.values().next().value?.after?.backends.toJSON().map((b) => b.address), ['10.42.99.1']);
   t.same(u.state, buildLbState({ services, endpointSlices: edited }).state);
   // A copy of an object with equal content (e.g. a re-read file) changes nothing.
   const copied = edited.slice();
   copied[5] = structuredClone(copied[5]!);
   t.equal(model.update({ services, endpointSlices: copied }).changes.size, 0);
+});
+
+t.test('LbModel: warnings are kept (one frozen list) until a warning changes', async (t) => {
+  const svc = (name: string, clusterIP: string) => ({ metadata: { name, namespace: 'default' }, spec: { clusterIP, ports: [{ port: 80 }] } });
+  const good = svc('good', '10.96.0.1'), bad = svc('bad', ''), other = svc('other', '10.96.0.2');
+  const model = new LbModel();
+  const w1 = model.update({ services: [good, bad], endpointSlices: [] }).warnings;
+  t.same(w1.map((w) => w.object), ['Service default/bad']);
+  t.ok(Object.isFrozen(w1), 'frozen: a consumer cannot change the kept list');
+  t.equal(model.update({ services: [good, bad, other], endpointSlices: [] }).warnings, w1, 'a change without warnings: the same list');
+  t.equal(model.warnings(), w1);
+  const w2 = model.update({ services: [good, other], endpointSlices: [] }).warnings;
+  t.same(w2, [], 'the bad one gone: its warning too');
+  // Unnamed objects are reported by position: moving one changes its warning.
+  const unnamed = { metadata: {} };
+  t.same(model.update({ services: [unnamed, good], endpointSlices: [] }).warnings.map((w) => w.object), ['Service #0']);
+  t.same(model.update({ services: [good, unnamed], endpointSlices: [] }).warnings.map((w) => w.object), ['Service #1']);
+  const input = { services: [good, unnamed], endpointSlices: [] };
+  t.same(model.update(input).warnings, buildLbState(input).warnings);
 });

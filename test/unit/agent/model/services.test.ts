@@ -43,7 +43,7 @@ const run = (services: unknown[], endpointSlices: unknown[] = []) =>
   buildLbState({ services, endpointSlices } as ServicesInput);
 
 const brief = (fe: LbFrontend) =>
-  `${fe.service} ${fe.address}:${fe.port}/${fe.protocol} -> ${fe.backends.map((b) => `${b.address}:${b.port}${b.terminating ? '(t)' : ''}`).join(',') || '-'}`;
+  `${fe.service} ${fe.address}:${fe.port}/${fe.protocol} -> ${[...fe.backends].map((b) => `${b.address}:${b.port}${b.terminating ? '(t)' : ''}`).join(',') || '-'}`;
 
 // --- IPs ------------------------------------------------------------------------
 
@@ -422,7 +422,7 @@ const cases: Case[] = [
       'EndpointSlice default/s-good: endpoints[3].addresses[0] fd00::1 is not IPv4', 'EndpointSlice default/s-good: endpoints[4].addresses[0] "10.42.5.300"',
       'EndpointSlice default/s-good: endpoints[5].conditions is not an object', 'EndpointSlice default/s-good: endpoints[6].conditions has a non-boolean',
     ],
-    check: (t, fes) => t.notOk('nodeName' in (fes[0]?.backends[1] ?? {}), 'a non-string nodeName is left out'),
+    check: (t, fes) => t.notOk('nodeName' in (fes[0]?.backends.at(1) ?? {}), 'a non-string nodeName is left out'),
   },
 ];
 
@@ -497,7 +497,7 @@ t.test('backends: the order of endpoints inside slices never matters (numeric ad
     const a = i === 0 ? eps : i === 1 ? [...eps].reverse() : shuffle(eps, rnd);
     const b = i % 2 ? [...other].reverse() : other;
     const { state } = run([cip('o', '10.43.7.1', [{ port: 80 }])], [slice('o-b', 'o', 'IPv4', [{ port: 8080 }], b), slice('o-a', 'o', 'IPv4', [{ port: 8080 }], a)]);
-    const got = state.frontends[0]!.backends.map((x) => `${x.address}:${x.port}${x.nodeName ? '@' + x.nodeName : ''}${x.terminating ? ' T' : ''}`);
+    const got = [...state.frontends[0]!.backends].map((x) => `${x.address}:${x.port}${x.nodeName ? '@' + x.nodeName : ''}${x.terminating ? ' T' : ''}`);
     t.same(got, want, `order ${i}`);
   }
   // No ready endpoint at all: the terminating ones, in address order, marked.
@@ -506,11 +506,13 @@ t.test('backends: the order of endpoints inside slices never matters (numeric ad
   t.same(state.frontends[0]!.backends, [{ address: '10.0.0.2', port: 8080, terminating: true }, { address: '10.0.0.3', port: 8080, terminating: true }]);
 });
 
-t.test('outputs are fresh objects: mutating one frontend does not leak into another', async (t) => {
+t.test('backends are one immutable value, shared by the frontends of a port; the objects read from it are fresh', async (t) => {
   const { state } = run([cip('m', ['10.43.9.1', '10.43.9.2'], [{ port: 80 }])], [slice('m-a', 'm', 'IPv4', [{ port: 80 }], [{ ip: '10.42.9.1' }])]);
   t.equal(state.frontends.length, 2);
-  state.frontends[0]?.backends.pop();
-  t.equal(state.frontends[1]?.backends.length, 1);
+  t.equal(state.frontends[0]!.backends, state.frontends[1]!.backends, 'both cluster IPs share one value');
+  const b = state.frontends[0]!.backends.at(0);
+  b.address = '10.99.9.9';
+  t.same(state.frontends[1]!.backends.toJSON(), [{ address: '10.42.9.1', port: 80, terminating: false }], 'changing a read object changes nothing');
 });
 
 // --- fuzz --------------------------------------------------------------------------
@@ -571,7 +573,7 @@ t.test('fuzz: random junk never throws and always gives well-formed output', asy
     }
     for (const fe of r.state.frontends) {
       frontends++;
-      if (!(Number.isInteger(fe.port) && fe.port > 0 && fe.port < 65536 && parseIp(fe.address)?.address === fe.address && (fe.protocol === 'TCP' || fe.protocol === 'UDP') && Array.isArray(fe.backends) && Number.isInteger(fe.affinityTimeoutSeconds))) {
+      if (!(Number.isInteger(fe.port) && fe.port > 0 && fe.port < 65536 && parseIp(fe.address)?.address === fe.address && (fe.protocol === 'TCP' || fe.protocol === 'UDP') && Array.isArray(fe.backends.toJSON()) && Number.isInteger(fe.affinityTimeoutSeconds))) {
         t.fail(`bad frontend on round ${round}`, { fe });
         return;
       }

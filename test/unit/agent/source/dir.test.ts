@@ -136,7 +136,7 @@ t.test('the k8s fixtures load and translate to the expected frontends', async (t
 
   const { state, warnings } = buildLbState(snap);
   t.same(warnings, []);
-  const lines = state.frontends.map((f) => `${f.service} ${f.address}:${f.port}/${f.protocol} aff=${f.affinityTimeoutSeconds} -> ${f.backends.map((b) => `${b.address}:${b.port}${b.terminating ? '(t)' : ''}`).join(',') || '-'}`);
+  const lines = state.frontends.map((f) => `${f.service} ${f.address}:${f.port}/${f.protocol} aff=${f.affinityTimeoutSeconds} -> ${[...f.backends].map((b) => `${b.address}:${b.port}${b.terminating ? '(t)' : ''}`).join(',') || '-'}`);
   t.same(lines, [
     'default/kubernetes 10.43.0.1:443/TCP aff=0 -> 192.0.2.21:6443',
     'kube-system/kube-dns 10.43.0.10:53/TCP aff=0 -> 10.42.0.4:53',
@@ -325,7 +325,7 @@ t.test('objects are kept trimmed to what the agent reads; malformed ones still c
   t.same(svc, { apiVersion: 'v1', kind: 'Service', metadata: { name: 'a', namespace: 'n' }, spec: { clusterIP: '10.43.0.2', ports: [{ port: 80, protocol: 'TCP' }] } });
   t.same(src.snapshot().endpointSlices[0]?.endpoints, [{ addresses: ['10.42.0.5'], conditions: { ready: true } }], 'no targetRef');
   t.equal(src.status().malformed, 1, 'the nameless Service is counted');
-  t.same(buildLbState(src.snapshot()).state.frontends.map((f) => [f.address, f.backends.map((b) => b.address)]), [['10.43.0.2', ['10.42.0.5']]]);
+  t.same(buildLbState(src.snapshot()).state.frontends.map((f) => [f.address, [...f.backends].map((b) => b.address)]), [['10.43.0.2', ['10.42.0.5']]]);
 });
 
 t.test('an object defined in two files: the last file in name order wins, with a warning', async (t) => {
