@@ -49,7 +49,6 @@ import type { Logger } from '../log.ts';
 import type { KubeObject, Snapshot, Source, SourceStatus } from './types.ts';
 import { emptySnapshot } from './types.ts';
 import { classifiedAgain, parseManifests, toSnapshot, type ClassifiedObject } from './manifests.ts';
-import { trimObject } from './trim.ts';
 
 export interface DirSourceOptions {
   /** Log lines (level, msg, fields). Default: silent. */
@@ -318,7 +317,7 @@ export class DirSource implements Source {
         this.#files.set(name, { sig, hash, objects: prev.objects, error });
         continue;
       }
-      const r = parseManifests(text, name);
+      const r = parseManifests(text, name, { trim: true });
       if (!r.ok) {
         this.#malformed++;
         this.#log('warn', 'dir source: manifest does not parse; keeping its last good content', {
@@ -338,8 +337,8 @@ export class DirSource implements Source {
         }
       }
       if (prev?.error) this.#log('info', 'dir source: manifest parses again', { file: name });
-      // Only what the agent reads is kept (trim.ts); the parsed text is dropped here.
-      const objects = r.objects.map((o) => trimObject(o.object.kind ?? '', o.object));
+      // Only what the agent reads is kept (trimmed as parsed, trim.ts); the text is dropped here.
+      const objects = r.objects.map((o) => o.object);
       this.#files.set(name, { sig, hash, objects });
       changed = true;
     }

@@ -60,12 +60,13 @@ export interface AgentRun {
 /**
  * Run `kinglet agent <args>` (plus --api-socket `sock`) until it has programmed
  * `frontends` frontends; stops it (SIGTERM) before returning. `env` is added
- * to the agent's environment.
+ * to the agent's environment; `kinglet` is the entry script (default: this
+ * checkout's).
  */
-export async function runAgent(c: Collector, args: string[], sock: string, frontends: number, env: Record<string, string> = {}): Promise<AgentRun> {
+export async function runAgent(c: Collector, args: string[], sock: string, frontends: number, opts: { env?: Record<string, string>; kinglet?: string } = {}): Promise<AgentRun> {
   const t0 = performance.now();
   // The node flags of the installed unit, so the RSS is the one a node sees.
-  const agent = start(c, [process.execPath, ...AGENT_NODE_FLAGS, kinglet, 'agent', ...args, '--api-socket', sock], { env });
+  const agent = start(c, [process.execPath, ...AGENT_NODE_FLAGS, opts.kinglet ?? kinglet, 'agent', ...args, '--api-socket', sock], { env: opts.env });
   let startedMs = NaN;
   let status: AgentStatus | undefined;
   const deadline = Date.now() + 120_000;
