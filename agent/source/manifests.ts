@@ -5,6 +5,7 @@ import { createRequire } from 'node:module';
 import type * as Yaml from 'yaml';
 import { emptySnapshot, type KubeObject, type Snapshot } from './types.ts';
 import { jsonTopLevel, parseSpan } from './json-items.ts';
+import { splitYamlList } from './yaml-items.ts';
 import { trimObject } from './trim.ts';
 
 export type Bucket = keyof Snapshot;
@@ -187,11 +188,75 @@ function describeValue(v: unknown): string {
   return Array.isArray(v) ? 'a list' : typeof v;
 }
 
+/** The documents of a YAML stream one at a time (what parseAllDocuments collects, but lazily; errors left as they come). */
+function* yamlDocuments(text: string): Generator<Yaml.Document.Parsed> {
+  const { Composer, Parser } = yaml();
+  yield* new Composer({ merge: true }).compose(new Parser().parse(text));
+}
+
+/**
+ * YAML documents taken one at a time, each classified and trimmed before the
+ * next is parsed. Returns false, with nothing added, when any document has an
+ * error or is not a mapping: the caller then parses the whole text for the
+ * error it always reported.
+ */
+function flattenYamlDocuments(body: string, name: string, out: Sink): boolean {
+  let i = 0;
+  for (const d of yamlDocuments(body)) {
+    i++;
+    const v: unknown = d.errors.length === 0 ? d.toJS({ maxAliasCount: 100 }) : undefined;
+    if (d.errors.length > 0 || (v !== null && v !== undefined && !isRec(v))) {
+      out.clear();
+      return false;
+    }
+    if (isRec(v)) flatten(v, `${name} document ${i}`, out);
+  }
+  return true;
+}
+
+/** The one document of `text` as a value; throws when it has errors or is not exactly one document. */
+function yamlOne(text: string): unknown {
+  let v: unknown;
+  let n = 0;
+  for (const d of yamlDocuments(text)) {
+    if (++n > 1 || d.errors.length > 0) throw new Error('not one clean document');
+    v = d.toJS({ maxAliasCount: 100 });
+  }
+  if (n !== 1) throw new Error('not one document');
+  return v;
+}
+
+/**
+ * A YAML List taken one item at a time (yaml-items.ts), each classified and
+ * trimmed before the next is parsed. Returns false, with nothing added,
+ * unless the head and every item parse on their own: the caller then parses
+ * the whole text, and its result (or error) is the one it always was.
+ */
+function flattenYamlStreamed(body: string, name: string, out: Sink): boolean {
+  const pieces = splitYamlList(body);
+  if (!pieces) return false;
+  try {
+    const head = yamlOne(pieces.head);
+    if (!isRec(head) || typeof head.kind !== 'string' || !head.kind.endsWith('List') || !Array.isArray(head.items) || head.items.length !== 0) throw new Error('not a list');
+    const itemKind = itemKindOf(head.kind);
+    for (let i = 0; i < pieces.items.length; i++) {
+      const one = yamlOne(pieces.items[i]!);
+      if (!Array.isArray(one) || one.length !== 1) throw new Error('not one item');
+      flattenItem(one[0], itemKind, head.apiVersion, `${name} document 1 items[${i}]`, out);
+    }
+    return true;
+  } catch {
+    out.clear();
+    return false;
+  }
+}
+
 /**
  * Parse the text of one manifest file: YAML (multi-document, `---`), or JSON
  * when `name` ends in .json. Empty documents are fine. With `trim`, objects
- * come trimmed to what the agent reads (trim.ts); a large JSON list is then
- * parsed item by item, so the untrimmed whole never exists at once.
+ * come trimmed to what the agent reads (trim.ts); a large list (JSON, or
+ * YAML as kubectl prints it) is then parsed item by item, so neither the
+ * untrimmed whole nor the YAML library's node tree of it exists at once.
  *
  * The whole file fails (ok: false) when it does not parse, or when a
  * document is not a mapping (a stray scalar is what a half-written file
@@ -210,6 +275,7 @@ export function parseManifests(text: string, name: string, opts: { trim?: boolea
       if (Array.isArray(v)) docs.push(...v);
       else docs.push(v);
     } else {
+      if (opts.trim && (flattenYamlStreamed(body, name, out) || flattenYamlDocuments(body, name, out))) return { ok: true, objects: out.objects, skipped: out.skipped };
       const parsed = yaml().parseAllDocuments(body, { merge: true, prettyErrors: true });
       const list = Array.isArray(parsed) ? parsed : [];
       for (let i = 0; i < list.length; i++) {

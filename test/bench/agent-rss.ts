@@ -76,7 +76,8 @@ await bench('agent-rss', async (c: Collector) => {
     const dir = join(work, source);
     await mkdir(dir);
     const list = { apiVersion: 'v1', kind: 'List', items: [...services, ...endpointSlices] };
-    const text = source === 'json' ? JSON.stringify(list) : stringify(list);
+    // YAML as kubectl prints it (the dashes of a sequence under its key).
+    const text = source === 'json' ? JSON.stringify(list) : stringify(list, { indentSeq: false });
     const file = `objects.${source}`;
     await writeFile(join(dir, `.${file}.tmp`), text);
     await rename(join(dir, `.${file}.tmp`), join(dir, file));

@@ -55,15 +55,17 @@ export interface AgentRun {
   programmed: { ms: number; added: number }[];
   /** Its "heap compacted" log lines. */
   compactions: { beforeMb: number; afterMb: number; ms: number }[];
+  /** Everything it printed (stdout and stderr), by line. */
+  output: string[];
 }
 
 /**
  * Run `kinglet agent <args>` (plus --api-socket `sock`) until it has programmed
  * `frontends` frontends; stops it (SIGTERM) before returning. `env` is added
  * to the agent's environment; `kinglet` is the entry script (default: this
- * checkout's).
+ * checkout's); `laterMs` replaces the 3 s of the second reading.
  */
-export async function runAgent(c: Collector, args: string[], sock: string, frontends: number, opts: { env?: Record<string, string>; kinglet?: string } = {}): Promise<AgentRun> {
+export async function runAgent(c: Collector, args: string[], sock: string, frontends: number, opts: { env?: Record<string, string>; kinglet?: string; laterMs?: number } = {}): Promise<AgentRun> {
   const t0 = performance.now();
   // The node flags of the installed unit, so the RSS is the one a node sees.
   const agent = start(c, [process.execPath, ...AGENT_NODE_FLAGS, opts.kinglet ?? kinglet, 'agent', ...args, '--api-socket', sock], { env: opts.env });
@@ -91,11 +93,11 @@ export async function runAgent(c: Collector, args: string[], sock: string, front
   }
   const programmedMs = performance.now() - t0;
   const atProgrammed = await vm(agent.pid);
-  await sleep(3000);
+  await sleep(opts.laterMs ?? 3000);
   const later = await vm(agent.pid);
   const log = (await agent.waitForOutput(() => true)).split('\n');
   await agent.stop('SIGTERM');
-  const lines = (msg: string) => log.filter((l) => l.includes(`"${msg}"`)).map((l) => JSON.parse(l) as Record<string, number>);
+  const lines = (msg: string) => log.filter((l) => l.startsWith('{') && l.includes(`"${msg}"`)).map((l) => JSON.parse(l) as Record<string, number>);
   return {
     startedMs,
     programmedMs,
@@ -104,5 +106,6 @@ export async function runAgent(c: Collector, args: string[], sock: string, front
     status,
     programmed: lines('services programmed') as AgentRun['programmed'],
     compactions: lines('heap compacted') as AgentRun['compactions'],
+    output: log,
   };
 }
