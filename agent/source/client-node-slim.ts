@@ -19,7 +19,7 @@
 // If a later client-node renames these files, the hook matches nothing and
 // the full package loads as before; if it takes more names from them,
 // loading kube.ts fails at once (a missing export), which the tests see.
-import { registerHooks } from 'node:module';
+import * as nodeModule from 'node:module';
 
 const REDIRECTS: readonly { parent: string; specifier: string; target: string }[] = [
   { parent: '/@kubernetes/client-node/dist/config.js', specifier: './gen/index.js', target: new URL('./client-node/gen-index.ts', import.meta.url).href },
@@ -35,6 +35,8 @@ let registered = false;
  */
 export function slimClientNode(): boolean {
   if (registered) return true;
+  // Looked up, not imported by name: a node without it must still load this file.
+  const registerHooks = (nodeModule as Partial<typeof nodeModule>).registerHooks;
   if (typeof registerHooks !== 'function') return false;
   registerHooks({
     resolve(specifier, context, next) {
