@@ -252,6 +252,7 @@ await bench('program-maps', async (c: Collector) => {
     `(agent's own apply: ${programmed.map((p) => `${fmtMs(p.ms)} for ${p.added} writes`).join(', ')}; status lastApply ${fmtMs(agentApply.durationMs)})`);
   console.log(`     VmRSS right after ${vmAfter.rssMb.toFixed(1)} MB, 3 s later ${vmLater.rssMb.toFixed(1)} MB, peak (VmHWM) ${vmLater.hwmMb.toFixed(1)} MB; ` +
     `baseline: bare node process ${base.rssMb.toFixed(1)} MB, node startup ${fmtMs(base.startMs)}`);
+  console.log(`     agent's heap compactions: ${run.compactions.map((x) => `${x.beforeMb}->${x.afterMb} MB in ${x.ms} ms`).join(', ') || 'none'} (test/bench/agent-rss.ts: the same through a YAML file and the kube source)`);
   rows.push(['(iv) agent spawn -> all programmed', fmtMs(e2eMs), fmtRatio(e2eMs / TARGET_MS), fmtMs(base.startMs) + ' (node -e "")', fmtRatio(e2eMs / base.startMs)]);
   rows.push(['     of which the agent\'s apply', fmtMs(agentApply.durationMs), fmtRatio(agentApply.durationMs / TARGET_MS), fmtMs(mRaw), fmtRatio(agentApply.durationMs / mRaw)]);
 
