@@ -50,7 +50,11 @@ import https from 'node:https';
 import type { ClientRequest } from 'node:http';
 import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { KubeConfig, ListWatch, Watch, type Cluster, type KubernetesObject, type KubernetesListObject } from '@kubernetes/client-node';
+// The three files needed, not the package index (which loads every generated API client): see client-node-slim.ts.
+import { KubeConfig } from '@kubernetes/client-node/dist/config.js';
+import { ListWatch } from '@kubernetes/client-node/dist/cache.js';
+import { Watch } from '@kubernetes/client-node/dist/watch.js';
+import type { Cluster, KubernetesObject, KubernetesListObject } from '@kubernetes/client-node';
 import type { Logger } from '../log.ts';
 import type { KubeObject, Snapshot, Source, SourceStatus } from './types.ts';
 import { trimObject } from './trim.ts';

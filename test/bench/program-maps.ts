@@ -25,13 +25,12 @@
 //   (iv)  end to end: `kinglet agent --source dir:` on a JSON List of the same
 //         objects, from spawn to /v1/status showing every frontend; VmRSS after
 // No network traffic at all.
-import { mkdtemp, readFile, rm, writeFile, rename } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile, rename } from 'node:fs/promises';
 import { execa } from 'execa';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { scratchBpffs, start, testCgroup } from '../lib/sandbox.ts';
-import { sleep } from '../lib/wait.ts';
+import { scratchBpffs, testCgroup } from '../lib/sandbox.ts';
 import { buildLbState, LbModel } from '../../agent/model/services.ts';
 import { emptySnapshot, type KubeObject } from '../../agent/source/types.ts';
 import { trimObject } from '../../agent/source/trim.ts';
@@ -41,15 +40,12 @@ import { cleanup } from '../../agent/datapath/loader.ts';
 import { BPF_F_NO_PREALLOC, BpfMap, MapType, mapUpdate, mapUpdateBatch } from '../../agent/datapath/libbpf.ts';
 import { lbEntries } from '../../agent/datapath/lb-entries.ts';
 import { LB_CONFIG_MAPS } from '../../agent/datapath/lb-layout.ts';
-import { apiRequest } from '../../agent/api/client.ts';
-import { AGENT_NODE_FLAGS } from '../../installer/render.ts';
-import type { AgentStatus } from '../../agent/api/types.ts';
 import { benchObjects } from './lib/objects.ts';
+import { nodeBaseline, runAgent } from './lib/agent-run.ts';
 import { bench, fmtInt, fmtMs, fmtRatio, median, table, type Collector } from './lib/bench.ts';
 import { Backends } from '../../agent/model/backends.ts';
 
 const repo = fileURLToPath(new URL('../../', import.meta.url));
-const kinglet = join(repo, 'agent', 'cli', 'kinglet.ts');
 const SERVICES = Number(process.env.BENCH_SERVICES ?? 10_000);
 const ENDPOINTS = Number(process.env.BENCH_ENDPOINTS ?? 10);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
@@ -65,12 +61,6 @@ function withOneEndpointChanged(state: LbState): LbState {
   backends[0] = { ...backends[0]!, address: '10.63.255.254' };
   frontends[k] = { ...fe, backends: Backends.from(backends) };
   return { frontends };
-}
-
-async function vm(pid: number): Promise<{ rssMb: number; hwmMb: number }> {
-  const st = await readFile(`/proc/${pid}/status`, 'utf8');
-  const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(st)?.[1] ?? NaN);
-  return { rssMb: kb('VmRSS') / 1024, hwmMb: kb('VmHWM') / 1024 };
 }
 
 await bench('program-maps', async (c: Collector) => {
@@ -262,74 +252,34 @@ await bench('program-maps', async (c: Collector) => {
 
   // (iv) end to end through the agent process.
   const dir = await mkdtemp(join(tmpdir(), 'kl-bench-src-'));
-  const run = await mkdtemp(join(tmpdir(), 'kl-bench-run-'));
+  const runDir = await mkdtemp(join(tmpdir(), 'kl-bench-run-'));
   c.teardown(() => rm(dir, { recursive: true, force: true }));
-  c.teardown(() => rm(run, { recursive: true, force: true }));
+  c.teardown(() => rm(runDir, { recursive: true, force: true }));
   const list = JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [...snapshot.services, ...snapshot.endpointSlices] });
   await writeFile(join(dir, '.objects.json.tmp'), list);
   await rename(join(dir, '.objects.json.tmp'), join(dir, 'objects.json'));
   console.log(`(iv) objects.json: ${(list.length / 1048576).toFixed(1)} MB`);
 
   // Baselines for the agent: a bare node process (startup time, idle RSS).
-  const nodeStartMs: number[] = [];
-  for (let r = 0; r < 3; r++) {
-    const t0 = performance.now();
-    await execa(process.execPath, ['-e', '']);
-    nodeStartMs.push(performance.now() - t0);
-  }
-  const idle = start(c, [process.execPath, '-e', 'console.log("up"); setTimeout(() => {}, 20000)']);
-  await idle.waitForOutput((o) => o.includes('up'));
-  const idleVm = await vm(idle.pid);
-  await idle.stop('SIGKILL');
-
+  const base = await nodeBaseline(c);
   const agentRoot = join(fs, 'agent');
   const agentCgroup = await testCgroup(c, 'kinglet-bench');
   c.teardown(() => cleanup(agentRoot)); // the agent leaves its datapath pinned on exit
-  const sock = join(run, 'agent.sock');
-  const t0 = performance.now();
-  // The node flags of the installed unit, so the RSS is the one a node sees.
-  const agent = start(c, [process.execPath, ...AGENT_NODE_FLAGS, kinglet, 'agent', '--source', `dir:${dir}`, '--bpf-root', agentRoot, '--cgroup', agentCgroup, '--api-socket', sock]);
-  let startedMs = NaN;
-  let status: AgentStatus | undefined;
-  const deadline = Date.now() + 120_000;
-  for (;;) {
-    if (Number.isNaN(startedMs)) {
-      try {
-        await agent.waitForOutput((o) => o.includes('"agent started"'), 1);
-        startedMs = performance.now() - t0;
-      } catch (e) {
-        if (/exited/.test((e as Error).message)) throw e;
-      }
-    }
-    try {
-      const st = await apiRequest<AgentStatus>(sock, 'GET', '/v1/status');
-      if (st.services.frontends === fronts && st.services.lastApply) {
-        status = st;
-        break;
-      }
-    } catch { /* not listening yet */ }
-    if (Date.now() > deadline) throw new Error('the agent did not program every frontend within 120 s');
-    await sleep(10);
-  }
-  const e2eMs = performance.now() - t0;
-  const vmAfter = await vm(agent.pid);
-  await sleep(3000);
-  const vmLater = await vm(agent.pid);
-  const log = await agent.waitForOutput(() => true);
-  const programmed = log.split('\n').filter((l) => l.includes('"services programmed"')).map((l) => JSON.parse(l) as { ms: number; added: number });
-  await agent.stop('SIGTERM');
-  const agentApply = status!.services.lastApply!;
+  const run = await runAgent(c, ['--source', `dir:${dir}`, '--bpf-root', agentRoot, '--cgroup', agentCgroup], join(runDir, 'agent.sock'), fronts);
+  const { startedMs, programmedMs: e2eMs, atProgrammed: vmAfter, later: vmLater, status, programmed } = run;
+  const agentApply = status.services.lastApply!;
   console.log(`(iv) agent: "agent started" after ${fmtMs(startedMs)}; all ${fronts} frontends programmed after ${fmtMs(e2eMs)} ` +
     `(agent's own apply: ${programmed.map((p) => `${fmtMs(p.ms)} for ${p.added} writes`).join(', ')}; status lastApply ${fmtMs(agentApply.durationMs)})`);
   console.log(`     VmRSS right after ${vmAfter.rssMb.toFixed(1)} MB, 3 s later ${vmLater.rssMb.toFixed(1)} MB, peak (VmHWM) ${vmLater.hwmMb.toFixed(1)} MB; ` +
-    `baseline: bare node process ${idleVm.rssMb.toFixed(1)} MB, node startup ${fmtMs(median(nodeStartMs))}`);
-  rows.push(['(iv) agent spawn -> all programmed', fmtMs(e2eMs), fmtRatio(e2eMs / TARGET_MS), fmtMs(median(nodeStartMs)) + ' (node -e "")', fmtRatio(e2eMs / median(nodeStartMs))]);
+    `baseline: bare node process ${base.rssMb.toFixed(1)} MB, node startup ${fmtMs(base.startMs)}`);
+  console.log(`     agent's heap compactions: ${run.compactions.map((x) => `${x.beforeMb}->${x.afterMb} MB in ${x.ms} ms`).join(', ') || 'none'} (test/bench/agent-rss.ts: the same through a YAML file and the kube source)`);
+  rows.push(['(iv) agent spawn -> all programmed', fmtMs(e2eMs), fmtRatio(e2eMs / TARGET_MS), fmtMs(base.startMs) + ' (node -e "")', fmtRatio(e2eMs / base.startMs)]);
   rows.push(['     of which the agent\'s apply', fmtMs(agentApply.durationMs), fmtRatio(agentApply.durationMs / TARGET_MS), fmtMs(mRaw), fmtRatio(agentApply.durationMs / mRaw)]);
 
   console.log(`\nprogramming ${fmtInt(SERVICES)} services x ${ENDPOINTS} endpoints (${fmtInt(writes)} map entries); medians of ${ROUNDS}`);
   console.log(table(['step', 'time', `/ target ${TARGET_MS} ms`, 'baseline (raw writes)', 'ratio to baseline'], rows));
   console.log(`\nagent RSS after programming: ${vmAfter.rssMb.toFixed(1)} MB (${fmtRatio(vmAfter.rssMb / TARGET_RSS_MB)} of the ${TARGET_RSS_MB} MB target), ` +
-    `${vmLater.rssMb.toFixed(1)} MB 3 s later, peak ${vmLater.hwmMb.toFixed(1)} MB; a bare node process: ${idleVm.rssMb.toFixed(1)} MB (ratio ${fmtRatio(vmAfter.rssMb / idleVm.rssMb)})`);
+    `${vmLater.rssMb.toFixed(1)} MB 3 s later, peak ${vmLater.hwmMb.toFixed(1)} MB; a bare node process: ${base.rssMb.toFixed(1)} MB (ratio ${fmtRatio(vmAfter.rssMb / base.rssMb)})`);
   const mAgent = median(agentMs), mBatch = median(batchMs);
   console.log(`agent path (LbModel.update + LbDatapath.update from empty): ${fmtMs(mAgent)} wall, ${fmtMs(median(agentCpuMs))} CPU; ` +
     `ratio to the raw-update baseline ${fmtRatio(mAgent / mRaw)}, to the batch baseline (${fmtMs(mBatch)}) ${fmtRatio(mAgent / mBatch)}`);

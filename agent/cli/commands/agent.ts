@@ -127,6 +127,8 @@ export async function run(args: string[], io: Io): Promise<number> {
     const { DirSource } = await import('../../source/dir.ts');
     source = new DirSource(path, { logger: log });
   } else if (spec === 'kube') {
+    const { slimClientNode } = await import('../../source/client-node-slim.ts');
+    slimClientNode(); // before kube.ts loads: client-node without its generated API clients
     const { KubeSource } = await import('../../source/kube.ts');
     try {
       source = new KubeSource({
