@@ -13,10 +13,10 @@
 // here an entry whose value is all zeros is no entry, and deleting one
 // writes zeros. So callers see the same map semantics for both kinds.
 //
-// drift() on an array map reads the used range, indexes below the copy's
-// high-water mark, whole, and of the rest (which should be all zeros) one
-// window per check, so the whole tail is read once every TAIL_ROUNDS
-// checks. A stray entry up there is found later, not never, and that is
+// drift() on an array map reads the used range (index 0 up to the highest
+// one the copy holds: the allocators' high-water mark) whole, and of the
+// rest, which should be all zeros, one window per check, so the whole tail
+// is read once every TAIL_ROUNDS checks. A stray entry up there is found later, not never, and that is
 // enough: no program reaches an index no slot, id or frontend range points
 // at, and whatever takes such an index into use writes it first.
 import type { MapAccess } from './reconcile.ts';
@@ -254,7 +254,7 @@ function sameAt(a: Uint8Array, at: number, b: Uint8Array, bt: number, n: number)
 /** Entries per chunk of a drift() scan. */
 const SCAN_CHUNK = 4096;
 
-/** drift() checks over which the unused tail of an array map (above the copy's high-water mark) is read once. */
+/** drift() checks over which the unused tail of an array map (above the highest index the copy holds) is read once. */
 export const TAIL_ROUNDS = 16;
 
 /**
@@ -289,7 +289,8 @@ function putIndex(b: Uint8Array, i: number): void {
 /**
  * drift()'s buffers, shared by every map and kept between scans (grown when
  * a map needs more): one chunk of keys and values, the batch positions, a
- * key and a value for the key-by-key walk, and a mark per copy entry.
+ * key and a value for the key-by-key walk, a mark per copy entry, and
+ * (array maps) the copy's position by index.
  */
 const scratch = {
   keys: new Uint8Array(0),
@@ -300,6 +301,7 @@ const scratch = {
   key2: new Uint8Array(0),
   value: new Uint8Array(0),
   seen: new Uint8Array(0),
+  byIndex: new Int32Array(0),
 };
 
 function scratchFor(keySize: number, valueSize: number, entries: number): typeof scratch {
@@ -344,9 +346,7 @@ export class ShadowMap implements MapAccess {
   /** Packed entries not in #copy yet (keys #copy does not hold). */
   #pending: Packed[] = [];
   #pendingCount = 0;
-  /** Array maps: every index the copy holds is below this (raised on writes, made exact by drift()). */
-  #high = 0;
-  /** Array maps: where drift() reads the next window of the tail above #high. */
+  /** Array maps: where drift() reads the next window of the tail above the copy's highest index. */
   #tailAt = 0;
 
   constructor(map: BpfMap) {
@@ -362,18 +362,13 @@ export class ShadowMap implements MapAccess {
     this.#segs = [];
     this.#pending = [];
     this.#pendingCount = 0;
-    this.#high = 0;
     const { keySize, valueSize } = this.map.info;
     let batch: ReturnType<typeof mapLookupAll>;
     try {
       batch = mapLookupAll(this.map.fd, keySize, valueSize);
     } catch {
       // Batch lookups need 5.6+: read key by key instead.
-      for (const [k, v] of this.map.entries()) {
-        if (this.#array && allZero(v, 0, v.length)) continue;
-        this.#copy.set(this.#copy.pair(k, v));
-        this.#raise(k, 0);
-      }
+      for (const [k, v] of this.map.entries()) if (!this.#array || !allZero(v, 0, v.length)) this.#copy.set(this.#copy.pair(k, v));
       return;
     }
     const { keys, values } = batch;
@@ -412,12 +407,32 @@ export class ShadowMap implements MapAccess {
     const s = scratchFor(keySize, valueSize, positions);
     const seen = s.seen;
     const d: MapDrift = { missing: [], changed: [], extra: [], scanned: 0 };
+    // An array's copy by index (position + 1, 0: none), up to its highest index: no hashing per entry.
+    let high = 0;
+    if (this.#array) {
+      for (let p = 0; p < positions; p++) {
+        const h = copy.handleAt(p);
+        if (h !== DEAD) high = Math.max(high, this.#indexOf(h) + 1);
+      }
+      high = Math.min(high, maxEntries);
+      if (s.byIndex.length < high) s.byIndex = new Int32Array(Math.max(high, s.byIndex.length * 2));
+      s.byIndex.fill(0, 0, high);
+      for (let p = 0; p < positions; p++) {
+        const h = copy.handleAt(p);
+        if (h !== DEAD) s.byIndex[this.#indexOf(h)] = p + 1;
+      }
+    }
+    const byIndex = s.byIndex;
     const compare = (keys: Uint8Array, values: Uint8Array, count: number) => {
       d.scanned += count;
       for (let i = 0; i < count; i++) {
         const ko = i * keySize, vo = i * valueSize;
-        if (this.#array && allZero(values, vo, valueSize)) continue;
-        const pos = copy.positionOf(keys, ko, keySize);
+        let pos: number;
+        if (this.#array) {
+          if (allZero(values, vo, valueSize)) continue;
+          const ix = indexAt(keys, ko);
+          pos = ix < high ? byIndex[ix]! - 1 : -1;
+        } else pos = copy.positionOf(keys, ko, keySize);
         if (pos < 0) {
           d.extra.push(keys.slice(ko, ko + keySize));
           continue;
@@ -433,24 +448,22 @@ export class ShadowMap implements MapAccess {
     };
     if (this.#array) {
       // The used range whole (every entry of the copy is in it), then one window of the tail.
-      const high = Math.min(this.#high, maxEntries);
       this.#scan(s, compare, 0, high);
       const w = tailWindow(high, maxEntries, this.#tailAt);
       this.#scan(s, compare, w.from, w.count);
       this.#tailAt = w.from + w.count;
     } else this.#scan(s, compare);
-    let high = 0;
     for (let p = 0; p < positions; p++) {
+      if (seen[p] === 1) continue;
       const h = copy.handleAt(p);
-      if (h === DEAD) continue;
-      if (this.#array) {
-        const i = h >= 0 ? indexAt(this.#segs[h >>> SEG_SHIFT]!.keys, (h & POS_MASK) * keySize) : indexAt(copy.pairOf(h)[0], 0);
-        if (i >= high) high = i + 1;
-      }
-      if (seen[p] !== 1) d.missing.push({ key: this.#key(h), value: this.#value(h) });
+      if (h !== DEAD) d.missing.push({ key: this.#key(h), value: this.#value(h) });
     }
-    if (this.#array) this.#high = high; // exact again (deletes since the last check lower it)
     return d;
+  }
+
+  /** The array index an entry's key names. */
+  #indexOf(h: number): number {
+    return h >= 0 ? indexAt(this.#segs[h >>> SEG_SHIFT]!.keys, (h & POS_MASK) * this.map.info.keySize) : indexAt(this.#copy.pairOf(h)[0], 0);
   }
 
   /** The batch lookup works on this map (cleared when the kernel refuses the first one). */
@@ -506,13 +519,6 @@ export class ShadowMap implements MapAccess {
     if (n > 0) each(s.keys, s.values, n);
   }
 
-  /** Array maps: the copy now holds the index `key` names (bytes at `at`). */
-  #raise(b: Uint8Array, at: number): void {
-    if (!this.#array) return;
-    const next = indexAt(b, at) + 1;
-    if (next > this.#high) this.#high = next;
-  }
-
   /** Index the entries written packed now rather than on first use (when idle). */
   prepare(): void {
     this.#indexed();
@@ -534,15 +540,11 @@ export class ShadowMap implements MapAccess {
           // Out of places to number: entries as pairs of views.
           for (let i = 0; i < seg.count; i++) {
             copy.set(copy.pair(keys.subarray(i * keySize, (i + 1) * keySize), seg.values.subarray(i * valueSize, (i + 1) * valueSize)));
-            this.#raise(keys, i * keySize);
           }
           continue;
         }
         const base = (this.#segs.push(seg) - 1) << SEG_SHIFT;
-        for (let i = 0; i < seg.count; i++) {
-          copy.set(base | i);
-          this.#raise(keys, i * keySize);
-        }
+        for (let i = 0; i < seg.count; i++) copy.set(base | i);
       }
       this.#pending = [];
       this.#pendingCount = 0;
@@ -581,7 +583,6 @@ export class ShadowMap implements MapAccess {
     this.map.set(key, value);
     const copy = this.#indexed();
     copy.set(copy.pair(Uint8Array.from(key), Uint8Array.from(value)));
-    this.#raise(key, 0);
   }
 
   /**
@@ -613,7 +614,6 @@ export class ShadowMap implements MapAccess {
           for (let i = 0; i < done; i++) {
             const e = part[i]!;
             copy.set(copy.pair(e.key, e.value));
-            this.#raise(e.key, 0);
           }
         }
       }
