@@ -108,7 +108,12 @@ export class LbDatapath {
         continue;
       }
       try {
-        const loaded = load({ object, bpfRoot: opts.bpfRoot, cgroup: opts.cgroup, replaceIncompatible: opts.replaceIncompatible, fillFirst: opts.fillFirst });
+        const loaded = load({
+          object, bpfRoot: opts.bpfRoot, cgroup: opts.cgroup, replaceIncompatible: opts.replaceIncompatible, fillFirst: opts.fillFirst,
+          // The configuration maps refer to each other by ids and slot bases: an upgrade that
+          // changes one gets a whole new set (the old programs keep theirs until the switch).
+          ...(opts.fillFirst ? { renewTogether: LB_CONFIG_MAPS } : {}),
+        });
         opts.log?.('socket LB loaded', { object: variant.file, setRetval: variant.setRetval, netnsCookie: variant.netnsCookie });
         return new LbDatapath(loaded, variant);
       } catch (e) {

@@ -90,6 +90,14 @@ export interface LoadOptions {
    * once it has filled the new ones.
    */
   keepStalePins?: readonly string[];
+  /**
+   * Maps that hold one state together (e.g. the LB's frontends, slots,
+   * backends and rev-NAT entries): when one of them is created or replaced
+   * (a new layout), the others are made anew as well instead of adopted, so
+   * the programs still attached keep their complete old set while the
+   * caller fills the new one (with fillFirst).
+   */
+  renewTogether?: readonly string[];
 }
 
 export type MapAction = 'created' | 'reused' | 'replaced' | 'private';
@@ -282,6 +290,7 @@ export function load(opts: LoadOptions): Loaded {
     // Maps: reuse compatible pins, plan pins for the rest.
     const mapStatus = new Map<string, MapStatus>();
     const toPin: { map: ObjectMap; path: string; replace: boolean }[] = [];
+    const reusable: { map: ObjectMap; fd: number; path: string }[] = [];
     const objMaps = obj.maps();
     for (const m of objMaps) {
       const want = opts.maxEntries?.[m.name];
@@ -314,7 +323,7 @@ export function load(opts: LoadOptions): Loaded {
       }
       const diff = mapDifferences(info, { type: m.type, keySize: m.keySize, valueSize: m.valueSize, maxEntries: m.maxEntries, flags: m.flags });
       if (diff.length === 0) {
-        m.reuseFd(fd);
+        reusable.push({ map: m, fd, path });
         mapStatus.set(m.name, { ...base, pin: path, action: 'reused' });
       } else if (opts.replaceIncompatible) {
         toPin.push({ map: m, path, replace: true });
@@ -326,6 +335,18 @@ export function load(opts: LoadOptions): Loaded {
             `remove the pin (kinglet agent --cleanup) or allow replacing it (its entries will be lost)`,
         );
       }
+    }
+    // One of a set of maps that hold one state together is new (another layout): the rest of
+    // the set is made anew too, so old programs keep reading their whole old set, untouched.
+    const together = new Set(opts.renewTogether ?? []);
+    const renewed = [...mapStatus.values()].filter((st) => together.has(st.name) && (st.action === 'created' || st.action === 'replaced'));
+    for (const r of reusable) {
+      const st = mapStatus.get(r.map.name)!;
+      if (renewed.length > 0 && together.has(r.map.name)) {
+        toPin.push({ map: r.map, path: r.path, replace: true });
+        st.action = 'replaced';
+        st.reason = `renewed with ${renewed.map((x) => x.name).join(', ')} (a new layout): programs still attached keep the old set`;
+      } else r.map.reuseFd(r.fd);
     }
     for (const fd of fds.splice(0)) closeFd(fd);
 

@@ -10,8 +10,8 @@ import { readdirSync, renameSync } from 'node:fs';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { mapsDir } from '../../../agent/datapath/loader.ts';
-import { LB_MAP_NAMES } from '../../../agent/datapath/lb-layout.ts';
+import { describePinned, mapsDir } from '../../../agent/datapath/loader.ts';
+import { LB4_RSK_MAP, LB4_SVC_MAP, LB6_SVC_MAP, LB_CONFIG_MAPS, LB_MAP_NAMES } from '../../../agent/datapath/lb-layout.ts';
 import { apiRequest } from '../../../agent/api/client.ts';
 import type { AgentStatus } from '../../../agent/api/types.ts';
 import { rootSkipReason } from '../../lib/sandbox.ts';
@@ -19,21 +19,31 @@ import { CLUSTER_IP, kinglet, programmed, servers, service, slice, world, type R
 
 const skip = rootSkipReason();
 
-/** What an agent with an older layout leaves: the same maps (and their entries) under older version names. */
-function asOlderLayout(bpfRoot: string): string[] {
+/** What an agent with an older layout of `maps` leaves: the same maps (and their entries) under older version names. */
+function asOlderLayout(bpfRoot: string, maps: readonly string[]): string[] {
   const dir = mapsDir(bpfRoot);
-  const old = LB_MAP_NAMES.map((n) => n.replace(/_v\d+$/, '_v0'));
-  LB_MAP_NAMES.forEach((n, i) => renameSync(join(dir, n), join(dir, old[i]!)));
+  const old = maps.map((n) => n.replace(/_v\d+$/, '_v0'));
+  maps.forEach((n, i) => renameSync(join(dir, n), join(dir, old[i]!)));
   return old;
 }
 
-t.test('an upgrade to a new map layout never fails a connect, and sweeps the old pins', { skip }, async (t) => {
+const pinnedIds = (bpfRoot: string) => new Map(describePinned(bpfRoot).maps.map((m) => [m.name, m.id]));
+
+const scopes = [
+  { what: 'every socket-LB map', maps: LB_MAP_NAMES },
+  // The slot, backend and rev-NAT maps keep their names: the new agent must not rewrite the
+  // ones the old programs read (with its own ids and slot bases) but fill a new set.
+  { what: 'only the frontend maps', maps: [LB4_SVC_MAP, LB6_SVC_MAP] },
+];
+
+for (const scope of scopes) t.test(`an upgrade to a new layout of ${scope.what} never fails a connect, and sweeps the old pins`, { skip }, async (t) => {
   const w = await world(t);
   await w.writeObjects([service('echo', CLUSTER_IP), slice('echo', [1, 2, 3])]);
   let agent = w.startAgent();
   await programmed(w.sock, (s) => s.length === 2 && s.every((e) => e.backends.length === 3));
   await agent.stop('SIGTERM');
-  const old = asOlderLayout(w.bpfRoot);
+  const before = pinnedIds(w.bpfRoot);
+  const old = asOlderLayout(w.bpfRoot, scope.maps);
 
   // The old programs, still attached, serve from the renamed maps; the client connects
   // before the new agent starts and goes on until well after the switch.
@@ -59,6 +69,9 @@ t.test('an upgrade to a new map layout never fails a connect, and sweeps the old
   const left = readdirSync(mapsDir(w.bpfRoot));
   t.same(left.filter((n) => old.includes(n)), [], 'no pin of the older layout remains');
   t.same(LB_MAP_NAMES.filter((n) => !left.includes(n)), [], 'the new layout is pinned');
+  const ids = pinnedIds(w.bpfRoot);
+  t.same(LB_CONFIG_MAPS.filter((n) => ids.get(n) === before.get(n)), [], 'a whole new set of configuration maps, filled before the switch');
+  t.equal(ids.get(LB4_RSK_MAP) === before.get(LB4_RSK_MAP), !scope.maps.includes(LB4_RSK_MAP), 'the reverse-socket map is adopted unless its layout changed');
 
   const st = await apiRequest<AgentStatus>(w.sock, 'GET', '/v1/status');
   t.equal(st.healthy, true, `healthy (${st.problems.join('; ')})`);

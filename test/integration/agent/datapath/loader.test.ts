@@ -211,11 +211,21 @@ t.test('fillFirst: on new maps the old programs keep running until attach(); a p
   const mdir = join(root, 'maps');
   renameSync(join(mdir, 'kl_test_layout_v2'), join(mdir, 'kl_test_layout_v1'));
 
-  current = load({ object: v2, bpfRoot: root, cgroup: cg, fillFirst: true });
+  const oldSeen = openPinnedMap(join(mdir, 'kl_test_seen'));
+  t.teardown(() => oldSeen.close());
+  current = load({ object: v2, bpfRoot: root, cgroup: cg, fillFirst: true, renewTogether: ['kl_test_layout_v2', 'kl_test_seen'] });
   t.equal(current.attachPending, true, 'a new map: attach waits');
-  t.match(current.describe().maps.find((m) => m.name === 'kl_test_layout_v2'), { action: 'created' });
+  const maps = current.describe().maps;
+  t.match(maps.find((m) => m.name === 'kl_test_layout_v2'), { action: 'created' });
+  t.match(maps.find((m) => m.name === 'kl_test_seen'), { action: 'replaced', reason: /renewed with kl_test_layout_v2/ }, 'its partner is made anew');
+  t.not(maps.find((m) => m.name === 'kl_test_seen')!.id, oldSeen.info.id);
+  t.match(maps.find((m) => m.name === 'kl_test_counts'), { action: 'reused' }, 'a map outside the set is adopted');
   t.same(attachedIds(cg, bpf.AttachType.CGROUP_INET4_CONNECT), [oldProg], 'the old program still serves');
   t.ok(existsSync(join(mdir, 'kl_test_layout_v1')), 'the old pin stays until the switch');
+  oldSeen.delete(LOOPBACK);
+  await connectFrom(cg);
+  t.equal(oldSeen.get(LOOPBACK)?.readUInt32LE(), 1, 'meanwhile the old program writes its own (old) map');
+  t.equal(new bpf.BpfMap(current.maps.kl_test_seen!).get(LOOPBACK), undefined, 'and not the new one');
   const layout = new bpf.BpfMap(current.maps.kl_test_layout_v2!);
   layout.set(u32(0), u32(7)); // fill
   current.attach();
