@@ -244,7 +244,7 @@ export class Agent {
     const ctl = this.#controller?.status();
     const problems: string[] = [];
     if (!lb) problems.push('datapath not loaded');
-    else if (lb.attachPending) problems.push('socket LB programs not attached yet: they attach once the first reconcile has programmed the maps');
+    else if (lb.attachPending) problems.push('the service maps are new and not programmed yet: the socket-LB programs attach (and old map pins go) after the first reconcile');
     if (!src.synced) problems.push(`source ${src.kind} (${src.endpoint}) has not completed its first full list${src.lastError ? `: ${src.lastError}` : ''}`);
     if (ctl?.lastError) problems.push(`controller ${ctl.name}: ${ctl.lastError}`);
     const desc = lb?.describe();
