@@ -16,9 +16,10 @@
 // drift() on an array map reads the used range (index 0 up to the highest
 // one the copy holds: the allocators' high-water mark) whole, and of the
 // rest, which should be all zeros, one window per check, so the whole tail
-// is read once every TAIL_ROUNDS checks. A stray entry up there is found later, not never, and that is
-// enough: no program reaches an index no slot, id or frontend range points
-// at, and whatever takes such an index into use writes it first.
+// is read once every TAIL_ROUNDS checks. A stray entry up there is found
+// later, not never, and that is enough: no program reaches an index no
+// slot, id or frontend range points at, and whatever takes such an index
+// into use writes it first.
 import type { MapAccess } from './reconcile.ts';
 import { endianness } from 'node:os';
 import { MapType, mapLookupAll, mapLookupBatch, mapNextKey, mapTryLookup, mapUpdateBatch, type BpfMap } from './libbpf.ts';
