@@ -85,13 +85,13 @@ export class Agent {
       objectDir: this.#o.objectDir,
       object: this.#o.object,
       replaceIncompatible: this.#o.replaceIncompatible,
+      // New maps (an upgrade to another layout, or a first start) are filled by the first
+      // reconcile before any program reads them; a plain restart adopts everything at once.
+      fillFirst: true,
       log: (msg, fields) => log('info', msg, fields),
     });
-    const lbDesc = this.#lb.describe();
-    for (const a of lbDesc.attachments) {
-      log('info', `program ${a.action}`, { program: a.program, attach: a.attachType, cgroup: a.cgroup, linkId: a.linkId });
-    }
-    if (lbDesc.removedPins.length > 0) log('info', 'map pins of an older layout removed', { pins: lbDesc.removedPins });
+    if (this.#lb.attachPending) log('info', 'socket LB programs attach after the first reconcile has filled the new maps; until then the programs already attached (if any) keep serving');
+    else this.#logAttached();
     if (!socketLb) {
       const removed = removePinnedLinks(this.#o.bpfRoot, Object.keys(SOCK_LB_PROGRAMS));
       log('info', 'socket LB off: services are translated per packet by the pod programs', { detachedLinks: removed.length });
@@ -149,6 +149,14 @@ export class Agent {
     log('info', 'agent started', { node: this.#nodeName, apiSocket: this.#o.apiSocket, bpfRoot: this.#o.bpfRoot, cgroup: this.#o.cgroup });
   }
 
+  #logAttached(): void {
+    const d = this.#lb!.describe();
+    for (const a of d.attachments) {
+      this.#o.log('info', `program ${a.action}`, { program: a.program, attach: a.attachType, cgroup: a.cgroup, linkId: a.linkId });
+    }
+    if (d.removedPins.length > 0) this.#o.log('info', 'map pins of an older layout removed', { pins: d.removedPins });
+  }
+
   #resyncTimer: NodeJS.Timeout | undefined;
   #forceRoutes = false;
 
@@ -195,6 +203,10 @@ export class Agent {
     const resynced = this.#lastApply === undefined;
     const r = lb.update(u);
     this.#lastApply = { ...r, at: new Date().toISOString() };
+    if (lb.attachPending) {
+      lb.attach();
+      this.#logAttached();
+    }
     await this.#pods?.syncNodes(this.#nodeView(snap), resynced || this.#forceRoutes);
     this.#forceRoutes = false;
     if (r.added + r.updated + r.deleted > 0) {
@@ -232,6 +244,7 @@ export class Agent {
     const ctl = this.#controller?.status();
     const problems: string[] = [];
     if (!lb) problems.push('datapath not loaded');
+    else if (lb.attachPending) problems.push('the service maps are new and not programmed yet: the socket-LB programs attach (and old map pins go) after the first reconcile');
     if (!src.synced) problems.push(`source ${src.kind} (${src.endpoint}) has not completed its first full list${src.lastError ? `: ${src.lastError}` : ''}`);
     if (ctl?.lastError) problems.push(`controller ${ctl.name}: ${ctl.lastError}`);
     const desc = lb?.describe();

@@ -25,6 +25,13 @@ export interface LbDatapathOptions {
   /** Force one object variant (file name under objectDir); default: the best that loads. */
   object?: string;
   replaceIncompatible?: boolean;
+  /**
+   * Leave the programs unattached (and old-layout pins in place) until
+   * attach(), unless this is a plain restart onto the same pinned maps: the
+   * caller programs the desired state first, so an upgrade that brings new
+   * maps never has programs reading them empty.
+   */
+  fillFirst?: boolean;
   log?: (msg: string, fields?: Record<string, unknown>) => void;
 }
 
@@ -101,7 +108,12 @@ export class LbDatapath {
         continue;
       }
       try {
-        const loaded = load({ object, bpfRoot: opts.bpfRoot, cgroup: opts.cgroup, replaceIncompatible: opts.replaceIncompatible });
+        const loaded = load({
+          object, bpfRoot: opts.bpfRoot, cgroup: opts.cgroup, replaceIncompatible: opts.replaceIncompatible, fillFirst: opts.fillFirst,
+          // The configuration maps refer to each other by ids and slot bases: an upgrade that
+          // changes one gets a whole new set (the old programs keep theirs until the switch).
+          ...(opts.fillFirst ? { renewTogether: LB_CONFIG_MAPS } : {}),
+        });
         opts.log?.('socket LB loaded', { object: variant.file, setRetval: variant.setRetval, netnsCookie: variant.netnsCookie });
         return new LbDatapath(loaded, variant);
       } catch (e) {
@@ -315,6 +327,19 @@ export class LbDatapath {
   /** Entries per configuration map, with capacity. */
   fill(): { name: string; entries: number; max: number }[] {
     return LB_CONFIG_MAPS.map((name) => ({ name, entries: this.#maps[name].size, max: this.#maps[name].map.info.maxEntries }));
+  }
+
+  /** Opened with fillFirst and waiting for attach(). */
+  get attachPending(): boolean {
+    return this.loaded.attachPending;
+  }
+
+  /**
+   * Attach the programs (a pinned link: swap in place) and remove the pins of
+   * older map layouts, once apply()/update() has programmed the maps.
+   */
+  attach(): void {
+    this.loaded.attach();
   }
 
   describe(): DatapathDescription {

@@ -76,6 +76,28 @@ export interface LoadOptions {
    * this set, a fresh map replaces the pin (its entries are lost).
    */
   replaceIncompatible?: boolean;
+  /**
+   * The caller fills the maps before the programs may read them: unless this
+   * is a plain restart (every map adopted from its pin, no other layout
+   * version pinned, every program's link pinned), nothing is attached and no
+   * stale pin removed until Loaded.attach(). On an upgrade the old programs
+   * keep running on their old maps meanwhile, so no connection goes untranslated.
+   */
+  fillFirst?: boolean;
+  /**
+   * Map names (e.g. kl_lb4_svc_v2) whose other layout versions this load
+   * leaves pinned: another loader owns those maps and removes the old pins
+   * once it has filled the new ones.
+   */
+  keepStalePins?: readonly string[];
+  /**
+   * Maps that hold one state together (e.g. the LB's frontends, slots,
+   * backends and rev-NAT entries): when one of them is created or replaced
+   * (a new layout), the others are made anew as well instead of adopted, so
+   * the programs still attached keep their complete old set while the
+   * caller fills the new one (with fillFirst).
+   */
+  renewTogether?: readonly string[];
 }
 
 export type MapAction = 'created' | 'reused' | 'replaced' | 'private';
@@ -132,6 +154,10 @@ export interface Loaded {
   maps: Record<string, number>;
   programs: Record<string, ProgramStatus>;
   links: Record<string, Link>;
+  /** Loaded with fillFirst and not attached yet: fill the maps, then attach(). */
+  readonly attachPending: boolean;
+  /** Attach (or adopt) the programs and remove the stale pins, when pending; otherwise nothing. */
+  attach(): void;
   describe(): DatapathDescription;
   /** Close the object and the link handles. The kernel state stays, held by the pins. */
   close(): void;
@@ -186,6 +212,11 @@ export function stalePins(pinned: readonly string[], ours: readonly string[]): s
     const m = versioned.exec(p);
     return m !== null && bases.has(m[1]!) && !ours.includes(p);
   });
+}
+
+/** A map name without its layout version: kl_lb4_svc_v2 -> kl_lb4_svc. */
+function layoutBase(name: string): string {
+  return name.replace(/_v\d+$/, '');
 }
 
 /** Differences between a pinned map and what the object wants; empty when compatible. */
@@ -259,6 +290,7 @@ export function load(opts: LoadOptions): Loaded {
     // Maps: reuse compatible pins, plan pins for the rest.
     const mapStatus = new Map<string, MapStatus>();
     const toPin: { map: ObjectMap; path: string; replace: boolean }[] = [];
+    const reusable: { map: ObjectMap; fd: number; path: string }[] = [];
     const objMaps = obj.maps();
     for (const m of objMaps) {
       const want = opts.maxEntries?.[m.name];
@@ -291,7 +323,7 @@ export function load(opts: LoadOptions): Loaded {
       }
       const diff = mapDifferences(info, { type: m.type, keySize: m.keySize, valueSize: m.valueSize, maxEntries: m.maxEntries, flags: m.flags });
       if (diff.length === 0) {
-        m.reuseFd(fd);
+        reusable.push({ map: m, fd, path });
         mapStatus.set(m.name, { ...base, pin: path, action: 'reused' });
       } else if (opts.replaceIncompatible) {
         toPin.push({ map: m, path, replace: true });
@@ -303,6 +335,18 @@ export function load(opts: LoadOptions): Loaded {
             `remove the pin (kinglet agent --cleanup) or allow replacing it (its entries will be lost)`,
         );
       }
+    }
+    // One of a set of maps that hold one state together is new (another layout): the rest of
+    // the set is made anew too, so old programs keep reading their whole old set, untouched.
+    const together = new Set(opts.renewTogether ?? []);
+    const renewed = [...mapStatus.values()].filter((st) => together.has(st.name) && (st.action === 'created' || st.action === 'replaced'));
+    for (const r of reusable) {
+      const st = mapStatus.get(r.map.name)!;
+      if (renewed.length > 0 && together.has(r.map.name)) {
+        toPin.push({ map: r.map, path: r.path, replace: true });
+        st.action = 'replaced';
+        st.reason = `renewed with ${renewed.map((x) => x.name).join(', ')} (a new layout): programs still attached keep the old set`;
+      } else r.map.reuseFd(r.fd);
     }
     for (const fd of fds.splice(0)) closeFd(fd);
 
@@ -330,76 +374,6 @@ export function load(opts: LoadOptions): Loaded {
       };
     }
 
-    // Attach, or adopt the pinned links.
-    const links: Record<string, Link> = {};
-    const attachments: AttachmentStatus[] = [];
-    if (opts.cgroup && toAttach.length > 0) {
-      const cgroup = opts.cgroup;
-      const cgId = cgroupId(cgroup);
-      const cgFd = openCgroup(cgroup);
-      try {
-        for (const p of toAttach) {
-          const pin = join(linksDir(root), p.name);
-          const attachType = p.expectedAttachType;
-          let action: LinkAction = 'attached';
-          let link: Link | undefined;
-          if (existsSync(pin)) {
-            let old: Link;
-            try {
-              old = Link.open(pin);
-            } catch (e) {
-              throw new LoaderError('BAD_PIN', `cannot open pinned link ${pin}: ${(e as Error).message}`, { cause: e });
-            }
-            const info = old.info();
-            if (info.type === LinkType.CGROUP && info.attachType === attachType && info.cgroupId === cgId && cgId !== 0n) {
-              try {
-                linkUpdate(old.fd, p.fd);
-              } catch (e) {
-                old.destroy();
-                throw new LoaderError('ATTACH', `updating the pinned link ${pin} to the new ${p.name}: ${(e as Error).message}`, { cause: e });
-              }
-              link = old;
-              heldLinks.push(old);
-              action = 'adopted';
-            } else {
-              // Another cgroup, attach type, or a link whose cgroup is gone:
-              // attach anew, then swap the pin (the old link detaches when its last reference goes).
-              old.disconnect();
-              old.destroy();
-              action = 'replaced';
-            }
-          }
-          if (!link) {
-            try {
-              link = p.attachCgroup(cgFd);
-            } catch (e) {
-              throw new LoaderError('ATTACH', `attaching ${p.name} (${p.sectionName}) to ${cgroup}: ${(e as Error).message}`, { cause: e });
-            }
-            newLinks.push(link);
-            if (action === 'replaced') pinReplacing(link.fd, pin);
-            else {
-              link.pin(pin);
-              newLinkPins.push(pin);
-            }
-          }
-          links[p.name] = link;
-          const li = link.info();
-          attachments.push({
-            program: p.name,
-            section: p.sectionName,
-            attachType: attachTypeName(attachType),
-            cgroup,
-            progId: li.progId,
-            linkId: li.id,
-            pin,
-            action,
-          });
-        }
-      } finally {
-        closeCgroup(cgFd);
-      }
-    }
-
     const maps: Record<string, number> = {};
     for (const m of objMaps) {
       const st = mapStatus.get(m.name)!;
@@ -411,35 +385,76 @@ export function load(opts: LoadOptions): Loaded {
       }
       if (st.fd >= 0) maps[m.name] = st.fd;
     }
-
-    // Everything is in place: the pins of this object's maps in other layouts are garbage
-    // (a program still using one keeps its map alive until it is replaced).
-    const removedPins: string[] = [];
     const ours = [...mapStatus.values()].filter((m) => m.pin !== undefined).map((m) => m.name);
-    for (const name of stalePins(safeReaddir(mapsDir(root)), ours)) {
-      try {
-        unlinkSync(join(mapsDir(root), name));
-        removedPins.push(name);
-      } catch {
-        // gone already (another loader swept it)
-      }
-    }
+    const keep = new Set((opts.keepStalePins ?? []).map(layoutBase));
+    const stale = () => stalePins(safeReaddir(mapsDir(root)), ours).filter((n) => !keep.has(layoutBase(n)));
 
-    const description: DatapathDescription = {
+    const links: Record<string, Link> = {};
+    const attachments: AttachmentStatus[] = [];
+    const removedPins: string[] = [];
+
+    // Attach, or adopt the pinned links; then the pins of this object's maps in other layouts
+    // are garbage (a program still using one keeps its map alive until it is replaced).
+    const attachAndSweep = (): void => {
+      if (opts.cgroup && toAttach.length > 0) {
+        try {
+          attachments.push(...attachAll(opts.cgroup, toAttach, root, links, { newLinks, heldLinks, newLinkPins }));
+        } catch (e) {
+          for (const pin of newLinkPins.splice(0)) {
+            try {
+              unlinkSync(pin);
+            } catch {
+              // already gone
+            }
+          }
+          for (const l of [...newLinks.splice(0), ...heldLinks.splice(0)]) l.destroy();
+          for (const k of Object.keys(links)) delete links[k];
+          attachments.length = 0;
+          throw e;
+        }
+      }
+      for (const name of stale()) {
+        try {
+          unlinkSync(join(mapsDir(root), name));
+          removedPins.push(name);
+        } catch {
+          // gone already (another loader swept it)
+        }
+      }
+    };
+
+    // A plain restart (every map adopted, no other layout pinned, every link pinned) swaps the
+    // programs in place at once: they read the very maps the old ones read. Anything else
+    // waits for attach() when the caller fills the maps first.
+    const plainRestart = [...mapStatus.values()].every((m) => m.action === 'reused' || m.action === 'private')
+      && stale().length === 0
+      && toAttach.every((p) => existsSync(join(linksDir(root), p.name)));
+    let pending = opts.fillFirst === true && !plainRestart;
+    if (!pending) attachAndSweep();
+
+    const describe = (): DatapathDescription => structuredClone({
       object: opts.object,
       bpfRoot: root,
       maps: [...mapStatus.values()],
       programs: Object.values(programs),
       attachments,
       removedPins,
-    };
+    });
     return {
       object: obj,
       bpfRoot: root,
       maps,
       programs,
       links,
-      describe: () => structuredClone(description),
+      get attachPending() {
+        return pending;
+      },
+      attach: () => {
+        if (!pending) return;
+        attachAndSweep();
+        pending = false;
+      },
+      describe,
       close: () => {
         for (const l of Object.values(links)) l.destroy();
         obj.close();
@@ -460,6 +475,85 @@ export function load(opts: LoadOptions): Loaded {
     if (e instanceof BpfError) throw new LoaderError('LOAD', `loading ${opts.object}: ${e.message}`, { cause: e });
     throw e;
   }
+}
+
+/**
+ * Attach each program to the cgroup with a pinned link, or adopt its pinned
+ * link (bpf_link_update to the new program). New links and pins, and the
+ * adopted ones, are recorded in `track` so a failure can undo them.
+ */
+function attachAll(
+  cgroup: string,
+  toAttach: ObjectProgram[],
+  root: string,
+  links: Record<string, Link>,
+  track: { newLinks: Link[]; heldLinks: Link[]; newLinkPins: string[] },
+): AttachmentStatus[] {
+  const attachments: AttachmentStatus[] = [];
+  const cgId = cgroupId(cgroup);
+  const cgFd = openCgroup(cgroup);
+  try {
+    for (const p of toAttach) {
+      const pin = join(linksDir(root), p.name);
+      const attachType = p.expectedAttachType;
+      let action: LinkAction = 'attached';
+      let link: Link | undefined;
+      if (existsSync(pin)) {
+        let old: Link;
+        try {
+          old = Link.open(pin);
+        } catch (e) {
+          throw new LoaderError('BAD_PIN', `cannot open pinned link ${pin}: ${(e as Error).message}`, { cause: e });
+        }
+        const info = old.info();
+        if (info.type === LinkType.CGROUP && info.attachType === attachType && info.cgroupId === cgId && cgId !== 0n) {
+          try {
+            linkUpdate(old.fd, p.fd);
+          } catch (e) {
+            old.destroy();
+            throw new LoaderError('ATTACH', `updating the pinned link ${pin} to the new ${p.name}: ${(e as Error).message}`, { cause: e });
+          }
+          link = old;
+          track.heldLinks.push(old);
+          action = 'adopted';
+        } else {
+          // Another cgroup, attach type, or a link whose cgroup is gone:
+          // attach anew, then swap the pin (the old link detaches when its last reference goes).
+          old.disconnect();
+          old.destroy();
+          action = 'replaced';
+        }
+      }
+      if (!link) {
+        try {
+          link = p.attachCgroup(cgFd);
+        } catch (e) {
+          throw new LoaderError('ATTACH', `attaching ${p.name} (${p.sectionName}) to ${cgroup}: ${(e as Error).message}`, { cause: e });
+        }
+        track.newLinks.push(link);
+        if (action === 'replaced') pinReplacing(link.fd, pin);
+        else {
+          link.pin(pin);
+          track.newLinkPins.push(pin);
+        }
+      }
+      links[p.name] = link;
+      const li = link.info();
+      attachments.push({
+        program: p.name,
+        section: p.sectionName,
+        attachType: attachTypeName(attachType),
+        cgroup,
+        progId: li.progId,
+        linkId: li.id,
+        pin,
+        action,
+      });
+    }
+  } finally {
+    closeCgroup(cgFd);
+  }
+  return attachments;
 }
 
 export interface PinnedLink {

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { BpfMap, numPossibleCpus, type TcDirection } from './libbpf.ts';
 import { load, tcAttachProgram, tcDetachProgram, tcQueryProgram, type Loaded, type TcAttachment } from './loader.ts';
 import { DEFAULT_BPF_OBJECT_DIR } from './lb.ts';
+import { LB_MAP_NAMES } from './lb-layout.ts';
 import {
   CFG_MAP, CT4_MAP, DROP_MAP, DROP_REASONS, EP4_MAP, POD_OBJECT, SNAT4_MAP,
   configPodCidr, decodeEndpoint, decodeSnat, encodeConfig, encodeEndpoint, ep4Key, ip4Text,
@@ -56,7 +57,8 @@ export class PodDatapath {
   static open(opts: PodDatapathOptions): PodDatapath {
     const object = join(opts.objectDir ?? DEFAULT_BPF_OBJECT_DIR, POD_OBJECT);
     if (!existsSync(object)) throw new Error(`${object} is missing: build the BPF objects with \`make -C bpf\``);
-    const loaded = load({ object, bpfRoot: opts.bpfRoot, replaceIncompatible: opts.replaceIncompatible });
+    // The socket-LB maps in here are the LB datapath's: it removes their old-layout pins once it has filled the new ones.
+    const loaded = load({ object, bpfRoot: opts.bpfRoot, replaceIncompatible: opts.replaceIncompatible, keepStalePins: LB_MAP_NAMES });
     opts.log?.('pod datapath loaded', { object: POD_OBJECT, programs: Object.keys(loaded.programs) });
     return new PodDatapath(loaded);
   }

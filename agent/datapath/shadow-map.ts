@@ -12,7 +12,16 @@
 // An array map (the LB maps keyed by dense ids) always holds every index:
 // here an entry whose value is all zeros is no entry, and deleting one
 // writes zeros. So callers see the same map semantics for both kinds.
+//
+// drift() on an array map reads the used range (index 0 up to the highest
+// one the copy holds: the allocators' high-water mark) whole, and of the
+// rest, which should be all zeros, one window per check, so the whole tail
+// is read once every TAIL_ROUNDS checks. A stray entry up there is found
+// later, not never, and that is enough: no program reaches an index no
+// slot, id or frontend range points at, and whatever takes such an index
+// into use writes it first.
 import type { MapAccess } from './reconcile.ts';
+import { endianness } from 'node:os';
 import { MapType, mapLookupAll, mapLookupBatch, mapNextKey, mapTryLookup, mapUpdateBatch, type BpfMap } from './libbpf.ts';
 
 const BATCH_CHUNK = 16384;
@@ -246,10 +255,43 @@ function sameAt(a: Uint8Array, at: number, b: Uint8Array, bt: number, n: number)
 /** Entries per chunk of a drift() scan. */
 const SCAN_CHUNK = 4096;
 
+/** drift() checks over which the unused tail of an array map (above the highest index the copy holds) is read once. */
+export const TAIL_ROUNDS = 16;
+
+/**
+ * The window of an array map's tail (indexes high .. max - 1) that one drift
+ * check reads: `rounds` windows cover the tail once, in order from `high`;
+ * `at` is where the previous window ended (anything outside the tail starts
+ * over at `high`). Empty when there is no tail.
+ */
+export function tailWindow(high: number, max: number, at: number, rounds = TAIL_ROUNDS): { from: number; count: number } {
+  if (high >= max) return { from: max, count: 0 };
+  const from = at >= high && at < max ? at : high;
+  return { from, count: Math.min(Math.ceil((max - high) / rounds), max - from) };
+}
+
+const HOST_LE = endianness() === 'LE';
+
+/** The index an array map's key (a u32 in host byte order) names. */
+function indexAt(b: Uint8Array, at: number): number {
+  return HOST_LE
+    ? (b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16) | (b[at + 3]! << 24)) >>> 0
+    : ((b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!) >>> 0;
+}
+
+function putIndex(b: Uint8Array, i: number): void {
+  if (HOST_LE) {
+    b[0] = i & 255; b[1] = (i >>> 8) & 255; b[2] = (i >>> 16) & 255; b[3] = i >>> 24;
+  } else {
+    b[3] = i & 255; b[2] = (i >>> 8) & 255; b[1] = (i >>> 16) & 255; b[0] = i >>> 24;
+  }
+}
+
 /**
  * drift()'s buffers, shared by every map and kept between scans (grown when
  * a map needs more): one chunk of keys and values, the batch positions, a
- * key and a value for the key-by-key walk, and a mark per copy entry.
+ * key and a value for the key-by-key walk, a mark per copy entry, and
+ * (array maps) the copy's position by index.
  */
 const scratch = {
   keys: new Uint8Array(0),
@@ -260,6 +302,7 @@ const scratch = {
   key2: new Uint8Array(0),
   value: new Uint8Array(0),
   seen: new Uint8Array(0),
+  byIndex: new Int32Array(0),
 };
 
 function scratchFor(keySize: number, valueSize: number, entries: number): typeof scratch {
@@ -288,7 +331,7 @@ export interface MapDrift {
   changed: { key: Uint8Array; value: Uint8Array }[];
   /** Keys the kernel holds and the copy does not. */
   extra: Uint8Array[];
-  /** Kernel entries read (for an array map: every index). */
+  /** Kernel entries read (for an array map: the used range, and a window of the rest). */
   scanned: number;
 }
 
@@ -304,6 +347,8 @@ export class ShadowMap implements MapAccess {
   /** Packed entries not in #copy yet (keys #copy does not hold). */
   #pending: Packed[] = [];
   #pendingCount = 0;
+  /** Array maps: where drift() reads the next window of the tail above the copy's highest index. */
+  #tailAt = 0;
 
   constructor(map: BpfMap) {
     this.map = map;
@@ -357,18 +402,38 @@ export class ShadowMap implements MapAccess {
    * allocated per entry that matches.
    */
   drift(): MapDrift {
-    const { keySize, valueSize } = this.map.info;
+    const { keySize, valueSize, maxEntries } = this.map.info;
     const copy = this.#indexed();
     const positions = copy.positions;
     const s = scratchFor(keySize, valueSize, positions);
     const seen = s.seen;
     const d: MapDrift = { missing: [], changed: [], extra: [], scanned: 0 };
-    this.#scan(s, (keys, values, count) => {
+    // An array's copy by index (position + 1, 0: none), up to its highest index: no hashing per entry.
+    let high = 0;
+    if (this.#array) {
+      for (let p = 0; p < positions; p++) {
+        const h = copy.handleAt(p);
+        if (h !== DEAD) high = Math.max(high, this.#indexOf(h) + 1);
+      }
+      high = Math.min(high, maxEntries);
+      if (s.byIndex.length < high) s.byIndex = new Int32Array(Math.max(high, s.byIndex.length * 2));
+      s.byIndex.fill(0, 0, high);
+      for (let p = 0; p < positions; p++) {
+        const h = copy.handleAt(p);
+        if (h !== DEAD) s.byIndex[this.#indexOf(h)] = p + 1;
+      }
+    }
+    const byIndex = s.byIndex;
+    const compare = (keys: Uint8Array, values: Uint8Array, count: number) => {
       d.scanned += count;
       for (let i = 0; i < count; i++) {
         const ko = i * keySize, vo = i * valueSize;
-        if (this.#array && allZero(values, vo, valueSize)) continue;
-        const pos = copy.positionOf(keys, ko, keySize);
+        let pos: number;
+        if (this.#array) {
+          if (allZero(values, vo, valueSize)) continue;
+          const ix = indexAt(keys, ko);
+          pos = ix < high ? byIndex[ix]! - 1 : -1;
+        } else pos = copy.positionOf(keys, ko, keySize);
         if (pos < 0) {
           d.extra.push(keys.slice(ko, ko + keySize));
           continue;
@@ -381,7 +446,14 @@ export class ShadowMap implements MapAccess {
           : copy.pairOf(h)[1].length === valueSize && sameAt(copy.pairOf(h)[1], 0, values, vo, valueSize);
         if (!same) d.changed.push({ key: this.#key(h), value: this.#value(h) });
       }
-    });
+    };
+    if (this.#array) {
+      // The used range whole (every entry of the copy is in it), then one window of the tail.
+      this.#scan(s, compare, 0, high);
+      const w = tailWindow(high, maxEntries, this.#tailAt);
+      this.#scan(s, compare, w.from, w.count);
+      this.#tailAt = w.from + w.count;
+    } else this.#scan(s, compare);
     for (let p = 0; p < positions; p++) {
       if (seen[p] === 1) continue;
       const h = copy.handleAt(p);
@@ -390,34 +462,53 @@ export class ShadowMap implements MapAccess {
     return d;
   }
 
+  /** The array index an entry's key names. */
+  #indexOf(h: number): number {
+    return h >= 0 ? indexAt(this.#segs[h >>> SEG_SHIFT]!.keys, (h & POS_MASK) * this.map.info.keySize) : indexAt(this.#copy.pairOf(h)[0], 0);
+  }
+
   /** The batch lookup works on this map (cleared when the kernel refuses the first one). */
   #scanBatchOk = true;
 
-  /** Walk the kernel's entries into the scratch buffers, `each` chunk at a time. */
-  #scan(s: typeof scratch, each: (keys: Uint8Array, values: Uint8Array, count: number) => void): void {
+  /**
+   * Walk the kernel's entries into the scratch buffers, `each` chunk at a
+   * time: from the start, or (array maps) `limit` indexes from index `from`.
+   */
+  #scan(s: typeof scratch, each: (keys: Uint8Array, values: Uint8Array, count: number) => void, from = 0, limit = Infinity): void {
     const { fd, info: { keySize, valueSize } } = this.map;
+    if (limit <= 0) return;
+    // Both walks go on from the key before `from` (array keys are indexes, walked in order).
+    const start = (buf: Uint8Array): Uint8Array | null => {
+      if (from === 0) return null;
+      putIndex(buf, from - 1);
+      return buf;
+    };
+    let read = 0;
     if (this.#scanBatchOk) {
-      let inBatch: Uint8Array | null = null;
+      let inBatch = start(s.inBatch), first = true;
       for (;;) {
         let r: { count: number; done: boolean };
         try {
-          r = mapLookupBatch(fd, inBatch, s.outBatch, s.keys, s.values, SCAN_CHUNK);
+          r = mapLookupBatch(fd, inBatch, s.outBatch, s.keys, s.values, Math.min(SCAN_CHUNK, limit - read));
         } catch (e) {
-          if (inBatch !== null) throw e;
+          if (!first) throw e;
           this.#scanBatchOk = false; // no batch lookups (before 5.6): key by key below
           break;
         }
+        first = false;
         if (r.count > 0) each(s.keys, s.values, r.count);
-        if (r.done) return;
+        read += r.count;
+        if (r.done || read >= limit) return;
         s.inBatch.set(s.outBatch);
         inBatch = s.inBatch;
       }
     }
-    let prev: Uint8Array | null = null, n = 0;
-    for (;;) {
+    let prev: Uint8Array | null = start(s.key2), n = 0;
+    for (; read < limit;) {
       const next: Uint8Array = prev === s.key1 ? s.key2 : s.key1;
       if (!mapNextKey(fd, prev, next)) break;
       prev = next;
+      read++;
       if (!mapTryLookup(fd, next, s.value)) continue; // deleted meanwhile
       s.keys.set(next, n * keySize);
       s.values.set(s.value, n * valueSize);

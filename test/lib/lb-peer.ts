@@ -3,14 +3,16 @@
 //       TCP: writes "<name>\n" to every connection; UDP: answers every datagram with "<name>".
 //       Listens on every address (v4 and v6); prints {"listening":true} when ready.
 //   lb-peer.ts client '<json list of ops>'
-//       ops: {op:"tcp", host, port, n} | {op:"udp", host, port, n, connected?: boolean}
+//       ops: {op:"tcp", host, port, n, until?: path} | {op:"udp", host, port, n, connected?: boolean}
+//       with until: at least n connects, and on until the file `until` exists
 //       prints one JSON line: an array (one entry per op) of arrays of results.
 import net from 'node:net';
 import dgram from 'node:dgram';
+import { existsSync } from 'node:fs';
 
 interface TcpResult { server?: string; peer?: string; error?: string }
 interface UdpResult { server?: string; from?: string; peer?: string; error?: string }
-type Op = { op: 'tcp'; host: string; port: number; n: number } | { op: 'udp'; host: string; port: number; n: number; connected?: boolean };
+type Op = { op: 'tcp'; host: string; port: number; n: number; until?: string } | { op: 'udp'; host: string; port: number; n: number; connected?: boolean };
 
 const fmt = (addr: string | undefined, port: number | undefined) => (addr?.includes(':') ? `[${addr}]:${port}` : `${addr}:${port}`);
 
@@ -54,7 +56,8 @@ async function client(ops: Op[]): Promise<void> {
   const out: (TcpResult | UdpResult)[][] = [];
   for (const op of ops) {
     const rs: (TcpResult | UdpResult)[] = [];
-    for (let i = 0; i < op.n; i++) {
+    const more = (i: number) => i < op.n || (op.op === 'tcp' && op.until !== undefined && !existsSync(op.until));
+    for (let i = 0; more(i); i++) {
       rs.push(op.op === 'tcp' ? await tcpOnce(op.host, op.port) : await udpOnce(op.host, op.port, op.connected ?? false));
     }
     out.push(rs);

@@ -8,6 +8,7 @@ import { rootSkipReason } from '../../../lib/sandbox.ts';
 import { scratchLb } from '../../../lib/scratch-lb.ts';
 import { BpfMap } from '../../../../agent/datapath/libbpf.ts';
 import { kernelMap } from '../../../lib/kernel-map.ts';
+import { TAIL_ROUNDS } from '../../../../agent/datapath/shadow-map.ts';
 import {
   LB4_BE_MAP, LB4_RNAT_MAP, LB4_SLOT_MAP, LB4_SVC_MAP, LB6_BE_MAP, LB6_RNAT_MAP, LB6_SLOT_MAP, LB6_SVC_MAP, LB_CONFIG_MAPS, lb4KeyCodec, svcValueCodec, u32Codec,
 } from '../../../../agent/datapath/lb-layout.ts';
@@ -174,4 +175,42 @@ t.test('LbDatapath.checkDrift: repairs only what drifted, writes nothing without
   const redo = lb.update(model.update(moved));
   t.same({ added: redo.added, updated: redo.updated, deleted: redo.deleted }, { added: 0, updated: 1, deleted: 1 }, 'the full diff writes the change (slot to the backend service 42 already uses, old backend gone)');
   t.equal(lb.checkDrift().mode, 'drift', 'and the check streams again');
+});
+
+t.test('LbDatapath.checkDrift reads the slot arrays up to their high-water mark, and finds strays above it within a few checks', { skip }, async (t) => {
+  const { lb } = await scratchLb(t);
+  const model = new LbModel();
+  lb.update(model.update(objects(300)));
+  lb.prepare();
+  const clean = lb.checkDrift();
+  const capacity = lb.fill().reduce((n, m) => n + m.max, 0);
+  t.ok(clean.scanned < capacity / 4, `a check reads ${clean.scanned} of the ${capacity} entries the maps can hold`);
+  t.equal(clean.added + clean.updated + clean.deleted, 0);
+
+  // Someone writes slot entries no frontend covers: one just above the used range, one at the very end.
+  const slots = kernelMap(lb.loaded.maps[LB4_SLOT_MAP]!);
+  const top = slots.map.info.maxEntries - 1;
+  const strays = [300 * 4 + 1, top].map((i) => u32Codec.encode(i));
+  for (const k of strays) slots.update(k, u32Codec.encode(1));
+  let deleted = 0, checks = 0;
+  while (deleted < strays.length && checks < TAIL_ROUNDS) {
+    checks++;
+    const d = lb.checkDrift();
+    t.same([d.added, d.updated], [0, 0]);
+    deleted += d.byMap[LB4_SLOT_MAP]?.deleted ?? 0;
+  }
+  t.equal(deleted, 2, `both stray slots removed within ${checks} checks (at most ${TAIL_ROUNDS})`);
+  for (const k of strays) t.equal(slots.get(k), undefined, 'zeros again');
+
+  // And a stray inside the used range (a slot range freed in the middle) is found by the next check.
+  const fewer = objects(300);
+  fewer.services.splice(10, 1);
+  fewer.endpointSlices.splice(10, 1);
+  lb.update(model.update(fewer));
+  const hole = u32Codec.encode(10 * 4 + 2);
+  t.equal(slots.get(hole), undefined, 'service 10\'s slots are free');
+  slots.update(hole, u32Codec.encode(1));
+  const d = lb.checkDrift();
+  t.equal(d.byMap[LB4_SLOT_MAP]?.deleted, 1, 'the stray in the hole is removed by the very next check');
+  t.equal(slots.get(hole), undefined);
 });

@@ -2,7 +2,7 @@
 // reload (adopt: same link, new program), incompatible pins, cleanup.
 import t from 'tap';
 import { execa } from 'execa';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, renameSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -185,6 +185,77 @@ t.test('pins of an older layout of our maps are removed once the new object is i
   current.close();
   current = load({ object: obj, bpfRoot: root, cgroup: cg });
   t.same(current.describe().removedPins, [], 'nothing left to sweep on the next load');
+});
+
+t.test('fillFirst: on new maps the old programs keep running until attach(); a plain restart swaps at once', { skip }, async (t) => {
+  const fs = await scratchBpffs(t);
+  const root = join(fs, 'kinglet');
+  const cg = await testCgroup(t);
+  const v1 = await build(t, { VERSION: 1, WITH_LAYOUT: 1 });
+  const v2 = await build(t, { VERSION: 2, WITH_LAYOUT: 1 });
+  let current: Loaded | undefined;
+  t.teardown(() => {
+    current?.close();
+    cleanup(root);
+  });
+  current = load({ object: v1, bpfRoot: root, cgroup: cg, fillFirst: true });
+  t.equal(current.attachPending, true, 'a first load (maps created) waits for attach()');
+  t.same(current.describe().attachments, []);
+  t.same(attachedIds(cg, bpf.AttachType.CGROUP_INET4_CONNECT), [], 'nothing attached before attach()');
+  current.attach();
+  const oldProg = current.describe().attachments[0]!.progId;
+  t.same(attachedIds(cg, bpf.AttachType.CGROUP_INET4_CONNECT), [oldProg]);
+  current.close();
+  current = undefined;
+  // The old agent's map under an older layout name: its program still reads it.
+  const mdir = join(root, 'maps');
+  renameSync(join(mdir, 'kl_test_layout_v2'), join(mdir, 'kl_test_layout_v1'));
+
+  const oldSeen = openPinnedMap(join(mdir, 'kl_test_seen'));
+  t.teardown(() => oldSeen.close());
+  current = load({ object: v2, bpfRoot: root, cgroup: cg, fillFirst: true, renewTogether: ['kl_test_layout_v2', 'kl_test_seen'] });
+  t.equal(current.attachPending, true, 'a new map: attach waits');
+  const maps = current.describe().maps;
+  t.match(maps.find((m) => m.name === 'kl_test_layout_v2'), { action: 'created' });
+  t.match(maps.find((m) => m.name === 'kl_test_seen'), { action: 'replaced', reason: /renewed with kl_test_layout_v2/ }, 'its partner is made anew');
+  t.not(maps.find((m) => m.name === 'kl_test_seen')!.id, oldSeen.info.id);
+  t.match(maps.find((m) => m.name === 'kl_test_counts'), { action: 'reused' }, 'a map outside the set is adopted');
+  t.same(attachedIds(cg, bpf.AttachType.CGROUP_INET4_CONNECT), [oldProg], 'the old program still serves');
+  t.ok(existsSync(join(mdir, 'kl_test_layout_v1')), 'the old pin stays until the switch');
+  oldSeen.delete(LOOPBACK);
+  await connectFrom(cg);
+  t.equal(oldSeen.get(LOOPBACK)?.readUInt32LE(), 1, 'meanwhile the old program writes its own (old) map');
+  t.equal(new bpf.BpfMap(current.maps.kl_test_seen!).get(LOOPBACK), undefined, 'and not the new one');
+  const layout = new bpf.BpfMap(current.maps.kl_test_layout_v2!);
+  layout.set(u32(0), u32(7)); // fill
+  current.attach();
+  current.attach(); // idempotent
+  t.equal(current.attachPending, false);
+  const d = current.describe();
+  t.match(d.attachments, [{ program: 'kl_connect4', action: 'adopted' }, { program: 'kl_sendmsg4', action: 'adopted' }]);
+  t.same(attachedIds(cg, bpf.AttachType.CGROUP_INET4_CONNECT), [d.attachments[0]!.progId], 'the new program replaced the old one');
+  t.not(d.attachments[0]!.progId, oldProg);
+  t.same(d.removedPins, ['kl_test_layout_v1'], 'then the old pin is swept');
+  await connectFrom(cg);
+  const seen = openPinnedMap(join(mdir, 'kl_test_seen'));
+  t.teardown(() => seen.close());
+  t.equal(seen.get(LOOPBACK)?.readUInt32LE(), 2, 'v2 runs');
+  current.close();
+  current = undefined;
+
+  current = load({ object: v1, bpfRoot: root, cgroup: cg, fillFirst: true });
+  t.equal(current.attachPending, false, 'a plain restart (every map and link adopted) swaps at once');
+  t.match(current.describe().attachments, [{ action: 'adopted' }, { action: 'adopted' }]);
+  current.close();
+  current = undefined;
+
+  // Another loader's stale pins are left to it.
+  const fd = bpf.mapCreate(bpf.MapType.ARRAY, 'kl_test_layout_v1', 4, 4, 1);
+  bpf.objPin(fd, join(mdir, 'kl_test_layout_v1'));
+  bpf.closeFd(fd);
+  current = load({ object: v1, bpfRoot: root, keepStalePins: ['kl_test_layout_v2'] });
+  t.same(current.describe().removedPins, []);
+  t.ok(existsSync(join(mdir, 'kl_test_layout_v1')), 'kept for the loader that owns the map');
 });
 
 t.test('errors: not a bpffs, missing program, verifier-free bad object', { skip }, async (t) => {
