@@ -157,32 +157,25 @@ await bench('program-maps', async (c: Collector) => {
   console.log(`     batch updates into every map as a no-prealloc hash (the shape before backends and rev-NAT became arrays): ${hashMs.map(fmtMs).join(', ')}`);
 
   // (i)+(ii) the agent's way, from a fresh model each round, into empty maps.
-  const agentMs: number[] = [];
-  const agentCpuMs: number[] = [];
-  for (let r = 0; r < ROUNDS; r++) {
-    const t0 = performance.now();
-    const c0 = process.cpuUsage();
-    const a = lb.update(new LbModel().update(snapshot));
-    const cpu = process.cpuUsage(c0);
-    agentMs.push(performance.now() - t0);
-    agentCpuMs.push((cpu.user + cpu.system) / 1000);
-    if (a.added !== writes) throw new Error(`model + update from empty wrote ${a.added} entries, apply ${writes}`);
-    lb.apply({ frontends: [] });
-  }
+  /** ROUNDS of a fresh LbModel.update + LbDatapath.update into empty maps: wall and CPU time per round. */
+  const agentRounds = (input: Pick<typeof snapshot, 'services' | 'endpointSlices'>, what: string) => {
+    const wall: number[] = [], cpu: number[] = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      const t0 = performance.now();
+      const c0 = process.cpuUsage();
+      const a = lb.update(new LbModel().update(input));
+      const used = process.cpuUsage(c0);
+      wall.push(performance.now() - t0);
+      cpu.push((used.user + used.system) / 1000);
+      if (a.added !== writes) throw new Error(`model + update from empty (${what}) wrote ${a.added} entries, apply ${writes}`);
+      lb.apply({ frontends: [] });
+    }
+    return [wall, cpu] as const;
+  };
+  const [agentMs, agentCpuMs] = agentRounds(snapshot, 'objects as listed');
   console.log(`(i)+(ii) fresh LbModel.update + LbDatapath.update into empty maps: rounds ${agentMs.map(fmtMs).join(', ')}; CPU time ${agentCpuMs.map(fmtMs).join(', ')}`);
   const trimmed = { services: snapshot.services.map((o) => trimObject('Service', o)), endpointSlices: snapshot.endpointSlices.map((o) => trimObject('EndpointSlice', o)) };
-  const trimmedMs: number[] = [];
-  const trimmedCpuMs: number[] = [];
-  for (let r = 0; r < ROUNDS; r++) {
-    const t0 = performance.now();
-    const c0 = process.cpuUsage();
-    const a = lb.update(new LbModel().update(trimmed));
-    const cpu = process.cpuUsage(c0);
-    trimmedMs.push(performance.now() - t0);
-    trimmedCpuMs.push((cpu.user + cpu.system) / 1000);
-    if (a.added !== writes) throw new Error(`model + update from empty (trimmed objects) wrote ${a.added} entries, apply ${writes}`);
-    lb.apply({ frontends: [] });
-  }
+  const [trimmedMs, trimmedCpuMs] = agentRounds(trimmed, 'trimmed objects');
   console.log(`         the same on trimmed objects (as the sources give them): rounds ${trimmedMs.map(fmtMs).join(', ')}; CPU time ${trimmedCpuMs.map(fmtMs).join(', ')}`);
 
   // (iii) small changes after a full apply
