@@ -152,7 +152,7 @@ export async function watchStream(
   resetTimer(); // until the answer: the connect timeout
   req = kubeGet(url, opts, (r) => {
     res = r;
-    if (finished) {
+    if (finished || controller.signal.aborted) {
       r.destroy();
       return;
     }
