@@ -16,7 +16,8 @@
 //   (k3s-io/k3s#5973); ricsanfre/pi-cluster#512 uses it for Cilium for that reason.
 //
 // Informers (client-node ListWatch, one per kind; the version in
-// node_modules/@kubernetes/client-node/dist/cache.js + watch.js behaves so):
+// node_modules/@kubernetes/client-node/dist/cache.js behaves so, over a watch
+// with the contract of its watch.js):
 // - it relists by itself only after 410 Gone (an HTTP 410 on watch, or an
 //   ERROR event with code 410 followed by the end of the stream); after a
 //   clean end of a watch it re-watches by itself (backoff 1 s doubling to 30 s,
@@ -24,7 +25,8 @@
 //   without bytes) it re-watches at once; after ANY other error (list failure,
 //   connection refused/reset, TLS, 401/403/5xx on watch) it calls the error
 //   handlers and stays stopped. Its stop() also reports an AbortError.
-// - So here: a Watch subclass sits under each ListWatch. Clean ends and
+// - So here: our own watch (kube-http.ts: client-node's Watch contract over
+//   node:https, without undici) sits under each ListWatch. Clean ends and
 //   ERROR events become errors, so one scheduler of ours restarts every
 //   watch with exponential backoff and jitter and counts the restarts; a 504
 //   "too large resource version" (the server's store was reset behind us)
@@ -46,15 +48,15 @@
 //   without namespace, another kind in this stream, spec/status or list
 //   fields of the wrong type) is logged, counted once per version in
 //   status().malformed and skipped; the last good version, if any, stays.
-import https from 'node:https';
 import type { ClientRequest } from 'node:http';
 import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
-// The three files needed, not the package index (which loads every generated API client): see client-node-slim.ts.
+// The two files needed, not the package index (which loads every generated API client): see client-node-slim.ts.
 import { KubeConfig } from '@kubernetes/client-node/dist/config.js';
 import { ListWatch } from '@kubernetes/client-node/dist/cache.js';
-import { Watch } from '@kubernetes/client-node/dist/watch.js';
+import type { Watch } from '@kubernetes/client-node/dist/watch.js';
 import type { Cluster, KubernetesObject, KubernetesListObject } from '@kubernetes/client-node';
+import { kubeGet, kubeRequestOptions, watchStream, type WatchCallback } from './kube-http.ts';
 import type { Logger } from '../log.ts';
 import type { KubeObject, Snapshot, Source, SourceStatus } from './types.ts';
 import { trimObject } from './trim.ts';
@@ -294,7 +296,7 @@ const TLS_CODES = new Set([
 /** One line that says what went wrong and, where it is clear, what to check. */
 export function describeError(err: unknown): string {
   let e: unknown = err;
-  // undici wraps the socket/TLS error: TypeError('fetch failed', { cause })
+  // undici (client-node's fetch) wraps the socket/TLS error: TypeError('fetch failed', { cause })
   for (let i = 0; i < 3 && e instanceof Error && e.cause !== undefined && /fetch failed|terminated/.test(e.message); i++) e = e.cause;
   const rec = (isRec(e) ? e : {}) as Record<string, unknown>;
   const msg = e instanceof Error ? e.message : typeof rec.message === 'string' ? rec.message : String(e);
@@ -409,20 +411,20 @@ function sortedDelete(st: KindState, key: string): void {
   }
 }
 
-type WatchCallback = (phase: string, apiObj: any, watchObj?: any) => void;
-
 /**
- * A Watch for one kind, guarding the ListWatch above it: validates events,
- * turns ends/ERROR events into errors our scheduler sees, and goes quiet
- * after stop.
+ * The watch under the ListWatch of one kind (in place of client-node's
+ * Watch, same contract: kube-http.ts), guarding the ListWatch: validates
+ * events, turns ends/ERROR events into errors our scheduler sees, and goes
+ * quiet after stop.
  */
-class GuardedWatch extends Watch {
+class GuardedWatch {
+  readonly config: KubeConfig;
   readonly #src: KubeSource;
   readonly #st: KindState;
   readonly #controllers = new Set<AbortController>();
 
   constructor(kc: KubeConfig, src: KubeSource, st: KindState) {
-    super(kc);
+    this.config = kc;
     this.#src = src;
     this.#st = st;
   }
@@ -432,7 +434,7 @@ class GuardedWatch extends Watch {
     this.#controllers.clear();
   }
 
-  override async watch(path: string, queryParams: Record<string, string | number | boolean | undefined>, callback: WatchCallback, done: (err: any) => void): Promise<AbortController> {
+  async watch(path: string, queryParams: Record<string, string | number | boolean | undefined>, callback: WatchCallback, done: (err: any) => void): Promise<AbortController> {
     const st = this.#st;
     const src = this.#src;
     if (src.stopped) {
@@ -503,7 +505,7 @@ class GuardedWatch extends Watch {
     try {
       // Bookmarks keep a quiet kind's resourceVersion fresh, so its next re-watch
       // is not answered with 410 (and a relist) after compaction.
-      ctl = await super.watch(path, { ...queryParams, allowWatchBookmarks: true }, cb, wrappedDone);
+      ctl = await watchStream(this.config, path, { ...queryParams, allowWatchBookmarks: true }, cb, wrappedDone);
     } catch (err) {
       // e.g. the kubeconfig's credentials could not be applied
       wrappedDone(err);
@@ -748,7 +750,8 @@ export class KubeSource implements Source {
   #startInformer(st: KindState): void {
     const watch = new GuardedWatch(this.#kc, this, st);
     this.#watches.set(st, watch);
-    const lw = new ListWatch<KubernetesObject>(listPathOf(st.res), watch, () => this.#list(st), false, undefined, undefined,
+    // Typed as client-node's Watch (whose private field makes the type nominal); ListWatch only calls watch().
+    const lw = new ListWatch<KubernetesObject>(listPathOf(st.res), watch as unknown as Watch, () => this.#list(st), false, undefined, undefined,
       { delayFn: (ms) => this.#delay(ms) });
     const upsert = (o: KubernetesObject): void => {
       if (this.#stopped) return;
@@ -836,11 +839,10 @@ export class KubeSource implements Source {
 
   async #getJson(path: string): Promise<unknown> {
     if (this.#stopped) throw new Error('kube source stopped');
-    const opts: https.RequestOptions = {};
-    await this.#kc.applyToHTTPSOptions(opts);
+    const opts = await kubeRequestOptions(this.#kc);
     const url = new URL(this.endpoint + path);
     return new Promise((resolve, reject) => {
-      const req = https.request(url, { ...opts, method: 'GET', headers: { ...(opts.headers ?? {}), Accept: 'application/json' } }, (res) => {
+      const req = kubeGet(url, opts, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('error', reject);
@@ -869,7 +871,6 @@ export class KubeSource implements Source {
         this.#requests.delete(req);
         reject(e);
       });
-      req.end();
     });
   }
 }
