@@ -128,7 +128,7 @@ export async function run(args: string[], io: Io): Promise<number> {
     source = new DirSource(path, { logger: log });
   } else if (spec === 'kube') {
     const { slimClientNode } = await import('../../source/client-node-slim.ts');
-    slimClientNode(); // before kube.ts loads: client-node without its generated API clients
+    slimClientNode(); // before kube.ts loads: client-node without its generated API clients, its proxy and fetch packages loaded only if used
     const { KubeSource } = await import('../../source/kube.ts');
     try {
       source = new KubeSource({
