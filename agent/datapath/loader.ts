@@ -265,6 +265,17 @@ export function load(opts: LoadOptions): Loaded {
   const heldLinks: Link[] = [];
   const newLinkPins: string[] = [];
   const fds: number[] = [];
+  /** Remove the link pins this load made and drop its link handles (a failed load or attach leaves no new link). */
+  const undoLinks = (): void => {
+    for (const pin of newLinkPins.splice(0)) {
+      try {
+        unlinkSync(pin);
+      } catch {
+        // already gone
+      }
+    }
+    for (const l of [...newLinks.splice(0), ...heldLinks.splice(0)]) l.destroy();
+  };
   try {
     // Programs: which load, which attach.
     const progs = obj.programs();
@@ -400,14 +411,7 @@ export function load(opts: LoadOptions): Loaded {
         try {
           attachments.push(...attachAll(opts.cgroup, toAttach, root, links, { newLinks, heldLinks, newLinkPins }));
         } catch (e) {
-          for (const pin of newLinkPins.splice(0)) {
-            try {
-              unlinkSync(pin);
-            } catch {
-              // already gone
-            }
-          }
-          for (const l of [...newLinks.splice(0), ...heldLinks.splice(0)]) l.destroy();
+          undoLinks();
           for (const k of Object.keys(links)) delete links[k];
           attachments.length = 0;
           throw e;
@@ -462,14 +466,7 @@ export function load(opts: LoadOptions): Loaded {
     };
   } catch (e) {
     for (const fd of fds) closeFd(fd);
-    for (const pin of newLinkPins) {
-      try {
-        unlinkSync(pin);
-      } catch {
-        // already gone
-      }
-    }
-    for (const l of [...newLinks, ...heldLinks]) l.destroy();
+    undoLinks();
     obj.close();
     if (e instanceof LoaderError) throw e;
     if (e instanceof BpfError) throw new LoaderError('LOAD', `loading ${opts.object}: ${e.message}`, { cause: e });
