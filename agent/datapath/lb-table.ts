@@ -12,13 +12,12 @@ import { frontendSortKey } from '../model/services.ts';
 import type { LbFrontend, LbState } from '../model/types.ts';
 import { ipv4Value } from '../model/ip.ts';
 import {
-  BE_F_TERMINATING, LB4_BE_MAP, LB4_RNAT_MAP, LB4_SLOT_MAP, LB4_SVC_MAP, LB6_BE_MAP, LB6_RNAT_MAP, LB6_SLOT_MAP, LB6_SVC_MAP, LB_CONFIG_MAPS, LB_SLOT_MAX, SVC_F_AFFINITY,
+  BE_F_TERMINATING, LB4_BE_MAP, LB4_RNAT_MAP, LB4_SLOT_MAP, LB4_SVC_MAP, LB6_BE_MAP, LB6_RNAT_MAP, LB6_SLOT_MAP, LB6_SVC_MAP, LB_CONFIG_MAPS, SVC_F_AFFINITY,
   LB4_BACKEND, LB4_KEY, LB4_RNAT, LB6_BACKEND, LB6_KEY, LB6_RNAT, LB_SVC,
   addrBytes, fld, LE, lb4BackendCodec, lb4KeyCodec, lb4RevNatCodec, lb6BackendCodec, lb6KeyCodec, lb6RevNatCodec, protoName, protoNumber, svcValueCodec, u32Codec,
   type LbConfigMapName, type StructLayout,
 } from './lb-layout.ts';
 import { assignSlots, emptyAllocation, IdPool, l4Id, lbPhase, placeSlots, slotRangesOf, slotsToFree, type L4Id, type LbAllocation, type MapEntry } from './lb-entries.ts';
-import { SlotRanges } from './lb-slots.ts';
 import type { MapAccess, MapDelta, MapPlan, PackedRun } from './reconcile.ts';
 
 /** Lowest-first pool of free ids below a high-water mark (a binary min-heap). */
@@ -161,7 +160,7 @@ interface RunsInput {
 
 /** Slot bases for a first build into empty slot arrays: first fit from empty, in frontend order. */
 function firstBases(fronts: readonly LbFrontend[], slotStart: ArrayLike<number>): Uint32Array {
-  const ranges = { 4: new SlotRanges(LB_SLOT_MAX), 6: new SlotRanges(LB_SLOT_MAX) };
+  const ranges = slotRangesOf(emptyAllocation());
   const out = new Uint32Array(fronts.length);
   for (let i = 0; i < fronts.length; i++) out[i] = placeSlots(ranges[fronts[i]!.family], 0, 0, slotStart[i + 1]! - slotStart[i]!);
   return out;
@@ -478,8 +477,8 @@ export class LbTable {
   readonly #feSlots: (number[] | undefined)[] = [];
   /** Slot-array index of each frontend's slot 1 (0: no slots). */
   readonly #feBase: number[] = [];
-  /** Taken slot ranges per family. */
-  #ranges = { 4: new SlotRanges(LB_SLOT_MAX), 6: new SlotRanges(LB_SLOT_MAX) };
+  /** Taken slot ranges per family (set by the constructor and by full()). */
+  #ranges: ReturnType<typeof slotRangesOf>;
   readonly #feFree: number[] = [];
   #feNum = new NumIndex(16);
   readonly #feStr = new Map<string, number>();
