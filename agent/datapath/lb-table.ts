@@ -122,8 +122,6 @@ function putSvc(w: RunWriter, slotBase: number, count: number, flags: number, re
   w.vv.setUint32(v + SV.timeout, timeout, LE);
 }
 
-export { ipv4Value } from '../model/ip.ts';
-
 /** Network-order address bytes at `at` (what addrBytes gives, without a lookup for plain IPv4). */
 function putAddr(buf: Uint8Array, dv: DataView, at: number, address: string, family: 4 | 6): void {
   if (family === 4) {
