@@ -426,7 +426,7 @@ export function lbFullPlans(packed: readonly PackedRun[], open: (name: LbConfigM
       list.push({ key: r.keys.subarray(i * r.keySize, (i + 1) * r.keySize), value: r.values.subarray(i * r.valueSize, (i + 1) * r.valueSize) });
     }
   }
-  return LB_CONFIG_MAPS.map((name) => ({ name, map: open(name), desired: desired.get(name)!, phase: (key: Uint8Array) => lbPhase(name, key) }));
+  return LB_CONFIG_MAPS.map((name) => ({ name, map: open(name), desired: desired.get(name)!, phase: () => lbPhase(name) }));
 }
 
 export type LbDeltaEntries = Record<LbConfigMapName, { desired: MapEntry[]; scope: Uint8Array[] }>;
@@ -948,6 +948,6 @@ export function lbDeltas(delta: LbDeltaEntries, open: (name: LbConfigMapName) =>
     map: open(name),
     desired: delta[name].desired,
     scope: delta[name].scope,
-    phase: (key: Uint8Array) => lbPhase(name, key),
+    phase: () => lbPhase(name),
   }));
 }
