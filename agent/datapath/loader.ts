@@ -429,11 +429,11 @@ export function load(opts: LoadOptions): Loaded {
 
     // A plain restart (every map adopted, no other layout pinned, every link pinned) swaps the
     // programs in place at once: they read the very maps the old ones read. Anything else
-    // waits for attach() when the caller fills the maps first.
-    const plainRestart = [...mapStatus.values()].every((m) => m.action === 'reused' || m.action === 'private')
+    // waits for attach() when the caller fills the maps first (only then is it worth finding out).
+    const plainRestart = (): boolean => [...mapStatus.values()].every((m) => m.action === 'reused' || m.action === 'private')
       && stale().length === 0
       && toAttach.every((p) => existsSync(join(linksDir(root), p.name)));
-    let pending = opts.fillFirst === true && !plainRestart;
+    let pending = opts.fillFirst === true && !plainRestart();
     if (!pending) attachAndSweep();
 
     const describe = (): DatapathDescription => structuredClone({
