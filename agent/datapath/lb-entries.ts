@@ -228,7 +228,8 @@ export function lbEntries(state: LbState, prev: LbAllocation = emptyAllocation()
  * Write phase of an entry: the reconcile writes lower phases first and
  * deletes higher phases first, so a reader never follows a frontend to a
  * missing slot or a slot to a missing backend.
- * 0 backends, 1 rev-NAT, 2 backend slots, 3 frontends.
+ * 0 backends, 1 rev-NAT, 2 backend slots, 3 frontends. It depends on the
+ * map only (the key is accepted and ignored).
  */
 export function lbPhase(map: LbConfigMapName, _key?: Uint8Array): number {
   switch (map) {

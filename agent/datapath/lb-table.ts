@@ -12,13 +12,12 @@ import { frontendSortKey } from '../model/services.ts';
 import type { LbFrontend, LbState } from '../model/types.ts';
 import { ipv4Value } from '../model/ip.ts';
 import {
-  BE_F_TERMINATING, LB4_BE_MAP, LB4_RNAT_MAP, LB4_SLOT_MAP, LB4_SVC_MAP, LB6_BE_MAP, LB6_RNAT_MAP, LB6_SLOT_MAP, LB6_SVC_MAP, LB_CONFIG_MAPS, LB_SLOT_MAX, SVC_F_AFFINITY,
+  BE_F_TERMINATING, LB4_BE_MAP, LB4_RNAT_MAP, LB4_SLOT_MAP, LB4_SVC_MAP, LB6_BE_MAP, LB6_RNAT_MAP, LB6_SLOT_MAP, LB6_SVC_MAP, LB_CONFIG_MAPS, SVC_F_AFFINITY,
   LB4_BACKEND, LB4_KEY, LB4_RNAT, LB6_BACKEND, LB6_KEY, LB6_RNAT, LB_SVC,
   addrBytes, fld, LE, lb4BackendCodec, lb4KeyCodec, lb4RevNatCodec, lb6BackendCodec, lb6KeyCodec, lb6RevNatCodec, protoName, protoNumber, svcValueCodec, u32Codec,
   type LbConfigMapName, type StructLayout,
 } from './lb-layout.ts';
 import { assignSlots, emptyAllocation, IdPool, l4Id, lbPhase, placeSlots, slotRangesOf, slotsToFree, type L4Id, type LbAllocation, type MapEntry } from './lb-entries.ts';
-import { SlotRanges } from './lb-slots.ts';
 import type { MapAccess, MapDelta, MapPlan, PackedRun } from './reconcile.ts';
 
 /** Lowest-first pool of free ids below a high-water mark (a binary min-heap). */
@@ -123,8 +122,6 @@ function putSvc(w: RunWriter, slotBase: number, count: number, flags: number, re
   w.vv.setUint32(v + SV.timeout, timeout, LE);
 }
 
-export { ipv4Value } from '../model/ip.ts';
-
 /** Network-order address bytes at `at` (what addrBytes gives, without a lookup for plain IPv4). */
 function putAddr(buf: Uint8Array, dv: DataView, at: number, address: string, family: 4 | 6): void {
   if (family === 4) {
@@ -161,7 +158,7 @@ interface RunsInput {
 
 /** Slot bases for a first build into empty slot arrays: first fit from empty, in frontend order. */
 function firstBases(fronts: readonly LbFrontend[], slotStart: ArrayLike<number>): Uint32Array {
-  const ranges = { 4: new SlotRanges(LB_SLOT_MAX), 6: new SlotRanges(LB_SLOT_MAX) };
+  const ranges = slotRangesOf(emptyAllocation());
   const out = new Uint32Array(fronts.length);
   for (let i = 0; i < fronts.length; i++) out[i] = placeSlots(ranges[fronts[i]!.family], 0, 0, slotStart[i + 1]! - slotStart[i]!);
   return out;
@@ -429,7 +426,7 @@ export function lbFullPlans(packed: readonly PackedRun[], open: (name: LbConfigM
       list.push({ key: r.keys.subarray(i * r.keySize, (i + 1) * r.keySize), value: r.values.subarray(i * r.valueSize, (i + 1) * r.valueSize) });
     }
   }
-  return LB_CONFIG_MAPS.map((name) => ({ name, map: open(name), desired: desired.get(name)!, phase: (key: Uint8Array) => lbPhase(name, key) }));
+  return LB_CONFIG_MAPS.map((name) => ({ name, map: open(name), desired: desired.get(name)!, phase: () => lbPhase(name) }));
 }
 
 export type LbDeltaEntries = Record<LbConfigMapName, { desired: MapEntry[]; scope: Uint8Array[] }>;
@@ -478,8 +475,8 @@ export class LbTable {
   readonly #feSlots: (number[] | undefined)[] = [];
   /** Slot-array index of each frontend's slot 1 (0: no slots). */
   readonly #feBase: number[] = [];
-  /** Taken slot ranges per family. */
-  #ranges = { 4: new SlotRanges(LB_SLOT_MAX), 6: new SlotRanges(LB_SLOT_MAX) };
+  /** Taken slot ranges per family (set by the constructor and by full()). */
+  #ranges: ReturnType<typeof slotRangesOf>;
   readonly #feFree: number[] = [];
   #feNum = new NumIndex(16);
   readonly #feStr = new Map<string, number>();
@@ -951,6 +948,6 @@ export function lbDeltas(delta: LbDeltaEntries, open: (name: LbConfigMapName) =>
     map: open(name),
     desired: delta[name].desired,
     scope: delta[name].scope,
-    phase: (key: Uint8Array) => lbPhase(name, key),
+    phase: () => lbPhase(name),
   }));
 }

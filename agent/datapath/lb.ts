@@ -292,7 +292,7 @@ export class LbDatapath {
       const d = this.#maps[name].drift();
       longest = Math.max(longest, performance.now() - s0);
       scanned += d.scanned;
-      plans.push({ name, map: this.#maps[name], ...d, phase: (key: Uint8Array) => lbPhase(name, key) });
+      plans.push({ name, map: this.#maps[name], ...d, phase: () => lbPhase(name) });
       yield;
     }
     if (moved()) {

@@ -715,24 +715,19 @@ export function mapDeleteBatch(fd: number, keys: Uint8Array, count: number): num
  * `valueSize` is the per-element size seen by user space (per-CPU: rounded x ncpus).
  */
 export function mapLookupAll(fd: number, keySize: number, valueSize: number, chunk = 4096): { keys: Buffer; values: Buffer; count: number } {
-  const fn = need(L().map_lookup_batch, 'bpf_map_lookup_batch');
   const keyParts: Buffer[] = [];
   const valueParts: Buffer[] = [];
   let total = 0;
   let inBatch: Buffer | null = null;
   const outBatch = Buffer.alloc(Math.max(keySize, 8));
-  const opts = batchOpts(0);
   for (;;) {
     const keys = Buffer.alloc(keySize * chunk);
     const values = Buffer.alloc(valueSize * chunk);
-    const n = new Uint32Array([chunk]);
-    const rc = fn(fd, inBatch, outBatch, keys, values, n, opts) as number;
-    if (rc < 0 && rc !== -2) fail(rc, 'bpf_map_lookup_batch', `fd ${fd}`);
-    const got = n[0]!;
+    const { count: got, done } = mapLookupBatch(fd, inBatch, outBatch, keys, values, chunk);
     keyParts.push(keys.subarray(0, got * keySize));
     valueParts.push(values.subarray(0, got * valueSize));
     total += got;
-    if (rc === -2) break;
+    if (done) break;
     inBatch = Buffer.from(outBatch);
   }
   return { keys: Buffer.concat(keyParts), values: Buffer.concat(valueParts), count: total };

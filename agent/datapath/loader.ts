@@ -265,6 +265,17 @@ export function load(opts: LoadOptions): Loaded {
   const heldLinks: Link[] = [];
   const newLinkPins: string[] = [];
   const fds: number[] = [];
+  /** Remove the link pins this load made and drop its link handles (a failed load or attach leaves no new link). */
+  const undoLinks = (): void => {
+    for (const pin of newLinkPins.splice(0)) {
+      try {
+        unlinkSync(pin);
+      } catch {
+        // already gone
+      }
+    }
+    for (const l of [...newLinks.splice(0), ...heldLinks.splice(0)]) l.destroy();
+  };
   try {
     // Programs: which load, which attach.
     const progs = obj.programs();
@@ -400,14 +411,7 @@ export function load(opts: LoadOptions): Loaded {
         try {
           attachments.push(...attachAll(opts.cgroup, toAttach, root, links, { newLinks, heldLinks, newLinkPins }));
         } catch (e) {
-          for (const pin of newLinkPins.splice(0)) {
-            try {
-              unlinkSync(pin);
-            } catch {
-              // already gone
-            }
-          }
-          for (const l of [...newLinks.splice(0), ...heldLinks.splice(0)]) l.destroy();
+          undoLinks();
           for (const k of Object.keys(links)) delete links[k];
           attachments.length = 0;
           throw e;
@@ -425,11 +429,11 @@ export function load(opts: LoadOptions): Loaded {
 
     // A plain restart (every map adopted, no other layout pinned, every link pinned) swaps the
     // programs in place at once: they read the very maps the old ones read. Anything else
-    // waits for attach() when the caller fills the maps first.
-    const plainRestart = [...mapStatus.values()].every((m) => m.action === 'reused' || m.action === 'private')
+    // waits for attach() when the caller fills the maps first (only then is it worth finding out).
+    const plainRestart = (): boolean => [...mapStatus.values()].every((m) => m.action === 'reused' || m.action === 'private')
       && stale().length === 0
       && toAttach.every((p) => existsSync(join(linksDir(root), p.name)));
-    let pending = opts.fillFirst === true && !plainRestart;
+    let pending = opts.fillFirst === true && !plainRestart();
     if (!pending) attachAndSweep();
 
     const describe = (): DatapathDescription => structuredClone({
@@ -462,14 +466,7 @@ export function load(opts: LoadOptions): Loaded {
     };
   } catch (e) {
     for (const fd of fds) closeFd(fd);
-    for (const pin of newLinkPins) {
-      try {
-        unlinkSync(pin);
-      } catch {
-        // already gone
-      }
-    }
-    for (const l of [...newLinks, ...heldLinks]) l.destroy();
+    undoLinks();
     obj.close();
     if (e instanceof LoaderError) throw e;
     if (e instanceof BpfError) throw new LoaderError('LOAD', `loading ${opts.object}: ${e.message}`, { cause: e });

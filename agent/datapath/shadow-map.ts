@@ -21,8 +21,8 @@
 // slot, id or frontend range points at, and whatever takes such an index
 // into use writes it first.
 import type { MapAccess } from './reconcile.ts';
-import { endianness } from 'node:os';
 import { MapType, mapLookupAll, mapLookupBatch, mapNextKey, mapTryLookup, mapUpdateBatch, type BpfMap } from './libbpf.ts';
+import { LE } from './lb-layout.ts';
 
 const BATCH_CHUNK = 16384;
 
@@ -111,8 +111,7 @@ class ByteIndex {
       ka = 0;
       if (kb.length !== n) return false;
     }
-    for (let i = 0; i < n; i++) if (kb[ka + i] !== b[at + i]) return false;
-    return true;
+    return sameAt(kb, ka, b, at, n);
   }
 
   /** The table slot holding the key, or -1. */
@@ -270,17 +269,15 @@ export function tailWindow(high: number, max: number, at: number, rounds = TAIL_
   return { from, count: Math.min(Math.ceil((max - high) / rounds), max - from) };
 }
 
-const HOST_LE = endianness() === 'LE';
-
 /** The index an array map's key (a u32 in host byte order) names. */
 function indexAt(b: Uint8Array, at: number): number {
-  return HOST_LE
+  return LE
     ? (b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16) | (b[at + 3]! << 24)) >>> 0
     : ((b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!) >>> 0;
 }
 
 function putIndex(b: Uint8Array, i: number): void {
-  if (HOST_LE) {
+  if (LE) {
     b[0] = i & 255; b[1] = (i >>> 8) & 255; b[2] = (i >>> 16) & 255; b[3] = i >>> 24;
   } else {
     b[3] = i & 255; b[2] = (i >>> 8) & 255; b[1] = (i >>> 16) & 255; b[0] = i >>> 24;

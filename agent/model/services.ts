@@ -553,8 +553,13 @@ function parseService(obj: Rec, meta: Meta, key: string, warn: (reason: string) 
 // ---------------------------------------------------------------------------
 // Backends
 
-/** The number the slice maps a service port to (by name and protocol), or -1: it has no such port. */
-function slicePortNumber(s: ParsedSlice, port: ServicePort): number {
+/**
+ * The number the slice maps a service port to (by name and protocol), or -1
+ * when it feeds no frontend of that family and port (another family, no
+ * endpoints, or no such port).
+ */
+function feedingPort(s: ParsedSlice, family: IpFamily, port: ServicePort): number {
+  if (s.family !== family || s.addresses.length === 0) return -1;
   const ports = s.ports;
   for (let i = 0; i < ports.length; i++) {
     const p = ports[i]!;
@@ -570,8 +575,7 @@ function selectBackends(slices: readonly ParsedSlice[] | undefined, family: IpFa
   let only: ParsedSlice | undefined, onlyPort = -1, feeding = 0;
   for (let i = 0; i < slices.length && feeding < 2; i++) {
     const s = slices[i]!;
-    if (s.family !== family || s.addresses.length === 0) continue;
-    const num = slicePortNumber(s, port);
+    const num = feedingPort(s, family, port);
     if (num < 0) continue;
     feeding++;
     only = s;
@@ -586,8 +590,7 @@ function selectBackends(slices: readonly ParsedSlice[] | undefined, family: IpFa
   const use: ParsedSlice[] = [], nums: number[] = [];
   let anyReady = false;
   for (const s of slices) {
-    if (s.family !== family || s.addresses.length === 0) continue;
-    const num = slicePortNumber(s, port);
+    const num = feedingPort(s, family, port);
     if (num < 0) continue;
     use.push(s);
     nums.push(num);

@@ -4,10 +4,11 @@
 // the same order, the same counts, ids, slots and table.
 import t from 'tap';
 import { emptyAllocation, lbEntries, lbPlans, type LbAllocation } from '../../../../agent/datapath/lb-entries.ts';
-import { LbTable, ipv4Value, lbDeltas, lbFirst, lbFullPlans } from '../../../../agent/datapath/lb-table.ts';
+import { LbTable, lbDeltas, lbFirst, lbFullPlans } from '../../../../agent/datapath/lb-table.ts';
 import { MemoryMap, reconcile, reconcileDelta, writeFresh } from '../../../../agent/datapath/reconcile.ts';
 import { LB_CONFIG_MAPS, addrBytes, toHex, type LbConfigMapName } from '../../../../agent/datapath/lb-layout.ts';
 import { frontendSortKey } from '../../../../agent/model/services.ts';
+import { ipv4Value } from '../../../../agent/model/ip.ts';
 import type { LbBackend, LbFrontend, LbState } from '../../../../agent/model/types.ts';
 import { changesBetween, lbMaps } from '../../../lib/lb-maps.ts';
 import { Backends } from '../../../../agent/model/backends.ts';
