@@ -60,12 +60,10 @@ if (process.env.MEM_STAGES_WRITE) {
 }
 
 async function probe(): Promise<void> {
-  const { scratchBpffs, testCgroup } = await import('../lib/sandbox.ts');
+  const { scratchLb } = await import('../lib/scratch-lb.ts');
   const { bench } = await import('./lib/bench.ts');
   const { DirSource } = await import('../../agent/source/dir.ts');
   const { LbModel } = await import('../../agent/model/services.ts');
-  const { LbDatapath } = await import('../../agent/datapath/lb.ts');
-  const { cleanup } = await import('../../agent/datapath/loader.ts');
   const { fullGc, tuneMalloc } = await import('../../agent/memory.ts');
   tuneMalloc(); // as the agent does at start
 
@@ -90,9 +88,6 @@ async function probe(): Promise<void> {
     const file = join(dir, 'objects.json');
     const w = spawnSync(process.execPath, [self], { stdio: 'inherit', env: { ...process.env, MEM_STAGES_WRITE: file } });
     if (w.status !== 0) throw new Error('mem-stages: writing the objects failed');
-    const fs = await scratchBpffs(c);
-    const bpfRoot = join(fs, 'kinglet');
-    const cgroup = await testCgroup(c, 'kinglet-mem');
 
     // Baseline: the objects as parsed, untrimmed, measured in this process.
     // Every step runs in a function of its own: a value left in a register of
@@ -107,11 +102,7 @@ async function probe(): Promise<void> {
     })();
     mem('baseline dropped');
 
-    const lb = LbDatapath.open({ bpfRoot, cgroup });
-    c.teardown(() => {
-      lb.close();
-      cleanup(bpfRoot);
-    });
+    const { lb } = await scratchLb(c, 'kinglet-mem');
     const opened = mem('datapath open');
     const src = new DirSource(dir, { rescanMs: 0, watch: false });
     await src.start(() => {});

@@ -30,12 +30,12 @@ import { execa } from 'execa';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { scratchBpffs, testCgroup } from '../lib/sandbox.ts';
+import { testCgroup } from '../lib/sandbox.ts';
+import { scratchLb } from '../lib/scratch-lb.ts';
 import { buildLbState, LbModel } from '../../agent/model/services.ts';
 import { emptySnapshot, type KubeObject } from '../../agent/source/types.ts';
 import { trimObject } from '../../agent/source/trim.ts';
 import type { LbState } from '../../agent/model/types.ts';
-import { LbDatapath } from '../../agent/datapath/lb.ts';
 import { cleanup } from '../../agent/datapath/loader.ts';
 import { BPF_F_NO_PREALLOC, BpfMap, MapType, mapUpdate, mapUpdateBatch } from '../../agent/datapath/libbpf.ts';
 import { lbEntries } from '../../agent/datapath/lb-entries.ts';
@@ -84,14 +84,7 @@ await bench('program-maps', async (c: Collector) => {
   console.log(`(i) buildLbState: ${fronts} frontends, ${backendsTotal} backends; rounds ${modelMs.map(fmtMs).join(', ')}`);
 
   // (ii) apply into real maps
-  const fs = await scratchBpffs(c);
-  const bpfRoot = join(fs, 'kinglet');
-  const cgroup = await testCgroup(c, 'kinglet-bench');
-  const lb = LbDatapath.open({ bpfRoot, cgroup });
-  c.teardown(() => {
-    lb.close();
-    cleanup(bpfRoot);
-  });
+  const { lb, bpfRoot: scratch } = await scratchLb(c, 'kinglet-bench');
   const applyMs: number[] = [];
   const entriesMs: number[] = [];
   const clearMs: number[] = [];
@@ -255,7 +248,7 @@ await bench('program-maps', async (c: Collector) => {
 
   // Baselines for the agent: a bare node process (startup time, idle RSS).
   const base = await nodeBaseline(c);
-  const agentRoot = join(fs, 'agent');
+  const agentRoot = join(scratch, 'agent'); // beside the pins of (ii), on the same scratch mount
   const agentCgroup = await testCgroup(c, 'kinglet-bench');
   c.teardown(() => cleanup(agentRoot)); // the agent leaves its datapath pinned on exit
   const run = await runAgent(c, ['--source', `dir:${dir}`, '--bpf-root', agentRoot, '--cgroup', agentCgroup], join(runDir, 'agent.sock'), fronts);

@@ -24,7 +24,8 @@ import { scratchLb } from '../lib/scratch-lb.ts';
 import { bench, fmtMs, median, table } from './lib/bench.ts';
 import { AGENT_NODE_FLAGS } from '../../installer/render.ts';
 import { LbModel } from '../../agent/model/services.ts';
-import { emptySnapshot, type KubeObject, type Snapshot } from '../../agent/source/types.ts';
+import { emptySnapshot, type Snapshot } from '../../agent/source/types.ts';
+import { benchObjects } from './lib/objects.ts';
 import { LB4_BE_MAP, LB4_SVC_MAP } from '../../agent/datapath/lb-layout.ts';
 import { kernelMap } from '../lib/kernel-map.ts';
 import { tuneMalloc } from '../../agent/memory.ts';
@@ -33,24 +34,10 @@ import { TAIL_ROUNDS } from '../../agent/datapath/shadow-map.ts';
 const SERVICES = Number(process.env.BENCH_SERVICES ?? 10_000);
 const ENDPOINTS = Number(process.env.BENCH_ENDPOINTS ?? 10);
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
-const ipv4 = (n: number) => [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
 
+/** The benchmarks' cluster (test/bench/lib/objects.ts), as the source hands it to the model. */
 function snapshot(): Snapshot {
-  const services: KubeObject[] = [], endpointSlices: KubeObject[] = [];
-  for (let i = 0; i < SERVICES; i++) {
-    const name = `svc-${i}`, ip = ipv4((10 << 24) + (96 << 16) + 1 + i);
-    services.push({
-      apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: 'bench', resourceVersion: String(1000 + i) },
-      spec: { type: 'ClusterIP', clusterIP: ip, clusterIPs: [ip], ports: [{ name: 'http', port: 80, protocol: 'TCP', targetPort: 8080 }] },
-    });
-    endpointSlices.push({
-      apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
-      metadata: { name: `${name}-x7k2p`, namespace: 'bench', labels: { 'kubernetes.io/service-name': name }, resourceVersion: String(50000 + i) },
-      addressType: 'IPv4', ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
-      endpoints: Array.from({ length: ENDPOINTS }, (_, j) => ({ addresses: [ipv4((10 << 24) + (64 << 16) + i * ENDPOINTS + j + 1)], conditions: { ready: true } })),
-    });
-  }
-  return { ...emptySnapshot(), services, endpointSlices };
+  return { ...emptySnapshot(), ...benchObjects(SERVICES, ENDPOINTS) };
 }
 
 const MB = 1024 * 1024;

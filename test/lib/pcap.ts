@@ -23,7 +23,7 @@ export function pcapFrames(b: Buffer): Buffer[] {
 }
 
 /** The folded one's complement sum of b (0xffff over a region whose checksum is right). */
-export function onesSum(b: Uint8Array): number {
+function onesSum(b: Uint8Array): number {
   let s = 0;
   for (let i = 0; i + 1 < b.length; i += 2) s += (b[i]! << 8) | b[i + 1]!;
   if (b.length % 2) s += b[b.length - 1]! << 8;

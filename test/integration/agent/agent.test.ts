@@ -11,6 +11,7 @@ import { BpfMap } from '../../../agent/datapath/libbpf.ts';
 import { mapsDir } from '../../../agent/datapath/loader.ts';
 import { LB4_BE_MAP } from '../../../agent/datapath/lb-layout.ts';
 import { rootSkipReason } from '../../lib/sandbox.ts';
+import { kernelMap } from '../../lib/kernel-map.ts';
 import { waitFor } from '../../lib/wait.ts';
 import { CLUSTER_IP, kinglet, programmed, servers, service, slice, world, type Result } from '../../lib/agent-world.ts';
 import { apiRequest } from '../../../agent/api/client.ts';
@@ -87,11 +88,12 @@ t.test('kinglet agent with a dir source: ClusterIP, backend changes, restart, cl
     await agent.stop('SIGTERM');
     agent = w.startAgent(['--source', `dir:${w.dir}`, '--resync', '1']);
     await agent.waitForOutput((o) => o.includes('"agent started"'), 15_000);
-    const be = BpfMap.open(join(mapsDir(w.bpfRoot), LB4_BE_MAP));
-    t.teardown(() => be.close());
-    const [key] = [...be.entries()].find(([, v]) => v.some((b) => b !== 0))!;
-    const before = Buffer.from(be.get(key)!);
-    be.set(key, new Uint8Array(before.length)); // an array map: zeros are no entry
+    const pinned = BpfMap.open(join(mapsDir(w.bpfRoot), LB4_BE_MAP));
+    t.teardown(() => pinned.close());
+    const be = kernelMap(pinned.fd);
+    const [key, value] = [...be.entries()][0]!;
+    const before = Buffer.from(value);
+    be.delete(key); // an array map: kernelMap writes zeros, which are no entry
     const log = await agent.waitForOutput((o) => o.includes('datapath drift repaired'), 10_000);
     t.match(log, /"msg":"datapath drift repaired[^\n]*"added":1,"updated":0,"deleted":0/, 'logged with the counts');
     t.same(be.get(key), before, 'the backend entry is back');

@@ -10,9 +10,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { netns, rootSkipReason, scratchBpffs, start, testCgroup, veth, type Netns, type Teardownable } from '../../lib/sandbox.ts';
 import { cleanup, load, type Loaded } from '../../../agent/datapath/loader.ts';
-import { kernelMap } from '../../lib/kernel-map.ts';
+import { kernelMap, type KernelMap } from '../../lib/kernel-map.ts';
 import { allocationFromMaps, lbEntries, lbPlans, type LbAllocation } from '../../../agent/datapath/lb-entries.ts';
-import { reconcile, type MapAccess, type ReconcileResult } from '../../../agent/datapath/reconcile.ts';
+import { reconcile, type ReconcileResult } from '../../../agent/datapath/reconcile.ts';
 import {
   affKeyCodec, affValueCodec, LB4_BE_MAP, LB4_SLOT_MAP, LB4_SVC_MAP, LB6_BE_MAP, LB6_SLOT_MAP, LB6_SVC_MAP, LB_AFF_MAP, LB_CONFIG_MAPS,
   lb4BackendCodec, lb4KeyCodec, lb6BackendCodec, lb6KeyCodec, SOCK_LB_OBJECTS, svcValueCodec, u32Codec, type AffValue, type LbConfigMapName,
@@ -32,7 +32,7 @@ type Op = { op: 'tcp'; host: string; port: number; n: number } | { op: 'udp'; ho
 interface Lab {
   loaded: Loaded;
   program(state: LbState): ReconcileResult;
-  maps: Record<LbConfigMapName, MapAccess>;
+  maps: Record<LbConfigMapName, KernelMap>;
   alloc: LbAllocation | undefined;
   client(ops: Op[]): Promise<Result[][]>;
 }
@@ -69,7 +69,7 @@ async function makeLab(t: Teardownable, object: string): Promise<Lab> {
     loaded.close();
     cleanup(root);
   });
-  const maps = {} as Record<LbConfigMapName, MapAccess>;
+  const maps = {} as Record<LbConfigMapName, KernelMap>;
   for (const name of LB_CONFIG_MAPS) {
     maps[name] = kernelMap(loaded.maps[name]!); // the fd stays owned by the object
   }
@@ -219,14 +219,13 @@ function frontendSlots(lab: Lab, family: 4 | 6, address: string): { revNatId: nu
   const [svcMap, slotMap, beMap, keyCodec, beCodec] = family === 4
     ? [LB4_SVC_MAP, LB4_SLOT_MAP, LB4_BE_MAP, lb4KeyCodec, lb4BackendCodec] as const
     : [LB6_SVC_MAP, LB6_SLOT_MAP, LB6_BE_MAP, lb6KeyCodec, lb6BackendCodec] as const;
-  const get = (m: LbConfigMapName, k: Uint8Array) => [...lab.maps[m].entries()].find(([key]) => Buffer.compare(key, k) === 0)?.[1];
-  const sv = get(svcMap, keyCodec.encode({ address, port: 80, proto: 6 }));
+  const sv = lab.maps[svcMap].get(keyCodec.encode({ address, port: 80, proto: 6 }));
   if (!sv) throw new Error(`no frontend ${address}:80 in ${svcMap}`);
   const front = svcValueCodec.decode(sv);
   const slots: Slot[] = [];
   for (let slot = 1; slot <= front.count; slot++) {
-    const backendId = u32Codec.decode(get(slotMap, u32Codec.encode(front.slotBase + slot - 1))!);
-    const be = beCodec.decode(get(beMap, u32Codec.encode(backendId))!);
+    const backendId = u32Codec.decode(lab.maps[slotMap].get(u32Codec.encode(front.slotBase + slot - 1))!);
+    const be = beCodec.decode(lab.maps[beMap].get(u32Codec.encode(backendId))!);
     const i = /^10\.200\.(\d+)\.2$|^fd00:200:(\d+)::2$/.exec(be.address);
     slots.push({ slot, backendId, server: `b${i?.[1] ?? i?.[2]}` });
   }

@@ -12,6 +12,7 @@ import { waitFor } from '../../../lib/wait.ts';
 import { cluster, clusterIpService, endpointSlice, echoPeer, kinglet, type EchoAnswer } from '../../../lib/cluster.ts';
 import type { AgentStatus, EndpointInfo } from '../../../../agent/api/types.ts';
 import { openPinnedMap } from '../../../../agent/datapath/libbpf.ts';
+import { ipv4Value } from '../../../../agent/model/ip.ts';
 import { affKeyCodec, affValueCodec, LB4_BE_MAP, LB_AFF_MAP, lb4BackendCodec, u32Codec } from '../../../../agent/datapath/lb-layout.ts';
 
 const skip = rootSkipReason();
@@ -164,8 +165,7 @@ t.test('two nodes: pods, services, masquerade, restart, cleanup', { skip }, asyn
     const bes = openPinnedMap(join(n1.bpfRoot, 'maps', LB4_BE_MAP));
     t.teardown(() => { aff.close(); bes.close(); });
     const recs = [...aff.entries()].map(([k, v]) => ({ key: affKeyCodec.decode(k), value: affValueCodec.decode(v) }));
-    const ipNum = (ip: string) => ip.split('.').reduce((n, o) => n * 256n + BigInt(o), 0n);
-    t.same(recs.map((r) => r.key.client), [(1n << 63n) | ipNum(a1.ip)], `one record, keyed by ${a1.ip}`);
+    t.same(recs.map((r) => r.key.client), [(1n << 63n) | BigInt(ipv4Value(a1.ip))], `one record, keyed by ${a1.ip}`);
     const be = recs[0] && bes.get(u32Codec.encode(recs[0].value.backendId));
     const byIp: Record<string, string> = { [a2.ip]: 'a2', [b1.ip]: 'b1', [b2.ip]: 'b2' };
     t.equal(be && byIp[lb4BackendCodec.decode(be).address], servers(tcp!)[0], 'naming the backend that answered');
