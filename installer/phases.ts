@@ -186,7 +186,7 @@ function splitExec(exec: string): string[] {
  * anything named *PASSWORD* or *SECRET*, and K3S_DATASTORE_ENDPOINT (a
  * database URL that may carry credentials). *_FILE variables are paths.
  */
-export function isSecretVar(key: string): boolean {
+function isSecretVar(key: string): boolean {
   return /(TOKEN|PASSWORD|SECRET)(?!_FILE$)|DATASTORE_ENDPOINT/.test(key);
 }
 
@@ -196,7 +196,7 @@ export function isSecretVar(key: string): boolean {
  * unit's command line, which `ps` shows to every user; as K3S_TOKEN and
  * K3S_AGENT_TOKEN they go to its root-only environment file instead.
  */
-export function takeTokens(args: string[]): { rest: string[]; token?: string; agentToken?: string } {
+function takeTokens(args: string[]): { rest: string[]; token?: string; agentToken?: string } {
   const out: { rest: string[]; token?: string; agentToken?: string } = { rest: [] };
   for (let n = 0; n < args.length; n++) {
     const m = /^(--token|-t|--agent-token)(?:=(.*))?$/.exec(args[n]!);
