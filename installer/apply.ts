@@ -216,11 +216,16 @@ async function runShown(ctx: ApplyContext, s: Step, argv: string[], env?: Record
   return r;
 }
 
+/** The last `n` lines of a command's output, for an error or warning ('' when it printed nothing). */
+function lastLines(out: string, n: number): string {
+  return out.trim().split('\n').slice(-n).join('\n');
+}
+
 /** runShown, and a failure is an ApplyError carrying the output's tail. */
 async function run(ctx: ApplyContext, s: Step, argv: string[], env?: Record<string, string>): Promise<RunResult> {
   const r = await runShown(ctx, s, argv, env);
   if (r.exitCode !== 0) {
-    const tail = redactText((r.stderr || r.stdout).trim().split('\n').slice(-5).join('\n'), secretValues(s));
+    const tail = redactText(lastLines(r.stderr || r.stdout, 5), secretValues(s));
     throw new ApplyError(`${s.title}: \`${argv.join(' ')}\` exited ${r.exitCode}${tail ? `:\n${tail}` : ''}`, 'fix the cause above and re-run: steps already done are skipped');
   }
   return r;
@@ -328,7 +333,7 @@ export async function applyStep(ctx: ApplyContext, s: Step): Promise<{ outcome: 
       // Checks can be long (the connectivity test deploys pods): shown as they go, like commands.
       const r = await runShown(ctx, s, s.argv);
       if (r.exitCode !== 0 || (s.match !== undefined && !new RegExp(s.match).test(r.stdout))) {
-        const got = r.stdout.trim().split('\n').slice(-3).join('\n');
+        const got = lastLines(r.stdout, 3);
         throw new ApplyError(`${s.title}: failed (exit ${r.exitCode}${s.match ? `, output must match /${s.match}/` : ''})${got ? `:\n${got}` : ''}`, s.fix);
       }
       return { outcome: 'checked', undo: [] };
@@ -368,7 +373,7 @@ export async function undoActions(ctx: ApplyContext, actions: Undo[]): Promise<s
         const argv = a.kind === 'run' ? a.argv : ['umount', a.target];
         const r = await ctx.runner.run(argv);
         if (r.exitCode !== 0) {
-          const why = (r.stderr || r.stdout).trim().split('\n').at(-1);
+          const why = lastLines(r.stderr || r.stdout, 1);
           ctx.log(`  warn: \`${argv.join(' ')}\` exited ${r.exitCode}${why ? ` (${why})` : ''}; continuing`);
           failed.push(argv.join(' '));
         }

@@ -186,7 +186,7 @@ function splitExec(exec: string): string[] {
  * anything named *PASSWORD* or *SECRET*, and K3S_DATASTORE_ENDPOINT (a
  * database URL that may carry credentials). *_FILE variables are paths.
  */
-export function isSecretVar(key: string): boolean {
+function isSecretVar(key: string): boolean {
   return /(TOKEN|PASSWORD|SECRET)(?!_FILE$)|DATASTORE_ENDPOINT/.test(key);
 }
 
@@ -196,7 +196,7 @@ export function isSecretVar(key: string): boolean {
  * unit's command line, which `ps` shows to every user; as K3S_TOKEN and
  * K3S_AGENT_TOKEN they go to its root-only environment file instead.
  */
-export function takeTokens(args: string[]): { rest: string[]; token?: string; agentToken?: string } {
+function takeTokens(args: string[]): { rest: string[]; token?: string; agentToken?: string } {
   const out: { rest: string[]; token?: string; agentToken?: string } = { rest: [] };
   for (let n = 0; n < args.length; n++) {
     const m = /^(--token|-t|--agent-token)(?:=(.*))?$/.exec(args[n]!);
@@ -310,6 +310,9 @@ export function planAgent(i: PlanInput, dirs: CniDirs): PhasePlan {
     : `CNI dirs assumed (bin ${dirs.binDir}, conf ${dirs.confDir}); a real run reads them from ${K3S_CONTAINERD_CONFIG} once k3s has started`);
   // Without the bundle's native shim, kinglet-cni is the Node plugin itself (each call pays Node's start-up).
   const shim = i.cniShim ?? false;
+  // The Node plugin's file step: kinglet-cni itself, or beside the shim its fallback (key order as before: it is hashed).
+  const nodePlugin = (id: string, title: string, file: string) =>
+    ({ id, title, kind: 'file', path: `${dirs.binDir}/${file}`, mode: 0o755, content: cniWrapper(s.nodeBin, s.bundleDir) }) as const;
   const name = nodeName(i);
   const exec = cliArgv(s.nodeBin, s.bundleDir, ['agent', '--source', 'kube', '--kubeconfig', AGENT_KUBECONFIG, '--node-name', name, '--manage-sysctls'], AGENT_NODE_FLAGS);
   // Uninstall runs this after stopping the agent: detach its programs and tc filters, unpin its maps, undo its pod network.
@@ -319,10 +322,10 @@ export function planAgent(i: PlanInput, dirs: CniDirs): PhasePlan {
     { id: 'agent.cni-bin-dir', title: 'CNI plugin directory', kind: 'dir', path: dirs.binDir, mode: 0o755 },
     ...(shim
       ? [
-          { id: 'agent.cni-plugin-node', title: "the Node.js kinglet-cni plugin (the shim's fallback when the agent is down)", kind: 'file', path: `${dirs.binDir}/kinglet-cni-node`, mode: 0o755, content: cniWrapper(s.nodeBin, s.bundleDir) } as const,
+          nodePlugin('agent.cni-plugin-node', "the Node.js kinglet-cni plugin (the shim's fallback when the agent is down)", 'kinglet-cni-node'),
           { id: 'agent.cni-plugin', title: 'the kinglet-cni plugin (native shim: the agent runs each call)', kind: 'copy', from: CNI_SHIM_IN_BUNDLE, path: `${dirs.binDir}/kinglet-cni`, mode: 0o755 } as const,
         ]
-      : [{ id: 'agent.cni-plugin', title: 'the kinglet-cni plugin (runs the bundle with its own Node.js)', kind: 'file', path: `${dirs.binDir}/kinglet-cni`, mode: 0o755, content: cniWrapper(s.nodeBin, s.bundleDir) } as const]),
+      : [nodePlugin('agent.cni-plugin', 'the kinglet-cni plugin (runs the bundle with its own Node.js)', 'kinglet-cni')]),
     { id: 'agent.cni-conf-dir', title: 'CNI config directory', kind: 'dir', path: dirs.confDir, mode: 0o755 },
     { id: 'agent.conflist', title: "kinglet's CNI network config", kind: 'file', path: `${dirs.confDir}/05-kinglet.conflist`, mode: 0o644, content: conflist(AGENT_SOCKET) },
   );

@@ -1,7 +1,8 @@
 // Progress for the installer's long steps (k3s's install script, kernel
 // RPMs, grub2-mkconfig, waiting for the API and for node Ready): a line
 // every few seconds saying what is still going on, for how long, and until
-// when. Lines, never a redrawn bar, so logs and CI output stay readable.
+// when. Lines, so logs and CI output stay readable; only on a terminal is a
+// download's size redrawn in place (apply.ts runShown, CLEAR_LINE).
 // The clock is injected, so tests drive time by hand.
 
 export interface Clock {

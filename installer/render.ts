@@ -45,7 +45,7 @@ export const AGENT_NODE_FLAGS = ['--max-semi-space-size=4', compileCachePreload(
  * honours KINGLET_COMPILE_CACHE like kinglet.ts. The first start after an
  * install fills the cache and still pays once.
  */
-export function compileCachePreload(): string {
+function compileCachePreload(): string {
   const code = 'import{enableCompileCache}from"node:module";const d=process.env.KINGLET_COMPILE_CACHE;if(d!=="off")try{enableCompileCache(d||undefined)}catch{}';
   return `--import=data:text/javascript;base64,${Buffer.from(code).toString('base64')}`;
 }

@@ -85,7 +85,7 @@ export class IpSession {
     const base = p.lines;
     p.out = '';
     p.err = '';
-    p.lines += body.split('\n').length - 1 + 1;
+    p.lines += body.split('\n').length; // the batch's lines (body ends with a newline) and the sentinel
     p.child.stdin.write(body + SENTINEL);
     let timer: NodeJS.Timeout | undefined;
     const answer = await new Promise<'done' | 'exit' | 'timeout'>((resolve) => {

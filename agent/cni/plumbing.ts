@@ -67,11 +67,14 @@ export function run(cmd: string, args: string[], input?: string): Promise<RunRes
   });
 }
 
+/** What runs `ip -batch -` text: IpSession (ip-session.ts). */
+type IpBatcher = { batch(text: string): Promise<RunResult> };
+
 /** The agent's long-lived `ip` for the node namespace (ip-session.ts); unset: one exec per call. */
-let session: { batch(text: string): Promise<RunResult> } | undefined;
+let session: IpBatcher | undefined;
 
 /** Run host-side batches through `s` (the agent does, for the CNI calls it runs in-process). */
-export function useIpSession(s: { batch(text: string): Promise<RunResult> } | undefined): void {
+export function useIpSession(s: IpBatcher | undefined): void {
   session = s;
 }
 
@@ -148,14 +151,7 @@ async function ensureGatewayDev(): Promise<void> {
  * with it) and PlumbingError says which step failed.
  */
 export async function setupHost(s: VethSpec): Promise<void> {
-  if (rtnl) {
-    try {
-      rtnl.host(s, GATEWAY_DEV, GATEWAY_PEER);
-      return;
-    } catch (e) {
-      rtnl.fallback('host', s, e as Error);
-    }
-  }
+  if (viaRtnl('host', s)) return;
   const batch = hostBatch(s);
   let r = await hostIp(batch);
   if (r.code !== 0 && r.stderr.includes(`"${GATEWAY_DEV}"`)) {
@@ -192,16 +188,22 @@ export function useRtnl(r: Rtnl | undefined): void {
   rtnl = r;
 }
 
+/** Do one side of ADD over rtnetlink when the agent set it up (useRtnl); false: `ip` is to do it (fallback heard why). */
+function viaRtnl(side: 'host' | 'pod', s: VethSpec): boolean {
+  if (!rtnl) return false;
+  try {
+    if (side === 'host') rtnl.host(s, GATEWAY_DEV, GATEWAY_PEER);
+    else rtnl.pod(s);
+    return true;
+  } catch (e) {
+    rtnl.fallback(side, s, e as Error);
+    return false;
+  }
+}
+
 /** Inside the pod (after setupHost): lo and the interface up, the address, the gateway's neighbour, the default route. */
 export async function setupPod(s: VethSpec): Promise<void> {
-  if (rtnl) {
-    try {
-      rtnl.pod(s);
-      return;
-    } catch (e) {
-      rtnl.fallback('pod', s, e as Error);
-    }
-  }
+  if (viaRtnl('pod', s)) return;
   const p = await run(...inNetns(s.netns, ['-batch', '-']), podBatch(s));
   if (p.code !== 0) {
     await removeVeth(s.hostIfname).catch(() => {});

@@ -1,7 +1,9 @@
-// The pod side of ADD over rtnetlink, without an `ip` exec: the agent opens a
-// NETLINK_ROUTE socket inside the pod's network namespace and sends the same
-// five changes as plumbing.ts podBatch (lo up, the interface up, its /32
-// address, the gateway's permanent neighbour, the default route onlink).
+// Both sides of ADD over rtnetlink, without an `ip` exec. The pod side: the
+// agent opens a NETLINK_ROUTE socket inside the pod's network namespace and
+// sends the same five changes as plumbing.ts podBatch (lo up, the interface
+// up, its /32 address, the gateway's permanent neighbour, the default route
+// onlink). The host side (what hostBatch does) goes over one socket of the
+// agent's own namespace, kept open.
 //
 // A netlink socket belongs to the namespace it was created in, whatever the
 // thread does afterwards. So the calling thread enters the pod's namespace
@@ -13,9 +15,9 @@
 // when send() returns: they are read with MSG_DONTWAIT and never block the
 // event loop; one missing is an error.
 //
-// Two layers: pure encoders/decoders (unit-tested byte for byte) and
-// `RtnlPod`, the thin adapter through koffi (libc). plumbing.ts falls back to
-// the `ip` exec when the adapter cannot be used or fails.
+// Two layers: pure encoders/decoders (unit-tested byte for byte) and the
+// thin adapter through koffi (libc): setupPodRtnl, setupHostRtnl. plumbing.ts
+// falls back to the `ip` exec when the adapter cannot be used or fails.
 import { closeSync, openSync } from 'node:fs';
 import koffi from 'koffi';
 import type { VethSpec } from './plumbing.ts';
@@ -50,6 +52,7 @@ const NUD_PERMANENT = 0x80;
 const RTA_OIF = 4;
 const RTA_GATEWAY = 5;
 const RT_TABLE_MAIN = 254;
+const RT_SCOPE_UNIVERSE = 0;
 const RT_SCOPE_LINK = 253;
 const RTA_DST = 1;
 const RTPROT_BOOT = 3;
@@ -148,18 +151,23 @@ export function permanentNeighbour(seq: number, index: number, address: string, 
   return message(RTM_NEWNEIGH, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE, seq, Buffer.concat([h, attr(NDA_DST, ipv4(address)), attr(NDA_LLADDR, macBytes(lladdr))]));
 }
 
-/** RTM_NEWROUTE: IPv4 default route via `gateway` out of device `index`, onlink, main table. */
-export function defaultRouteOnlink(seq: number, index: number, gateway: string): Buffer {
+/** struct rtmsg (12 bytes) of an IPv4 unicast route in the main table. */
+function rtmsg(dstLen: number, scope: number, flags: number): Buffer {
   const h = Buffer.alloc(12);
-  h.writeUInt8(AF_INET, 0); // family; dst_len, src_len, tos 0
+  h.writeUInt8(AF_INET, 0); // family; src_len, tos 0
+  h.writeUInt8(dstLen, 1);
   h.writeUInt8(RT_TABLE_MAIN, 4);
   h.writeUInt8(RTPROT_BOOT, 5);
-  h.writeUInt8(0, 6); // RT_SCOPE_UNIVERSE
+  h.writeUInt8(scope, 6);
   h.writeUInt8(RTN_UNICAST, 7);
-  h.writeUInt32LE(RTNH_F_ONLINK, 8);
-  const oif = Buffer.alloc(4);
-  oif.writeUInt32LE(index, 0);
-  return message(RTM_NEWROUTE, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE, seq, Buffer.concat([h, attr(RTA_GATEWAY, ipv4(gateway)), attr(RTA_OIF, oif)]));
+  h.writeUInt32LE(flags, 8);
+  return h;
+}
+
+/** RTM_NEWROUTE: IPv4 default route via `gateway` out of device `index`, onlink, main table. */
+export function defaultRouteOnlink(seq: number, index: number, gateway: string): Buffer {
+  const h = rtmsg(0, RT_SCOPE_UNIVERSE, RTNH_F_ONLINK);
+  return message(RTM_NEWROUTE, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE, seq, Buffer.concat([h, attr(RTA_GATEWAY, ipv4(gateway)), attr(RTA_OIF, u32(index))]));
 }
 
 export interface VethPair {
@@ -195,13 +203,7 @@ export function createVeth(seq: number, v: VethPair): Buffer {
 
 /** RTM_NEWROUTE: `address`/32 out of device `index`, scope link, main table. */
 export function hostRoute(seq: number, index: number, address: string): Buffer {
-  const h = Buffer.alloc(12);
-  h.writeUInt8(AF_INET, 0);
-  h.writeUInt8(32, 1);
-  h.writeUInt8(RT_TABLE_MAIN, 4);
-  h.writeUInt8(RTPROT_BOOT, 5);
-  h.writeUInt8(RT_SCOPE_LINK, 6);
-  h.writeUInt8(RTN_UNICAST, 7);
+  const h = rtmsg(32, RT_SCOPE_LINK, 0);
   return message(RTM_NEWROUTE, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE, seq, Buffer.concat([h, attr(RTA_DST, ipv4(address)), attr(RTA_OIF, u32(index))]));
 }
 
@@ -288,7 +290,7 @@ function fail(c: Libc, what: string): never {
  * privilege it just used) the process must not go on in the wrong one: it
  * exits, saying so.
  */
-export function openRtnlIn(netnsPath: string): number {
+function openRtnlIn(netnsPath: string): number {
   const c = bind();
   ownNetns ??= openSync('/proc/thread-self/ns/net', 'r');
   let target: number;
@@ -313,7 +315,7 @@ export function openRtnlIn(netnsPath: string): number {
 }
 
 /** Send `msgs` in one write and collect replies until every ACK-requesting seq in `want` has answered. */
-export function exchange(sock: number, msgs: Buffer[], want: number[]): Reply[] {
+function exchange(sock: number, msgs: Buffer[], want: number[]): Reply[] {
   const c = bind();
   const out = Buffer.concat(msgs);
   if (c.send(sock, out, out.length, 0) !== out.length) fail(c, 'netlink send');

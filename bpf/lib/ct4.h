@@ -35,20 +35,34 @@ static __always_inline __u64 kl_ct_lifetime(__u8 proto, __u16 flags)
 	return KL_CT_TCP_LIFE;
 }
 
-static __always_inline int kl_ct_live(const struct kl_ct4_entry *e, __u8 proto, __u64 now)
+/* A flow (conntrack entry, or masquerade claim) last seen at `last_seen_ns` is live while idle no longer than its lifetime. */
+static __always_inline int kl_flow_live(__u64 last_seen_ns, __u8 proto, __u16 flags, __u64 now)
 {
-	return now - e->last_seen_ns <= kl_ct_lifetime(proto, e->flags);
+	return now - last_seen_ns <= kl_ct_lifetime(proto, flags);
 }
 
-static __always_inline void kl_ct4_key_of(struct kl_ct4_key *k, const struct pkt4 *p, int swap, __u8 scope)
+static __always_inline int kl_ct_live(const struct kl_ct4_entry *e, __u8 proto, __u64 now)
 {
-	k->saddr = swap ? p->daddr : p->saddr;
-	k->daddr = swap ? p->saddr : p->daddr;
-	k->sport = swap ? p->dport : p->sport;
-	k->dport = swap ? p->sport : p->dport;
-	k->proto = p->proto;
+	return kl_flow_live(e->last_seen_ns, proto, e->flags, now);
+}
+
+/* The conntrack key of a tuple (swap: of its reply), in a scope. */
+static __always_inline void
+kl_ct4_key_set(struct kl_ct4_key *k, __be32 saddr, __be32 daddr, __be16 sport, __be16 dport, __u8 proto, int swap, __u8 scope)
+{
+	k->saddr = swap ? daddr : saddr;
+	k->daddr = swap ? saddr : daddr;
+	k->sport = swap ? dport : sport;
+	k->dport = swap ? sport : dport;
+	k->proto = proto;
 	k->scope = scope;
 	k->pad = 0;
+}
+
+/* The conntrack key of a packet (swap: of its reply). */
+static __always_inline void kl_ct4_key_of(struct kl_ct4_key *k, const struct pkt4 *p, int swap, __u8 scope)
+{
+	kl_ct4_key_set(k, p->saddr, p->daddr, p->sport, p->dport, p->proto, swap, scope);
 }
 
 static __always_inline void kl_ct_touch(struct kl_ct4_entry *e, const struct pkt4 *p, __u64 now, int reply)

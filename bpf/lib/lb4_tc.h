@@ -31,14 +31,9 @@ struct lb4_xlate {
 /* The conntrack entry of the packet an ICMP error quotes (swap: of its reply), in a scope. */
 static __always_inline struct kl_ct4_entry *kl_ct4_quoted(const struct icmp4_quote *q, int swap, __u8 scope)
 {
-	struct kl_ct4_key k = {};
+	struct kl_ct4_key k;
 
-	k.saddr = swap ? q->daddr : q->saddr;
-	k.daddr = swap ? q->saddr : q->daddr;
-	k.sport = swap ? q->dport : q->sport;
-	k.dport = swap ? q->sport : q->dport;
-	k.proto = q->proto;
-	k.scope = scope;
+	kl_ct4_key_set(&k, q->saddr, q->daddr, q->sport, q->dport, q->proto, swap, scope);
 	return bpf_map_lookup_elem(&KL_CT4_MAP, &k);
 }
 

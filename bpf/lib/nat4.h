@@ -150,12 +150,6 @@ static __always_inline int kl_node_socket_connected(struct __sk_buff *ctx, const
 	return mine;
 }
 
-/* A mapping's IN entry (its port claim) is live while idle less than its flow's lifetime. */
-static __always_inline int kl_snat_live(const struct kl_snat4_entry *c, __u8 proto, __u64 now)
-{
-	return now - c->last_seen_ns <= kl_ct_lifetime(proto, c->flags);
-}
-
 /* A packet of the mapping went by: its claim's age and TCP state (FIN/RST; a bare SYN starts over). */
 static __always_inline void kl_snat_touch(struct kl_snat4_entry *c, const struct pkt4 *p, __u64 now, int reply)
 {
@@ -207,7 +201,7 @@ kl_snat_claim(struct __sk_buff *ctx, const struct pkt4 *p, const struct kl_cfg *
 		kl_snat_in_key(&in, p, node, cand);
 		if (bpf_map_update_elem(&KL_SNAT4_MAP, &in, &val, BPF_NOEXIST) < 0) {
 			c = bpf_map_lookup_elem(&KL_SNAT4_MAP, &in);
-			if (c && kl_snat_live(c, p->proto, now))
+			if (c && kl_flow_live(c->last_seen_ns, p->proto, c->flags, now))
 				continue;
 			/* Expired: free it, then claim it like a free one (another CPU may win). */
 			bpf_map_delete_elem(&KL_SNAT4_MAP, &in);

@@ -51,7 +51,7 @@ async function tarball(src: string, out: string): Promise<Buffer> {
 
 interface Mirror { base: string; requests: string[]; server: Server }
 
-async function setup(t: Tap): Promise<{ dir: string; mirror: Mirror; bundleSha: string }> {
+async function setup(t: Tap): Promise<{ dir: string; script: string; mirror: Mirror; bundleSha: string }> {
   const dir = await mkdtemp(join(tmpdir(), 'kinglet-installsh-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const www = join(dir, 'www');
@@ -95,14 +95,22 @@ async function setup(t: Tap): Promise<{ dir: string; mirror: Mirror; bundleSha: 
   t.teardown(() => new Promise<void>((r) => server.close(() => r())));
   const addr = server.address();
   if (!addr || typeof addr === 'string') throw new Error('no port');
-  return { dir, bundleSha: sha(tgz), mirror: { base: `http://127.0.0.1:${addr.port}`, requests, server } };
+  // The script runs as a copy outside the checkout (from a checkout it would use that instead of a bundle).
+  const script = join(dir, 'install.sh');
+  await copyFile(SCRIPT, script);
+  return { dir, script, bundleSha: sha(tgz), mirror: { base: `http://127.0.0.1:${addr.port}`, requests, server } };
 }
 
 type Tap = { teardown(fn: () => unknown): void };
 
+/** What the script runs with besides the test's own settings. */
+function scriptEnv(): Record<string, string> {
+  return { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: '/tmp' };
+}
+
 function runScript(script: string, env: Record<string, string>): Promise<{ code: number; stderr: string; stdout: string }> {
   return new Promise((resolve) => {
-    const p = spawn('dash', [script], { env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: '/tmp', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn('dash', [script], { env: { ...scriptEnv(), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     let stdout = '';
     p.stdout.on('data', (d) => { stdout += d; });
@@ -115,9 +123,7 @@ const root = process.getuid?.() === 0;
 const why = 'install.sh uses sudo when not root; run the integration suite as root';
 
 t.test('downloads Node.js and the bundle, verifies both, hands over with settings intact', { skip: !have('dash') ? 'dash missing' : !root && why }, async (t) => {
-  const { dir, mirror } = await setup(t);
-  const script = join(dir, 'install.sh');
-  await copyFile(SCRIPT, script);
+  const { dir, mirror, script } = await setup(t);
   const record = join(dir, 'record.txt');
   const env = {
     KINGLET_INSTALL_DIR: join(dir, 'opt'),
@@ -150,9 +156,7 @@ t.test('downloads Node.js and the bundle, verifies both, hands over with setting
 });
 
 t.test('glibc < 2.28 gets the glibc-2.17 build; system node >= 22 is used when present', { skip: !have('dash') ? 'dash missing' : !root && why }, async (t) => {
-  const { dir, mirror, bundleSha } = await setup(t);
-  const script = join(dir, 'install.sh');
-  await copyFile(SCRIPT, script);
+  const { dir, mirror, bundleSha, script } = await setup(t);
   const record = join(dir, 'record.txt');
   const base = {
     KINGLET_INSTALL_DIR: join(dir, 'opt'), KINGLET_NODE_VERSION: NODE_V,
@@ -186,9 +190,7 @@ t.test('glibc < 2.28 gets the glibc-2.17 build; system node >= 22 is used when p
 });
 
 t.test('a wrong checksum is rejected and nothing is handed over', { skip: !have('dash') ? 'dash missing' : !root && why }, async (t) => {
-  const { dir, mirror } = await setup(t);
-  const script = join(dir, 'install.sh');
-  await copyFile(SCRIPT, script);
+  const { dir, mirror, script } = await setup(t);
   const record = join(dir, 'record.txt');
   const env = {
     KINGLET_INSTALL_DIR: join(dir, 'opt'), KINGLET_BUNDLE_URL: `${mirror.base}/kinglet-0.1.0.tar.gz`,
@@ -226,9 +228,7 @@ t.test('a truncated script runs nothing', { skip: !have('dash') ? 'dash missing'
 });
 
 t.test('progress: quiet lines in logs, a progress bar on a terminal', { skip: !have('dash') ? 'dash missing' : !root && why }, async (t) => {
-  const { dir, mirror, bundleSha } = await setup(t);
-  const script = join(dir, 'install.sh');
-  await copyFile(SCRIPT, script);
+  const { dir, mirror, bundleSha, script } = await setup(t);
   const env = {
     KINGLET_INSTALL_DIR: join(dir, 'opt'), KINGLET_BUNDLE_URL: `${mirror.base}/slow/kinglet-0.1.0.tar.gz`,
     KINGLET_BUNDLE_SHA256: bundleSha, KINGLET_TEST_RECORD: join(dir, 'record.txt'), KINGLET_PROGRESS_SECONDS: '1',
@@ -253,7 +253,7 @@ t.test('progress: quiet lines in logs, a progress bar on a terminal', { skip: !h
   await t.test('on a terminal: the downloader\'s bar, no extra lines', { skip: !have('script') && 'script (util-linux) is not installed' }, async (t) => {
     // script(1) gives the installer a pseudo-terminal as its stdout and stderr (async: the mirror lives in this process).
     const p = spawn('script', ['-q', '-e', '-c', `dash ${script}`, '/dev/null'], {
-      env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: '/tmp', ...env }, stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...scriptEnv(), ...env }, stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
     p.stdout.on('data', (d) => { out += d; });
@@ -271,9 +271,7 @@ t.test('KINGLET_PROGRESS_SECONDS must be a number', { skip: !have('dash') && 'da
 });
 
 t.test('not root: every privileged step and the hand-over go through sudo, keeping the settings', { skip: !have('dash') ? 'dash missing' : !root && why }, async (t) => {
-  const { dir, mirror, bundleSha } = await setup(t);
-  const script = join(dir, 'install.sh');
-  await copyFile(SCRIPT, script);
+  const { dir, mirror, bundleSha, script } = await setup(t);
   // Stand-ins: `id -u` says 1000; sudo logs its arguments and runs the command.
   const fake = join(dir, 'fakebin');
   await mkdir(fake);
@@ -353,9 +351,7 @@ t.test('no Node.js build fits: musl, or old glibc on arm64: stop before download
 });
 
 t.test('with wget instead of curl: the same downloads, checks and progress lines', { skip: !have('dash') ? 'dash missing' : !root ? why : !have('wget') && 'wget is not installed' }, async (t) => {
-  const { dir, mirror, bundleSha } = await setup(t);
-  const script = join(dir, 'install.sh');
-  await copyFile(SCRIPT, script);
+  const { dir, mirror, bundleSha, script } = await setup(t);
   // A PATH with what install.sh uses, wget but no curl.
   const bin = join(dir, 'bin');
   await mkdir(bin);
@@ -375,16 +371,14 @@ t.test('with wget instead of curl: the same downloads, checks and progress lines
 });
 
 t.test('interrupted mid-download (Ctrl-C, kill, a dropped session): the temporary directory goes, the ticker too', { skip: !have('dash') ? 'dash missing' : !root && why }, async (t) => {
-  const { dir, mirror, bundleSha } = await setup(t);
-  const script = join(dir, 'install.sh');
-  await copyFile(SCRIPT, script);
+  const { dir, mirror, bundleSha, script } = await setup(t);
   const tmp = join(dir, 'tmp');
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     await rm(tmp, { recursive: true, force: true });
     await mkdir(tmp);
     const p = spawn('dash', [script], {
       env: {
-        PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: '/tmp', TMPDIR: tmp, KINGLET_INSTALL_DIR: join(dir, 'opt'),
+        ...scriptEnv(), TMPDIR: tmp, KINGLET_INSTALL_DIR: join(dir, 'opt'),
         KINGLET_BUNDLE_URL: `${mirror.base}/slow/kinglet-0.1.0.tar.gz`, KINGLET_BUNDLE_SHA256: bundleSha, KINGLET_PROGRESS_SECONDS: '1',
       },
       stdio: ['ignore', 'ignore', 'pipe'], detached: true, // its own process group, for the clean-up below
