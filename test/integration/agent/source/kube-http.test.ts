@@ -131,16 +131,17 @@ t.test('no bytes for idleMs: done(TimeoutError) once and the request closed; bef
     if (req.url!.includes('resourceVersion=silent')) return; // never answers
     res.writeHead(200);
     res.write(line('ADDED', 'a'));
-    // then a byte every 60 ms for a while (keeps it alive), then silence
+    // then a byte every 50 ms for 600 ms (keeps it alive: a gap under load stays well below
+    // the 400 ms idle timeout), then silence
     let n = 0;
     const tick = setInterval(() => {
-      if (++n > 5 || res.destroyed) return clearInterval(tick);
+      if (++n > 12 || res.destroyed) return clearInterval(tick);
       res.write('\n');
-    }, 60);
+    }, 50);
   });
   const kc = kubeconfig(s.url);
   const started = Date.now();
-  const r = await watch(kc, { resourceVersion: 'x' }, 200);
+  const r = await watch(kc, { resourceVersion: 'x' }, 400);
   await waitFor(() => r.dones.length > 0, 'done');
   const took = Date.now() - started;
   t.ok(took >= 500, `bytes reset the idle timer (done after ${took} ms)`);
