@@ -19,6 +19,9 @@ import { HeapCompactor, tuneMalloc } from './memory.ts';
 
 export const AGENT_VERSION = '0.1.0';
 
+/** A duration as logged and reported: milliseconds to two decimals. */
+const roundMs = (ms: number): number => Math.round(ms * 100) / 100;
+
 export interface AgentOptions {
   source: Source;
   bpfRoot: string;
@@ -216,7 +219,7 @@ export class Agent {
         added: r.added,
         updated: r.updated,
         deleted: r.deleted,
-        ms: Math.round(r.durationMs * 100) / 100,
+        ms: roundMs(r.durationMs),
       });
     }
   }
@@ -280,10 +283,10 @@ export class Agent {
         frontends: this.#lastApply?.frontends ?? 0,
         backends: this.#lastApply?.backends ?? 0,
         ...(this.#lastApply
-          ? { lastApply: { at: this.#lastApply.at, added: this.#lastApply.added, updated: this.#lastApply.updated, deleted: this.#lastApply.deleted, durationMs: Math.round(this.#lastApply.durationMs * 100) / 100 } }
+          ? { lastApply: { at: this.#lastApply.at, added: this.#lastApply.added, updated: this.#lastApply.updated, deleted: this.#lastApply.deleted, durationMs: roundMs(this.#lastApply.durationMs) } }
           : {}),
         ...(this.#lastResync
-          ? { lastResync: { at: this.#lastResync.at, mode: this.#lastResync.mode, added: this.#lastResync.added, updated: this.#lastResync.updated, deleted: this.#lastResync.deleted, scanned: this.#lastResync.scanned, durationMs: Math.round(this.#lastResync.durationMs * 100) / 100 } }
+          ? { lastResync: { at: this.#lastResync.at, mode: this.#lastResync.mode, added: this.#lastResync.added, updated: this.#lastResync.updated, deleted: this.#lastResync.deleted, scanned: this.#lastResync.scanned, durationMs: roundMs(this.#lastResync.durationMs) } }
           : {}),
       },
       controllers: ctl ? [ctl] : [],

@@ -30,7 +30,7 @@ import type { KubeConfig } from '@kubernetes/client-node/dist/config.js';
 export type WatchCallback = (phase: string, apiObj: any, watchObj?: any) => void;
 
 /** client-node's Watch: its idle timeout, also used as the connect timeout. */
-export const WATCH_IDLE_MS = 30_000;
+const WATCH_IDLE_MS = 30_000;
 
 /** Request options with the kubeconfig's TLS settings, agent and credentials (runs its auth plugins). */
 export async function kubeRequestOptions(kc: KubeConfig): Promise<https.RequestOptions> {

@@ -418,13 +418,13 @@ function sortedDelete(st: KindState, key: string): void {
  * quiet after stop.
  */
 class GuardedWatch {
-  readonly config: KubeConfig;
+  readonly #kc: KubeConfig;
   readonly #src: KubeSource;
   readonly #st: KindState;
   readonly #controllers = new Set<AbortController>();
 
   constructor(kc: KubeConfig, src: KubeSource, st: KindState) {
-    this.config = kc;
+    this.#kc = kc;
     this.#src = src;
     this.#st = st;
   }
@@ -505,7 +505,7 @@ class GuardedWatch {
     try {
       // Bookmarks keep a quiet kind's resourceVersion fresh, so its next re-watch
       // is not answered with 410 (and a relist) after compaction.
-      ctl = await watchStream(this.config, path, { ...queryParams, allowWatchBookmarks: true }, cb, wrappedDone);
+      ctl = await watchStream(this.#kc, path, { ...queryParams, allowWatchBookmarks: true }, cb, wrappedDone);
     } catch (err) {
       // e.g. the kubeconfig's credentials could not be applied
       wrappedDone(err);

@@ -51,6 +51,9 @@ function yaml(): typeof Yaml {
   return (yamlModule ??= createRequire(import.meta.url)('yaml') as typeof Yaml);
 }
 
+/** How every path turns a YAML document into values: the streamed ones must agree with the whole-text parse. */
+const TO_JS = { maxAliasCount: 100 } as const;
+
 function isRec(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
@@ -141,6 +144,11 @@ class Sink {
     this.objects.length = 0;
     this.skipped.length = 0;
   }
+
+  /** What the file gave: every object and skip added so far. */
+  result(): ParseResult {
+    return { ok: true, objects: this.objects, skipped: this.skipped };
+  }
 }
 
 /**
@@ -204,7 +212,7 @@ function flattenYamlDocuments(body: string, name: string, out: Sink): boolean {
   let i = 0;
   for (const d of yamlDocuments(body)) {
     i++;
-    const v: unknown = d.errors.length === 0 ? d.toJS({ maxAliasCount: 100 }) : undefined;
+    const v: unknown = d.errors.length === 0 ? d.toJS(TO_JS) : undefined;
     if (d.errors.length > 0 || (v !== null && v !== undefined && !isRec(v))) {
       out.clear();
       return false;
@@ -220,7 +228,7 @@ function yamlOne(text: string): unknown {
   let n = 0;
   for (const d of yamlDocuments(text)) {
     if (++n > 1 || d.errors.length > 0) throw new Error('not one clean document');
-    v = d.toJS({ maxAliasCount: 100 });
+    v = d.toJS(TO_JS);
   }
   if (n !== 1) throw new Error('not one document');
   return v;
@@ -269,13 +277,13 @@ export function parseManifests(text: string, name: string, opts: { trim?: boolea
   try {
     const docs: unknown[] = [];
     if (name.toLowerCase().endsWith('.json')) {
-      if (body.trim() === '') return { ok: true, objects: out.objects, skipped: out.skipped };
-      if (opts.trim && flattenJsonStreamed(body, name, out)) return { ok: true, objects: out.objects, skipped: out.skipped };
+      if (body.trim() === '') return out.result();
+      if (opts.trim && flattenJsonStreamed(body, name, out)) return out.result();
       const v: unknown = JSON.parse(body);
       if (Array.isArray(v)) docs.push(...v);
       else docs.push(v);
     } else {
-      if (opts.trim && (flattenYamlStreamed(body, name, out) || flattenYamlDocuments(body, name, out))) return { ok: true, objects: out.objects, skipped: out.skipped };
+      if (opts.trim && (flattenYamlStreamed(body, name, out) || flattenYamlDocuments(body, name, out))) return out.result();
       const parsed = yaml().parseAllDocuments(body, { merge: true, prettyErrors: true });
       const list = Array.isArray(parsed) ? parsed : [];
       for (let i = 0; i < list.length; i++) {
@@ -283,7 +291,7 @@ export function parseManifests(text: string, name: string, opts: { trim?: boolea
         if (!d) continue;
         const err = d.errors[0];
         if (err) return { ok: false, error: `document ${i + 1}: ${err.message.split('\n')[0] ?? 'parse error'}` };
-        docs.push(d.toJS({ maxAliasCount: 100 }));
+        docs.push(d.toJS(TO_JS));
       }
     }
     for (let i = 0; i < docs.length; i++) {
@@ -295,7 +303,7 @@ export function parseManifests(text: string, name: string, opts: { trim?: boolea
   } catch (e) {
     return { ok: false, error: e instanceof Error ? e.message.split('\n')[0] ?? e.message : String(e) };
   }
-  return { ok: true, objects: out.objects, skipped: out.skipped };
+  return out.result();
 }
 
 /** Build a Snapshot from classified objects: a later object with the same key replaces an earlier one (as repeated `kubectl apply` would). */

@@ -268,9 +268,15 @@ function sliceEndpoints(out: Rec, eps: unknown): void {
   Object.defineProperty(out, 'endpoints', PACKED_ENDPOINTS);
 }
 
-function withSpecStatus(o: Rec, spec: ((s: Rec) => Rec) | undefined, status: ((s: Rec) => Rec) | undefined): Rec {
+/** apiVersion, kind and the trimmed metadata: what every kind keeps. */
+function base(o: Rec): Rec {
   const out = head(o);
   out.metadata = metadata(o.metadata);
+  return out;
+}
+
+function withSpecStatus(o: Rec, spec: ((s: Rec) => Rec) | undefined, status: ((s: Rec) => Rec) | undefined): Rec {
+  const out = base(o);
   if (o.spec !== undefined) out.spec = spec && isRec(o.spec) ? spec(o.spec) : o.spec;
   if (o.status !== undefined) out.status = status && isRec(o.status) ? status(o.status) : o.status;
   return out;
@@ -285,8 +291,7 @@ const TRIM: Record<string, (o: Rec) => Rec> = {
     return out;
   }, (s) => pick(s, ['loadBalancer'])),
   EndpointSlice: (o) => {
-    const out = head(o);
-    out.metadata = metadata(o.metadata);
+    const out = base(o);
     for (const k of ['addressType', 'ports'] as const) if (o[k] !== undefined) out[k] = o[k];
     internField(out, 'addressType');
     if (out.ports !== undefined) out.ports = sharedPorts(out.ports);

@@ -47,10 +47,10 @@ async function scripted(t: Teardown, handler: Handler): Promise<Scripted> {
   return s;
 }
 
-function kubeconfig(server: string, user: User = { name: 'u', token: 'tok' }): KubeConfig {
+function kubeconfig(server: string, user: User = { name: 'u', token: 'tok' }, skipTLSVerify = true): KubeConfig {
   const kc = new KubeConfig();
   // A plain-HTTP server needs skipTLSVerify (client-node refuses http: otherwise).
-  kc.loadFromOptions({ clusters: [{ name: 'c', server, skipTLSVerify: true }], users: [user], contexts: [{ name: 'x', cluster: 'c', user: user.name }], currentContext: 'x' });
+  kc.loadFromOptions({ clusters: [{ name: 'c', server, skipTLSVerify }], users: [user], contexts: [{ name: 'x', cluster: 'c', user: user.name }], currentContext: 'x' });
   return kc;
 }
 
@@ -246,8 +246,7 @@ t.test('cannot start: rejects without calling done', async (t) => {
   const dones: unknown[] = [];
   const none = new KubeConfig();
   await t.rejects(watchStream(none, '/api/v1/services', {}, () => {}, (e) => dones.push(e)), /No currently active cluster/);
-  const strict = new KubeConfig();
-  strict.loadFromOptions({ clusters: [{ name: 'c', server: 'http://127.0.0.1:1', skipTLSVerify: false }], users: [{ name: 'u' }], contexts: [{ name: 'x', cluster: 'c', user: 'u' }], currentContext: 'x' });
+  const strict = kubeconfig('http://127.0.0.1:1', { name: 'u' }, false);
   await t.rejects(watchStream(strict, '/api/v1/services', {}, () => {}, (e) => dones.push(e)), /HTTP protocol is not allowed/);
   t.same(dones, []);
 });

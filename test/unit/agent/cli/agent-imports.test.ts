@@ -8,6 +8,11 @@ import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('../../../../', import.meta.url));
 
+/** What `script` (an ES module) prints, run in a fresh node from the repo root. */
+async function inFreshNode(script: string): Promise<string> {
+  return (await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script], { cwd: root })).stdout;
+}
+
 /** npm packages loaded by importing `modules` (paths relative to the repo) in a fresh node. */
 async function packagesLoadedBy(modules: string[]): Promise<string[]> {
   const script = `
@@ -17,8 +22,7 @@ async function packagesLoadedBy(modules: string[]): Promise<string[]> {
     for (const m of ${JSON.stringify(modules)}) await import(${JSON.stringify(root)} + m);
     console.log(JSON.stringify([...seen].sort()));
   `;
-  const { stdout } = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script], { cwd: root });
-  return JSON.parse(stdout) as string[];
+  return JSON.parse(await inFreshNode(script)) as string[];
 }
 
 t.test('the agent with a dir source loads no kube client, no execa, no YAML parser', async (t) => {
@@ -36,8 +40,7 @@ t.test('the agent with a dir source loads neither undici nor TLS from Node itsel
   // An ES import of node:http reads all its exports, and the WebSocket getter
   // loads undici (with tls, http2, zlib, worker_threads): ~12 MB of RSS.
   const code = `await import(${JSON.stringify(root + 'agent/cli/commands/agent.ts')}); await import(${JSON.stringify(root + 'agent/agent.ts')}); process.stdout.write(JSON.stringify(process.moduleLoadList));`;
-  const { stdout } = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', code], { cwd: root });
-  const loaded = JSON.parse(stdout) as string[];
+  const loaded = JSON.parse(await inFreshNode(code)) as string[];
   t.ok(loaded.includes('NativeModule _http_server'), "the check sees Node's modules (the API server's are loaded)");
   t.same(loaded.filter((m) => /undici|\btls\b|http2/.test(m)), [], 'no undici, tls or http2');
 });
