@@ -5,7 +5,7 @@
 //   kinglet lab down   remove it (idempotent; also after a crashed up)
 import { parseArgs } from 'node:util';
 import { exitStatus, formatDuration, jsonReport, renderReport } from '../../connectivity/report.ts';
-import { DEFAULT_LAB_NAME, labNameProblem, MAX_NODES, nameFlag } from '../../lab/plan.ts';
+import { DEFAULT_LAB_NAME, labDir, labNameProblem, MAX_NODES, nameFlag } from '../../lab/plan.ts';
 import type { LabState } from '../../lab/state.ts';
 import { CommandError, printJson, UsageError, withInterrupt, type Io } from '../io.ts';
 
@@ -145,6 +145,11 @@ async function doDown(io: Io, name: string): Promise<number> {
   return r.errors.length ? 1 : 0;
 }
 
+/** `kinglet lab` refuses a name that is taken: what to do instead, for that lab. */
+export function labExists(name: string): string {
+  return `a lab named ${name} exists already: use kinglet lab test${nameFlag(name)}, or remove it with kinglet lab down${nameFlag(name)}, or pass another --name`;
+}
+
 /** The last line of `kinglet lab down`: what went, and what to run when something is left. */
 export function downSummary(name: string, r: { removed: string[]; errors: string[] }): string {
   return r.errors.length
@@ -193,11 +198,8 @@ export async function run(args: string[], io: Io): Promise<number> {
   }
   await withLab(({ preflight }) => preflight());
   const { existsSync } = await import('node:fs');
-  const { labDir } = await import('../../lab/plan.ts');
-  if (existsSync(labDir(o.name))) {
-    // Someone's lab: never tear it down from here.
-    throw new CommandError(`a lab named ${o.name} exists already: use kinglet lab test${nameFlag(o.name)}, or remove it with kinglet lab down, or pass another --name`);
-  }
+  // Someone's lab: never tear it down from here.
+  if (existsSync(labDir(o.name))) throw new CommandError(labExists(o.name));
   let status = 1;
   await withInterrupt(io, INTERRUPTED, async (signal) => {
     try {
