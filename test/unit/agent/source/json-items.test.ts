@@ -5,7 +5,7 @@
 import t, { type Test } from 'tap';
 import { jsonTopLevel, parseSpan, type JsonTopLevel } from '../../../../agent/source/json-items.ts';
 import { parseManifests } from '../../../../agent/source/manifests.ts';
-import { trimObject } from '../../../../agent/source/trim.ts';
+import { wholeThenTrimmed } from '../../../lib/manifests.ts';
 
 /** What the scanner's spans give back, parsed: the array, or the object. */
 function reassembled(text: string, top: JsonTopLevel): unknown {
@@ -72,12 +72,6 @@ const slice = (name: string) => ({
 });
 
 /** What the dir source got before items were parsed one at a time: the whole text parsed, then each object trimmed. */
-function wholeThenTrimmed(text: string, name: string) {
-  const r = parseManifests(text, name);
-  if (!r.ok) return r;
-  return { ...r, objects: r.objects.map((o) => ({ ...o, object: trimObject(o.object.kind ?? '', o.object) })) };
-}
-
 t.test('parseManifests with trim: the same objects, skips and errors as a whole-text parse then trim', async (t) => {
   const cases: Record<string, string> = {
     'a kind: List': JSON.stringify({ apiVersion: 'v1', kind: 'List', metadata: { resourceVersion: '' }, items: [svc('a', '10.43.0.1'), { ...slice('a'), apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice' }, { kind: 'ConfigMap', metadata: { name: 'c' } }, 7, svc('b', '10.43.0.2', { metadata: { name: 'b' } })] }, null, 2),

@@ -6,15 +6,9 @@ import t from 'tap';
 import { Parser, parseAllDocuments, stringify } from 'yaml';
 import { splitYamlList } from '../../../../agent/source/yaml-items.ts';
 import { parseManifests } from '../../../../agent/source/manifests.ts';
-import { trimObject } from '../../../../agent/source/trim.ts';
+import { wholeThenTrimmed } from '../../../lib/manifests.ts';
 
 /** What the dir source got before: the whole text parsed, then each object trimmed. */
-function wholeThenTrimmed(text: string, name: string) {
-  const r = parseManifests(text, name);
-  if (!r.ok) return r;
-  return { ...r, objects: r.objects.map((o) => ({ ...o, object: trimObject(o.object.kind ?? '', o.object) })) };
-}
-
 const svc = (name: string, ns = 'web') => ({
   apiVersion: 'v1',
   kind: 'Service',
